@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can fix."""
+
+
+class BrainPropError(Exception):
+    """A problem caused by the user's input (arguments, files, data).
+
+    The CLI prints its message as a single line and exits non-zero, so the
+    message must say what is wrong and what to do about it.
+    """
