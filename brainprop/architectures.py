@@ -1,0 +1,214 @@
+"""The four architectures of the paper and their hyperparameters, as data.
+
+Everything that depends on the architecture is read from `ARCHITECTURES`; the
+builder below turns a list of layer specs into Keras layers.  The layers that
+carry weights come in exactly the original release's order and shapes, so a
+legacy Keras 2 weight file loads by order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from brainprop.errors import BrainPropError
+
+if TYPE_CHECKING:
+    import keras
+
+ALGORITHMS = ("BrainProp", "EBP")
+
+# Which architectures the paper ran on which dataset (SPEC 1).
+ALLOWED = {
+    "MNIST": ("dense", "loccon", "conv"),
+    "CIFAR10": ("loccon", "conv", "deep"),
+    "CIFAR100": ("loccon", "conv", "deep"),
+    "TinyImageNet": ("deep",),
+}
+
+LayerSpec = tuple  # ("conv", filters, strides), ("dense", units), ("relu",), ...
+
+
+def _conv_block(kind: str, filters: int, strides: int = 1) -> list[LayerSpec]:
+    # BatchNorm comes after the ReLU everywhere (SPEC 3).
+    return [(kind, filters, strides), ("relu",), ("batchnorm",)]
+
+
+def _shallow(kind: str) -> list[LayerSpec]:
+    return [
+        *_conv_block(kind, 32),
+        *_conv_block(kind, 32, strides=2),
+        ("dropout", 0.3),
+        ("flatten",),
+        ("dense", 500),
+        ("relu",),
+        ("dropout", 0.3),
+    ]
+
+
+_DEEP = [
+    *_conv_block("conv", 64),
+    *_conv_block("conv", 64),
+    ("maxpool", 2),
+    ("dropout", 0.3),
+    *_conv_block("conv", 128),
+    *_conv_block("conv", 128),
+    ("maxpool", 2),
+    ("dropout", 0.3),
+    *_conv_block("conv", 128),
+    *_conv_block("conv", 128),
+    *_conv_block("conv", 128),
+    ("maxpool", 2),
+    ("dropout", 0.8),
+    ("flatten",),
+    ("dense", 500),
+    ("relu",),
+    ("dropout", 0.3),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """One row of SPEC 2: the layers (output layer excluded) and hyperparameters."""
+
+    layers: tuple[LayerSpec, ...]
+    batch_size: int
+    learning_rate: float
+    init_std: float
+    l2: float
+    padding: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "dense": Architecture(
+        layers=(
+            ("flatten",),
+            ("dense", 1500),
+            ("relu",),
+            ("dense", 1000),
+            ("relu",),
+            ("dense", 500),
+            ("relu",),
+        ),
+        batch_size=128,
+        learning_rate=0.1,
+        init_std=0.01,
+        l2=0.0,
+        padding="valid",
+    ),
+    "conv": Architecture(tuple(_shallow("conv")), 128, 0.1, 0.005, 0.0, "same"),
+    "loccon": Architecture(tuple(_shallow("loccon")), 32, 0.1, 0.005, 0.0, "valid"),
+    "deep": Architecture(tuple(_DEEP), 128, 0.1, 0.005, 0.0005, "same"),
+}
+
+# Learning-rate schedule of the release: halve every 100 epochs.
+LR_HALVING_EPOCHS = 100
+
+
+def learning_rate_at(epoch: int, initial: float) -> float:
+    """Learning rate for a 0-based `epoch`: `initial * 0.5 ** (epoch // 100)`."""
+    return initial * 0.5 ** (epoch // LR_HALVING_EPOCHS)
+
+
+def check_combination(dataset: str, architecture: str, algorithm: str) -> None:
+    """Raise BrainPropError unless the paper ran this dataset/architecture/algorithm."""
+    if algorithm not in ALGORITHMS:
+        raise BrainPropError(
+            f"unknown algorithm {algorithm!r}: choose {' or '.join(ALGORITHMS)}"
+        )
+    if architecture in ALLOWED.get(dataset, ()):
+        return
+    allowed = "; ".join(f"{d}: {', '.join(a)}" for d, a in ALLOWED.items())
+    raise BrainPropError(
+        f"{dataset} with {architecture} is not a combination of the paper; "
+        f"allowed: {allowed}"
+    )
+
+
+def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers.Layer:
+    import keras
+
+    from brainprop.layers import LocallyConnected2D
+
+    kind, *args = spec
+    weights = {
+        "use_bias": False,
+        "kernel_initializer": keras.initializers.RandomNormal(0.0, arch.init_std),
+        "kernel_regularizer": keras.regularizers.L2(arch.l2) if arch.l2 else None,
+    }
+    name = f"{kind}_{index}"
+    if kind == "conv":
+        filters, strides = args
+        return keras.layers.Conv2D(
+            filters, 3, strides=strides, padding=arch.padding, name=name, **weights
+        )
+    if kind == "loccon":
+        filters, strides = args
+        return LocallyConnected2D(filters, 3, strides=strides, name=name, **weights)
+    if kind == "dense":
+        return keras.layers.Dense(args[0], name=name, **weights)
+    simple = {
+        "relu": lambda: keras.layers.ReLU(name=name),
+        "batchnorm": lambda: keras.layers.BatchNormalization(name=name),
+        "maxpool": lambda: keras.layers.MaxPooling2D(args[0] if args else 2, name=name),
+        "dropout": lambda: keras.layers.Dropout(args[0] if args else 0.0, name=name),
+        "flatten": lambda: keras.layers.Flatten(name=name),
+    }
+    return simple[kind]()
+
+
+def build_model(
+    architecture: str,
+    algorithm: str,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    seed: int = 1,
+) -> keras.Model:
+    """Build the network of SPEC 3 (uncompiled).
+
+    BrainProp gets a linear output and the `BrainProp` model class (the rule);
+    EBP gets a softmax output in a plain `keras.Model`.  Weight initialisation
+    draws from Keras' global seed, so call `keras.utils.set_random_seed` first.
+    """
+    import keras
+
+    from brainprop.model import BrainProp
+
+    arch = ARCHITECTURES[architecture]
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = inputs
+    for index, spec in enumerate(arch.layers, start=1):
+        x = _make_layer(spec, arch, index)(x)
+    output = keras.layers.Dense(
+        n_classes,
+        use_bias=False,
+        activation=None if algorithm == "BrainProp" else "softmax",
+        kernel_initializer=keras.initializers.RandomNormal(0.0, arch.init_std),
+        kernel_regularizer=keras.regularizers.L2(arch.l2) if arch.l2 else None,
+        name="output",
+    )(x)
+    name = f"{architecture}_{algorithm}"
+    if algorithm == "BrainProp":
+        return BrainProp(inputs, output, seed=seed, name=name)
+    return keras.Model(inputs, output, name=name)
+
+
+def compile_model(
+    model: keras.Model, learning_rate: float, jit_compile: bool | str = "auto"
+) -> keras.Model:
+    """Compile with plain SGD (no momentum); the loss depends on the algorithm."""
+    import keras
+
+    from brainprop.model import BrainProp
+
+    optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0)
+    if isinstance(model, BrainProp):
+        model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    else:
+        model.compile(
+            optimizer=optimizer,
+            loss="sparse_categorical_crossentropy",
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=jit_compile,
+        )
+    return model

@@ -1,0 +1,220 @@
+"""The command line of the original release, kept exactly, plus a few options.
+
+    python main.py <dataset> <architecture> <algorithm> [-s] [-l WEIGHTS]
+
+Mistakes a user can make end in one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import sys
+
+from brainprop.architectures import ALGORITHMS, ALLOWED, ARCHITECTURES, check_combination
+from brainprop.errors import BrainPropError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # One line, no usage block: the full usage is one --help away.
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    allowed = "; ".join(f"{d}: {', '.join(a)}" for d, a in ALLOWED.items())
+    parser = _Parser(
+        prog="main.py",
+        description="Train or evaluate a network with BrainProp or error backpropagation "
+        f"(Pozzi, Bohte & Roelfsema, NeurIPS 2020). Combinations: {allowed}.",
+    )
+    parser.add_argument("dataset", choices=list(ALLOWED), help="the data set")
+    parser.add_argument("architecture", choices=list(ARCHITECTURES), help="the network")
+    parser.add_argument("algorithm", choices=list(ALGORITHMS), help="the learning rule")
+    parser.add_argument(
+        "-s", "--save", action="store_true",
+        help="save the accuracy plot (PDF and PNG), the history pickle, the weights of "
+        "the best validation epoch and a JSON run summary",
+    )
+    parser.add_argument(
+        "-l", "--load", metavar="WEIGHTS",
+        help="evaluate these weights (this project's .weights.h5 or a legacy Keras 2 "
+        ".h5 of the original release) on the test set instead of training",
+    )
+    parser.add_argument("--epochs", type=_positive(int), default=500,
+                        help="at most this many epochs (default: 500)")
+    parser.add_argument("--patience", type=_positive(int), default=45,
+                        help="stop after this many epochs without a 0.001 gain in "
+                        "validation accuracy (default: 45)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed for NumPy and the backend (default: 1)")
+    parser.add_argument("--batch-size", type=_positive(int),
+                        help="batch size (default: 128, or 32 for loccon)")
+    parser.add_argument("--learning-rate", type=_positive(float),
+                        help="initial learning rate, halved every 100 epochs (default: 0.1)")
+    parser.add_argument("--output-dir", default=".",
+                        help="where -s writes its files (default: current directory)")
+    parser.add_argument("--data-dir",
+                        help="read the data set from the standard files in this folder "
+                        "instead of downloading it (see README)")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    # Everything a user can get wrong is checked before Keras starts a backend.
+    check_combination(args.dataset, args.architecture, args.algorithm)
+    output_dir = None
+    if args.load:
+        from brainprop.weights import check_weight_file
+
+        check_weight_file(args.load)
+    elif args.save:
+        from brainprop.outputs import check_writable
+
+        output_dir = check_writable(args.output_dir)
+
+    from brainprop.datasets import load_dataset
+
+    data = load_dataset(args.dataset, args.data_dir)
+
+    import keras
+
+    from brainprop.architectures import build_model, compile_model
+
+    keras.utils.set_random_seed(args.seed)
+    arch = ARCHITECTURES[args.architecture]
+    batch_size = args.batch_size or arch.batch_size
+    learning_rate = args.learning_rate or arch.learning_rate
+    model = build_model(
+        args.architecture, args.algorithm, data.input_shape, data.n_classes, seed=args.seed
+    )
+    compile_model(model, learning_rate)
+    model.summary()
+
+    if args.load:
+        from brainprop.training import evaluate
+        from brainprop.weights import load_weights
+
+        load_weights(model, args.load)
+        print(f"Test accuracy: {evaluate(model, data, batch_size):.4f}")
+        return
+
+    from brainprop.training import TrainingConfig, train
+
+    config = TrainingConfig(
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    print(
+        f"Training {args.algorithm} on {args.dataset} ({args.architecture}): "
+        f"batch {batch_size}, learning rate {learning_rate}, init std {arch.init_std}, "
+        f"L2 {arch.l2}, at most {args.epochs} epochs, patience {args.patience}, "
+        f"seed {args.seed}, backend {keras.backend.backend()}"
+    )
+    files = None
+    if output_dir is not None:
+        from brainprop.outputs import reserve_run_files
+
+        base = f"{args.dataset}_{args.architecture}_{args.algorithm}_seed{args.seed}"
+        files = reserve_run_files(output_dir, base)
+    started = datetime.datetime.now().astimezone()
+    result = train(
+        model,
+        data,
+        config,
+        best_weights_path=files.weights if files else None,
+        csv_log_path=files.log if files else None,
+    )
+    print(
+        f"Best validation accuracy {result.best_val_accuracy:.4f} at epoch "
+        f"{result.best_epoch} of {len(result.epoch_seconds)} ({result.stop_reason})"
+    )
+    if files is not None:
+        _save(args, model, data, config, arch, result, files, started)
+
+
+def _save(args, model, data, config, arch, result, files, started) -> None:
+    import keras
+
+    from brainprop.outputs import plot_accuracy, write_history, write_summary
+
+    plot_accuracy(
+        result.history,
+        f"{args.dataset} {args.architecture} {args.algorithm}",
+        files.plot_pdf,
+        files.plot_png,
+    )
+    write_history(files.history, args.dataset, args.algorithm, result.history)
+    summary = {
+        "dataset": args.dataset,
+        "architecture": args.architecture,
+        "algorithm": args.algorithm,
+        "seed": args.seed,
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "python_version": platform.python_version(),
+        "total_params": int(model.count_params()),
+        "n_classes": data.n_classes,
+        "train_images": int(len(data.y_train)),
+        "test_images": int(len(data.y_test)),
+        "epochs_run": len(result.epoch_seconds),
+        "best_epoch": result.best_epoch,
+        "best_val_accuracy": result.best_val_accuracy,
+        "stop_reason": result.stop_reason,
+        "epoch_seconds": [round(s, 4) for s in result.epoch_seconds],
+        "hyperparameters": {
+            "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate,
+            "lr_schedule": "learning_rate * 0.5 ** (epoch // 100)",
+            "init_std": arch.init_std,
+            "l2": arch.l2,
+            "padding": arch.padding,
+            "max_epochs": config.epochs,
+            "patience": config.patience,
+            "min_delta": config.min_delta,
+            "optimizer": "SGD, no momentum",
+            "epsilon": getattr(model, "epsilon", None),
+        },
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": args.command,
+        "files": {k: v for k, v in files.names().items() if getattr(files, k).exists() or k == "summary"},
+    }
+    write_summary(files.summary, summary)
+    print(f"Saved {', '.join(summary['files'].values())} in {files.stem.parent}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    args.command = " ".join(["python main.py", *argv])
+    try:
+        _run(args)
+    except BrainPropError as error:
+        print(f"main.py: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""The data sets (SPEC 5): MNIST, CIFAR10 and CIFAR100 as uint8 arrays, and their batches.
+
+Without a data folder the data come from `keras.datasets` (downloaded once, then cached
+by Keras).  Offline, `--data-dir` points at the standard files instead: `mnist.npz`,
+`cifar-10-batches-py/` or `cifar-10-python.tar.gz`, `cifar-100-python/` or
+`cifar-100-python.tar.gz`.  The number of images per file is read from the files.
+
+Images stay uint8 (channels last) in memory; `ImageBatches` scales one batch at a time
+to float32 in [0, 1], so no float copy of a whole split is ever made.
+
+The CIFAR files are Python pickles, and unpickling runs code chosen by whoever wrote the
+file: only point `--data-dir` at files from a source you trust.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pickle
+import tarfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from brainprop.errors import BrainPropError
+
+DATASET_CLASSES = {"MNIST": 10, "CIFAR10": 10, "CIFAR100": 100}
+
+# (x_train, y_train, x_test, y_test), images (N, H, W, C) uint8.
+Splits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A data set's training and test splits, as loaded into memory.
+
+    Images are uint8 with shape (N, H, W, C) (channels last); labels are int32 with
+    shape (N,) and values in [0, n_classes).  `eq=False`: two data sets compare (and
+    hash) by identity, since comparing NumPy arrays field by field is ambiguous.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The shape (H, W, C) of one image."""
+        height, width, channels = self.x_train.shape[1:]
+        return (int(height), int(width), int(channels))
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Load `name` from `keras.datasets`, or from the standard files in `data_dir`.
+
+    Raises BrainPropError (a one-line message saying what to do) for an unknown name,
+    a failed download, a missing file, or a file that is corrupt or holds arrays of the
+    wrong shape, dtype or label range.
+    """
+    if name not in DATASET_CLASSES:
+        known = ", ".join(DATASET_CLASSES)
+        raise BrainPropError(f"unknown dataset {name!r}; known datasets: {known}")
+    if data_dir is None:
+        splits, source = _download(name), f"keras.datasets ({name})"
+    else:
+        folder = Path(data_dir)
+        if not folder.is_dir():
+            raise BrainPropError(
+                f"--data-dir {folder} is not a folder; pass the folder that holds "
+                f"{_FILES[name]}"
+            )
+        splits, source = _READERS[name](folder), str(folder)
+    return build_dataset(name, *splits, n_classes=DATASET_CLASSES[name], source=source)
+
+
+def build_dataset(
+    name: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    source: str,
+) -> Dataset:
+    """Check the four arrays (`source` names them in errors) and make a Dataset.
+
+    Images must be uint8 (N, H, W, C), both splits with the same image shape and at
+    least one image; labels integers in [0, n_classes), one per image.
+    """
+    for split, images in (("training", x_train), ("test", x_test)):
+        _check_images(images, (None, None, None, None), f"{source}: {split} images")
+        if len(images) == 0:
+            raise BrainPropError(f"{source}: the {split} split has no images")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise BrainPropError(
+            f"{source}: training images are {x_train.shape[1:]} but test images are "
+            f"{x_test.shape[1:]}; both splits must have the same image shape"
+        )
+    y_train = _check_labels(y_train, len(x_train), n_classes, f"{source}: training labels")
+    y_test = _check_labels(y_test, len(x_test), n_classes, f"{source}: test labels")
+    return Dataset(name, x_train, y_train, x_test, y_test, n_classes)
+
+
+# --- checks shared by all readers -------------------------------------------------------
+
+
+def _one_line(text: object, limit: int = 200) -> str:
+    """`text` with all whitespace runs made single spaces, cut to `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _check_images(images: object, shape: tuple, what: str) -> np.ndarray:
+    """`images` if it is a uint8 array whose shape matches `shape` (None: any size)."""
+    expected = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+    if not isinstance(images, np.ndarray):
+        kind = type(images).__name__
+        raise BrainPropError(f"{what} is a {kind}, expected a uint8 array {expected}")
+    if images.ndim != len(shape) or any(s not in (None, n) for s, n in zip(shape, images.shape)):
+        raise BrainPropError(f"{what} has shape {images.shape}, expected {expected}")
+    if images.dtype != np.uint8:
+        raise BrainPropError(f"{what} has dtype {images.dtype}, expected uint8")
+    return images
+
+
+def _check_labels(labels: object, n_images: int, n_classes: int, what: str) -> np.ndarray:
+    """`labels` as int32 (N,) if they are integers in [0, n_classes), one per image."""
+    try:
+        array = np.asarray(labels)
+    except (TypeError, ValueError) as exc:
+        raise BrainPropError(f"{what} is not an array of integers ({_one_line(exc)})") from exc
+    if array.ndim == 2 and array.shape[1:] == (1,):
+        array = array[:, 0]
+    if array.size == 0:
+        array = array.astype(np.int32)
+    if array.ndim != 1:
+        raise BrainPropError(f"{what} has shape {array.shape}, expected (N,)")
+    if array.dtype.kind not in "iu":
+        raise BrainPropError(f"{what} has dtype {array.dtype}, expected integers")
+    if len(array) != n_images:
+        raise BrainPropError(f"{what} has {len(array)} labels for {n_images} images")
+    if array.size and (array.min() < 0 or array.max() >= n_classes):
+        raise BrainPropError(
+            f"{what} has values from {array.min()} to {array.max()}, expected 0 to {n_classes - 1}"
+        )
+    return array.astype(np.int32)
+
+
+@contextmanager
+def _reading(name: str) -> Iterator[None]:
+    """Turn any failure to read file `name` (other than our own checks) into one line."""
+    try:
+        yield
+    except BrainPropError:
+        raise
+    except Exception as exc:
+        raise BrainPropError(
+            f"{name}: cannot read it ({type(exc).__name__}: {_one_line(exc)}); "
+            "if it is truncated or corrupt, get it again"
+        ) from exc
+
+
+# --- keras.datasets -----------------------------------------------------------------------
+
+
+def _download_mnist() -> Splits:
+    import keras  # only for downloads: reading local files needs no backend
+
+    (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    return x_train[..., None], y_train, x_test[..., None], y_test
+
+
+def _download_cifar(module: str, **kwargs) -> Splits:
+    import keras
+
+    (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, module).load_data(**kwargs)
+    if keras.config.image_data_format() == "channels_first":  # Keras gave (N, 3, 32, 32)
+        x_train, x_test = (np.ascontiguousarray(x.transpose(0, 2, 3, 1)) for x in (x_train, x_test))
+    return x_train, y_train, x_test, y_test
+
+
+_DOWNLOADERS: dict[str, Callable[[], Splits]] = {
+    "MNIST": _download_mnist,
+    "CIFAR10": functools.partial(_download_cifar, "cifar10"),
+    "CIFAR100": functools.partial(_download_cifar, "cifar100", label_mode="fine"),
+}
+
+# What to put in a --data-dir folder, for the messages.
+_FILES = {
+    "MNIST": "mnist.npz",
+    "CIFAR10": "cifar-10-python.tar.gz (or the extracted cifar-10-batches-py/)",
+    "CIFAR100": "cifar-100-python.tar.gz (or the extracted cifar-100-python/)",
+}
+
+
+def _download(name: str) -> Splits:
+    """`name` from keras.datasets; BrainPropError telling what to do if that fails."""
+    try:
+        return _DOWNLOADERS[name]()
+    except Exception as exc:
+        raise BrainPropError(
+            f"could not download {name} (no internet? {type(exc).__name__}: "
+            f"{_one_line(exc)}): put {_FILES[name]} in a folder and pass --data-dir FOLDER"
+        ) from exc
+
+
+# --- mnist.npz ----------------------------------------------------------------------------
+
+_MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _read_mnist(folder: Path) -> Splits:
+    """x_train, y_train, x_test, y_test from `folder`/mnist.npz, images (N, 28, 28, 1)."""
+    path = folder / "mnist.npz"
+    if not path.is_file():
+        raise BrainPropError(f"mnist.npz not found: put mnist.npz in {folder}")
+    with _reading("mnist.npz"), np.load(path, allow_pickle=False) as npz:
+        missing = [key for key in _MNIST_KEYS if key not in npz.files]
+        if missing:
+            raise BrainPropError(f"mnist.npz has no {', '.join(missing)}; get the file again")
+        arrays = {key: npz[key] for key in _MNIST_KEYS}
+    splits = []
+    for split in ("train", "test"):
+        images = _check_images(arrays[f"x_{split}"], (None, 28, 28), f"mnist.npz: x_{split}")
+        labels = _check_labels(
+            arrays[f"y_{split}"], len(images), DATASET_CLASSES["MNIST"], f"mnist.npz: y_{split}"
+        )
+        splits += [images[..., None], labels]
+    return tuple(splits)
+
+
+# --- CIFAR pickles, in their folder or in the original tarball -----------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _CifarLayout:
+    name: str  # the dataset
+    folder: str  # the extracted folder, also the folder inside the tarball
+    tarball: str
+    train: tuple[str, ...]  # pickles of the training split
+    test: tuple[str, ...]
+    label_key: str
+
+
+_CIFAR10 = _CifarLayout(
+    "CIFAR10",
+    "cifar-10-batches-py",
+    "cifar-10-python.tar.gz",
+    tuple(f"data_batch_{i}" for i in range(1, 6)),
+    ("test_batch",),
+    "labels",
+)
+_CIFAR100 = _CifarLayout(
+    "CIFAR100", "cifar-100-python", "cifar-100-python.tar.gz", ("train",), ("test",), "fine_labels"
+)
+
+
+def _read_cifar(layout: _CifarLayout, folder: Path) -> Splits:
+    """The training and test splits of a CIFAR data set, from its folder or its tarball."""
+    pickles = _cifar_pickles(layout, folder)
+    splits = []
+    for members in (layout.train, layout.test):
+        parts = [_cifar_arrays(layout, name, pickles[name]) for name in members]
+        splits += [_stack_images([x for x, _ in parts]), np.concatenate([y for _, y in parts])]
+    return tuple(splits)
+
+
+def _stack_images(parts: list[np.ndarray]) -> np.ndarray:
+    """The (transposed) image arrays `parts` as one C-contiguous array, copied once."""
+    stacked = np.empty((sum(len(p) for p in parts), *parts[0].shape[1:]), np.uint8)
+    start = 0
+    for part in parts:
+        stacked[start : start + len(part)] = part
+        start += len(part)
+    return stacked
+
+
+def _cifar_pickles(layout: _CifarLayout, folder: Path) -> dict[str, object]:
+    """Unpickled contents of each of `layout`'s files, by file name."""
+    names = layout.train + layout.test
+    directory = folder / layout.folder
+    if directory.is_dir():
+        missing = [name for name in names if not (directory / name).is_file()]
+        if missing:
+            raise BrainPropError(
+                f"{layout.folder}/ in {folder} lacks {', '.join(missing)}; "
+                f"put the complete {layout.folder}/ (or {layout.tarball}) there"
+            )
+        return {name: _unpickle_file(directory / name, f"{layout.folder}/{name}") for name in names}
+    if (folder / layout.tarball).is_file():
+        return _unpickle_tar_members(folder / layout.tarball, layout.folder, names)
+    raise BrainPropError(f"{layout.name} not found: put {_FILES[layout.name]} in {folder}")
+
+
+def _unpickle_file(path: Path, label: str) -> object:
+    with _reading(label), open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def _unpickle_tar_members(path: Path, inner: str, names: tuple[str, ...]) -> dict[str, object]:
+    """Unpickle `inner`/name for each name, in one pass over the tarball (no extraction)."""
+    wanted = {f"{inner}/{name}": name for name in names}
+    found = {}
+    with _reading(path.name), tarfile.open(path, "r:*") as tar:
+        for member in tar:
+            name = wanted.get(member.name.removeprefix("./"))
+            if name is not None and member.isfile():
+                found[name] = pickle.load(tar.extractfile(member), encoding="bytes")
+    missing = [f"{inner}/{name}" for name in names if name not in found]
+    if missing:
+        raise BrainPropError(f"{path.name} lacks {', '.join(missing)}; get the file again")
+    return found
+
+
+def _cifar_arrays(
+    layout: _CifarLayout, name: str, content: object
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 32, 32, 3) and labels (N,) of one unpickled CIFAR file."""
+    what = f"{layout.folder}/{name}"
+    if not isinstance(content, dict):
+        kind = type(content).__name__
+        raise BrainPropError(f"{what} holds a {kind}, expected a dict; get the file again")
+    entries = {}
+    for key in ("data", layout.label_key):
+        value = content.get(key.encode(), content.get(key))
+        if value is None:
+            raise BrainPropError(f"{what} has no {key!r} entry; get the file again")
+        entries[key] = value
+    rows = _check_images(entries["data"], (None, 3072), f"{what}: data")
+    n_classes = DATASET_CLASSES[layout.name]
+    label_what = f"{what}: {layout.label_key}"
+    labels = _check_labels(entries[layout.label_key], len(rows), n_classes, label_what)
+    return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+_READERS: dict[str, Callable[[Path], Splits]] = {
+    "MNIST": _read_mnist,
+    "CIFAR10": functools.partial(_read_cifar, _CIFAR10),
+    "CIFAR100": functools.partial(_read_cifar, _CIFAR100),
+}

@@ -1,0 +1,131 @@
+"""What `-s` leaves behind: accuracy plot, history pickle, weights, run summary.
+
+Nothing existing is overwritten: every run reserves a fresh stem
+(`CIFAR10_deep_BrainProp_seed1`, then `..._seed1_2`, ...), and every file is
+written under a temporary name and renamed into place, so a crash never
+leaves a truncated file under a real name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+
+from brainprop.errors import BrainPropError  # noqa: E402
+
+SUFFIXES = {
+    "plot_pdf": "_accuracy.pdf",
+    "plot_png": "_accuracy.png",
+    "history": "_history.pkl",
+    "weights": "_weights.weights.h5",
+    "summary": "_summary.json",
+    "log": "_log.csv",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFiles:
+    """The paths of one run's outputs."""
+
+    stem: Path
+
+    def __getattr__(self, kind: str) -> Path:
+        if kind not in SUFFIXES:
+            raise AttributeError(kind)
+        return self.stem.with_name(self.stem.name + SUFFIXES[kind])
+
+    def names(self) -> dict[str, str]:
+        return {kind: getattr(self, kind).name for kind in SUFFIXES}
+
+
+def check_writable(output_dir: str | os.PathLike) -> Path:
+    """Create `output_dir` if needed and make sure files can be written there."""
+    directory = Path(output_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise BrainPropError(
+            f"cannot write to output directory {directory} ({error.strerror}): "
+            "choose another with --output-dir"
+        ) from None
+    return directory
+
+
+def reserve_run_files(output_dir: Path, base: str) -> RunFiles:
+    """Claim the first stem `base`, `base_2`, ... with no file of any kind yet.
+
+    The claim is the exclusive creation of the run's CSV log, so two runs
+    started together never pick the same stem.
+    """
+    for number in range(1, 100_000):
+        stem = output_dir / (base if number == 1 else f"{base}_{number}")
+        files = RunFiles(stem)
+        if any(getattr(files, kind).exists() for kind in SUFFIXES):
+            continue
+        try:
+            with open(files.log, "x"):
+                pass
+        except FileExistsError:
+            continue
+        return files
+    raise BrainPropError(f"too many runs named {base} in {output_dir}: use another --output-dir")
+
+
+def _write_atomically(path: Path, write) -> None:
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_history(path: Path, dataset: str, algorithm: str, history: dict) -> None:
+    """The original's pickle: `[dataset, algorithm, history_dict]`."""
+
+    def write(partial: Path) -> None:
+        with open(partial, "wb") as f:
+            pickle.dump([dataset, algorithm, history], f)
+
+    _write_atomically(path, write)
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    def write(partial: Path) -> None:
+        partial.write_text(json.dumps(summary, indent=2) + "\n")
+
+    _write_atomically(path, write)
+
+
+def plot_accuracy(history: dict, title: str, pdf_path: Path, png_path: Path) -> None:
+    """Training and validation accuracy per epoch, best validation epoch marked."""
+    train = history.get("accuracy", [])
+    val = history.get("val_accuracy", [])
+    epochs = range(1, len(train) + 1)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(epochs, train, label="training (reward rate)" if "BrainProp" in title else "training")
+    ax.plot(range(1, len(val) + 1), val, label="validation")
+    if val:
+        best = max(range(len(val)), key=lambda i: (val[i], -i))
+        ax.plot(best + 1, val[best], "k*", markersize=12,
+                label=f"best: {val[best]:.4f} at epoch {best + 1}")
+    ax.set(xlabel="epoch", ylabel="accuracy", title=title, ylim=(0, 1))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    for path in (pdf_path, png_path):
+        _write_atomically(path, lambda partial: fig.savefig(partial, format=path.suffix[1:]))
+    plt.close(fig)

@@ -1,0 +1,156 @@
+"""Training: Keras' `fit` with the release's stopping rules and schedule.
+
+Everything here is stock Keras: LearningRateScheduler for the halving
+schedule, EarlyStopping on validation accuracy, TerminateOnNaN, and
+ModelCheckpoint for the weights of the best validation epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from brainprop.architectures import learning_rate_at
+from brainprop.datasets import Dataset
+from brainprop.pipeline import ImageBatches
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """How long and how fast to train (defaults: the original release)."""
+
+    batch_size: int
+    learning_rate: float
+    epochs: int = 500
+    patience: int = 45
+    min_delta: float = 0.001
+    seed: int = 1
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    history: dict[str, list[float]]
+    epoch_seconds: list[float]
+    best_epoch: int  # 1-based; 0 when no epoch finished
+    best_val_accuracy: float
+    stop_reason: str  # "early_stopping", "max_epochs" or "nan_loss"
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records the wall-clock seconds of each epoch, validation included."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def partial_path(path: Path) -> Path:
+    """Where a file is written before it is renamed into place."""
+    return path.with_name(f".{path.name}.partial")
+
+
+def _checkpoint_path(path: Path) -> Path:
+    # Keras insists that weight files end in .weights.h5.
+    return path.with_name(f".{path.name[: -len('.weights.h5')]}.partial.weights.h5")
+
+
+def train(
+    model: keras.Model,
+    data: Dataset,
+    config: TrainingConfig,
+    best_weights_path: str | os.PathLike | None = None,
+    csv_log_path: str | os.PathLike | None = None,
+    verbose: int | str = "auto",
+) -> TrainingResult:
+    """Train `model` (compiled) on `data`, validating on the test set each epoch.
+
+    Stops when validation accuracy has not improved by `min_delta` for
+    `patience` epochs, after `epochs` epochs, or on a NaN loss.  With
+    `best_weights_path`, the weights of the best validation epoch end up there.
+    """
+    train_batches = ImageBatches(
+        data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
+    )
+    val_batches = ImageBatches(data.x_test, data.y_test, config.batch_size)
+    timer = EpochTimer()
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy",
+        mode="max",
+        min_delta=config.min_delta,
+        patience=config.patience,
+    )
+    callbacks = [
+        keras.callbacks.LearningRateScheduler(
+            lambda epoch: learning_rate_at(epoch, config.learning_rate)
+        ),
+        early_stopping,
+        keras.callbacks.TerminateOnNaN(),
+        timer,
+    ]
+    if best_weights_path is not None:
+        checkpoint = _checkpoint_path(Path(best_weights_path))
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(checkpoint),
+                monitor="val_accuracy",
+                mode="max",
+                save_best_only=True,
+                save_weights_only=True,
+            )
+        )
+    if csv_log_path is not None:
+        callbacks.append(keras.callbacks.CSVLogger(str(csv_log_path)))
+
+    fit = model.fit(
+        train_batches,
+        validation_data=val_batches,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        shuffle=False,  # ImageBatches shuffles, reproducibly per (seed, epoch)
+        verbose=verbose,
+    )
+    if best_weights_path is not None and checkpoint.exists():
+        os.replace(checkpoint, best_weights_path)
+    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+    return _result(history, timer.seconds, early_stopping.stopped_epoch > 0)
+
+
+def _result(
+    history: dict[str, list[float]], epoch_seconds: list[float], stopped_early: bool
+) -> TrainingResult:
+    val = history.get("val_accuracy", [])
+    losses = history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        reason = "nan_loss"
+    elif stopped_early:
+        reason = "early_stopping"
+    else:
+        reason = "max_epochs"
+    finite = [v if math.isfinite(v) else -math.inf for v in val]
+    best = int(np.argmax(finite)) if finite else -1
+    return TrainingResult(
+        history=history,
+        epoch_seconds=epoch_seconds,
+        best_epoch=best + 1,
+        best_val_accuracy=float(val[best]) if finite else float("nan"),
+        stop_reason=reason,
+    )
+
+
+def evaluate(model: keras.Model, data: Dataset, batch_size: int) -> float:
+    """Test-set accuracy (argmax of the output against the label)."""
+    batches = ImageBatches(data.x_test, data.y_test, batch_size)
+    return float(model.evaluate(batches, return_dict=True, verbose=0)["accuracy"])

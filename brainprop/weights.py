@@ -1,0 +1,149 @@
+"""Weight files: the project's own (Keras 3 `.weights.h5`) and legacy Keras 2 HDF5.
+
+The original release shipped weights written by `model.save_weights("x.h5")`
+in TF 2.x: a root attribute `layer_names` lists every layer, and each layer's
+group lists its `weight_names`.  Those files load by order: the n-th layer
+with weights in the file goes to the n-th layer with weights in our model,
+which is why the architectures keep the original's layer order.
+
+Our own files are Keras 3 weight files, whose groups are named after our
+layers; they load by name.  Either way every shape is checked first, so a file
+for another architecture or another number of classes is refused in one line
+and the model is left untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import h5py
+import numpy as np
+
+from brainprop.errors import BrainPropError
+
+if TYPE_CHECKING:
+    import keras
+
+WEIGHTS_SUFFIX = ".weights.h5"
+
+
+def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's layers that carry weights, in order (the legacy matching order)."""
+    return [layer for layer in model.layers if layer.weights]
+
+
+def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Write the model's weights to `path` (ending in .weights.h5) atomically."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name[: -len(WEIGHTS_SUFFIX)]}.partial{WEIGHTS_SUFFIX}")
+    model.save_weights(str(partial), overwrite=True)
+    os.replace(partial, path)
+    return path
+
+
+def _attribute_list(group: h5py.Group, name: str) -> list[str]:
+    # Keras 2 splits long attributes into name0, name1, ... chunks.
+    if name in group.attrs:
+        values = list(group.attrs[name])
+    else:
+        values, chunk = [], 0
+        while f"{name}{chunk}" in group.attrs:
+            values.extend(group.attrs[f"{name}{chunk}"])
+            chunk += 1
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _read_legacy(root: h5py.Group) -> list[tuple[str, list[np.ndarray]]]:
+    if "model_weights" in root:
+        root = root["model_weights"]
+    groups = []
+    for layer_name in _attribute_list(root, "layer_names"):
+        names = _attribute_list(root[layer_name], "weight_names")
+        if names:
+            groups.append((layer_name, [np.asarray(root[layer_name][n]) for n in names]))
+    return groups
+
+
+def _keras3_names(model: keras.Model) -> dict[str, str]:
+    """Group name of each layer in a Keras 3 weight file.
+
+    Keras 3 names the groups after the layer class in snake case, numbered in
+    layer order (`conv2d`, `conv2d_1`, ...), not after `layer.name`.
+    """
+    used: dict[str, int] = {}
+    names = {}
+    for layer in model.layers:
+        base = re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2",
+                      type(layer).__name__)).lower()
+        used[base] = used.get(base, -1) + 1
+        names[layer.name] = base if used[base] == 0 else f"{base}_{used[base]}"
+    return names
+
+
+def _read_keras3(root: h5py.Group, model: keras.Model) -> list[tuple[str, list[np.ndarray]]]:
+    stored = root["layers"]
+    names = _keras3_names(model)
+    groups = []
+    for layer in weighted_layers(model):
+        name = names[layer.name]
+        if name not in stored or "vars" not in stored[name] or not len(stored[name]["vars"]):
+            raise BrainPropError(
+                f"the weight file has no weights for layer {layer.name} ({name}): "
+                "it was written for another architecture; pick the matching file"
+            )
+        variables = stored[name]["vars"]
+        groups.append((name, [np.asarray(variables[str(i)]) for i in range(len(variables))]))
+    return groups
+
+
+def _check_fits(
+    model: keras.Model, groups: list[tuple[str, list[np.ndarray]]], path: Path
+) -> None:
+    layers = weighted_layers(model)
+    if len(groups) != len(layers):
+        raise BrainPropError(
+            f"{path.name} holds weights for {len(groups)} layers but this "
+            f"architecture has {len(layers)}: it was saved for another architecture"
+        )
+    for index, (layer, (stored_name, arrays)) in enumerate(zip(layers, groups), 1):
+        expected = [tuple(w.shape) for w in layer.weights]
+        found = [tuple(a.shape) for a in arrays]
+        if expected != found:
+            raise BrainPropError(
+                f"{path.name} does not fit this architecture: layer {index} "
+                f"({layer.name}, stored as {stored_name}) expects shapes {expected}, "
+                f"the file has {found}; check the dataset and architecture"
+            )
+
+
+def check_weight_file(path: str | os.PathLike) -> Path:
+    """Refuse a path that is not an existing HDF5 file (no model needed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BrainPropError(f"weight file {path} does not exist: check the path given to -l")
+    if not h5py.is_hdf5(path):
+        raise BrainPropError(f"{path} is not an HDF5 weight file (.h5): give a file saved by -s")
+    return path
+
+
+def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
+    """Load our own or a legacy Keras 2 weight file into `model`, shapes checked first."""
+    path = check_weight_file(path)
+    try:
+        with h5py.File(path, "r") as root:
+            if "layer_names" in root.attrs or "model_weights" in root:
+                groups = _read_legacy(root)
+            elif "layers" in root:
+                groups = _read_keras3(root, model)
+            else:
+                raise BrainPropError(
+                    f"{path} is HDF5 but holds no Keras weights: give a file saved by -s"
+                )
+    except (OSError, KeyError) as error:
+        raise BrainPropError(f"{path} could not be read ({error}): the file may be truncated")
+    _check_fits(model, groups, path)
+    for layer, (_, arrays) in zip(weighted_layers(model), groups):
+        layer.set_weights(arrays)

@@ -1,0 +1,33 @@
+"""Shared helpers: gradients on whichever backend Keras runs."""
+
+import keras
+import numpy as np
+import pytest
+
+
+def gradients(model: keras.Model, x, loss_of_outputs) -> list[np.ndarray]:
+    """d loss_of_outputs(model(x, training=True)) / d trainable weights, as NumPy."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_of_outputs(model(x, training=True))
+        return [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+    if backend == "jax":
+        import jax
+
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        def loss_fn(trainable):
+            outputs, _ = model.stateless_call(trainable, non_trainable, x, training=True)
+            return loss_of_outputs(outputs)
+
+        grads = jax.grad(loss_fn)([v.value for v in model.trainable_variables])
+        return [np.asarray(g) for g in grads]
+    pytest.skip(f"no gradient helper for backend {backend}")
+
+
+@pytest.fixture
+def grad():
+    return gradients

@@ -1,0 +1,173 @@
+"""The architectures and hyperparameters of SPEC 2 and 3."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+from brainprop.architectures import (
+    ALGORITHMS,
+    ALLOWED,
+    ARCHITECTURES,
+    build_model,
+    check_combination,
+    learning_rate_at,
+)
+from brainprop.errors import BrainPropError
+from brainprop.layers import LocallyConnected2D
+from brainprop.model import BrainProp
+from brainprop.weights import weighted_layers
+
+BN = lambda c: [(c,), (c,), (c,), (c,)]  # noqa: E731  gamma, beta, moving mean, variance
+
+# The original release's weight shapes, layer by layer.
+EXPECTED_SHAPES = {
+    ("dense", (28, 28, 1), 10): [[(784, 1500)], [(1500, 1000)], [(1000, 500)], [(500, 10)]],
+    ("conv", (28, 28, 1), 10): [
+        [(3, 3, 1, 32)], BN(32), [(3, 3, 32, 32)], BN(32), [(6272, 500)], [(500, 10)]
+    ],
+    ("loccon", (28, 28, 1), 10): [
+        [(676, 9, 32)], BN(32), [(144, 288, 32)], BN(32), [(4608, 500)], [(500, 10)]
+    ],
+    ("conv", (32, 32, 3), 100): [
+        [(3, 3, 3, 32)], BN(32), [(3, 3, 32, 32)], BN(32), [(8192, 500)], [(500, 100)]
+    ],
+    ("loccon", (32, 32, 3), 10): [
+        [(900, 27, 32)], BN(32), [(196, 288, 32)], BN(32), [(6272, 500)], [(500, 10)]
+    ],
+    ("deep", (32, 32, 3), 10): [
+        [(3, 3, 3, 64)], BN(64), [(3, 3, 64, 64)], BN(64),
+        [(3, 3, 64, 128)], BN(128), [(3, 3, 128, 128)], BN(128),
+        [(3, 3, 128, 128)], BN(128), [(3, 3, 128, 128)], BN(128),
+        [(3, 3, 128, 128)], BN(128), [(2048, 500)], [(500, 10)],
+    ],
+    ("deep", (64, 64, 3), 200): [
+        [(3, 3, 3, 64)], BN(64), [(3, 3, 64, 64)], BN(64),
+        [(3, 3, 64, 128)], BN(128), [(3, 3, 128, 128)], BN(128),
+        [(3, 3, 128, 128)], BN(128), [(3, 3, 128, 128)], BN(128),
+        [(3, 3, 128, 128)], BN(128), [(8192, 500)], [(500, 200)],
+    ],
+}
+
+
+@pytest.mark.parametrize("key", list(EXPECTED_SHAPES), ids=lambda k: f"{k[0]}-{k[2]}")
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_weight_shapes_come_in_the_original_order(key, algorithm):
+    architecture, input_shape, n_classes = key
+    model = build_model(architecture, algorithm, input_shape, n_classes)
+    shapes = [[tuple(w.shape) for w in layer.weights] for layer in weighted_layers(model)]
+    assert shapes == EXPECTED_SHAPES[key]
+    expected_params = sum(int(np.prod(s)) for layer in EXPECTED_SHAPES[key] for s in layer)
+    assert model.count_params() == expected_params
+
+
+def test_deep_on_cifar10_has_1734216_parameters():
+    assert build_model("deep", "BrainProp", (32, 32, 3), 10).count_params() == 1_734_216
+
+
+LAYER_ORDER = {
+    "dense": "Flatten Dense ReLU Dense ReLU Dense ReLU Dense",
+    "conv": "Conv2D ReLU BatchNormalization Conv2D ReLU BatchNormalization Dropout "
+    "Flatten Dense ReLU Dropout Dense",
+    "loccon": "LocallyConnected2D ReLU BatchNormalization LocallyConnected2D ReLU "
+    "BatchNormalization Dropout Flatten Dense ReLU Dropout Dense",
+    "deep": " ".join(
+        ["Conv2D ReLU BatchNormalization"] * 2 + ["MaxPooling2D Dropout"]
+        + ["Conv2D ReLU BatchNormalization"] * 2 + ["MaxPooling2D Dropout"]
+        + ["Conv2D ReLU BatchNormalization"] * 3 + ["MaxPooling2D Dropout"]
+        + ["Flatten Dense ReLU Dropout Dense"]
+    ),
+}
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_layers_follow_spec_order_with_batchnorm_after_relu(architecture):
+    model = build_model(architecture, "EBP", (32, 32, 3), 10)
+    names = " ".join(type(layer).__name__ for layer in model.layers[1:])
+    assert names == LAYER_ORDER[architecture]
+
+
+def test_deep_dropout_rates_and_conv_strides():
+    model = build_model("deep", "EBP", (32, 32, 3), 10)
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates == [0.3, 0.3, 0.8, 0.3]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert all(c.strides == (1, 1) and c.padding == "same" for c in convs)
+    shallow = build_model("conv", "EBP", (32, 32, 3), 10)
+    strides = [c.strides for c in shallow.layers if isinstance(c, keras.layers.Conv2D)]
+    assert strides == [(1, 1), (2, 2)]
+    loccon = build_model("loccon", "EBP", (32, 32, 3), 10)
+    strides = [c.strides for c in loccon.layers if isinstance(c, LocallyConnected2D)]
+    assert strides == [(1, 1), (2, 2)]
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_no_layer_has_a_bias(architecture):
+    model = build_model(architecture, "BrainProp", (32, 32, 3), 10)
+    assert not [w.path for w in model.weights if "bias" in w.path]
+
+
+def test_brainprop_output_is_linear_in_brainprop_model_and_ebp_output_is_softmax():
+    brainprop = build_model("conv", "BrainProp", (28, 28, 1), 10)
+    ebp = build_model("conv", "EBP", (28, 28, 1), 10)
+    assert isinstance(brainprop, BrainProp) and not isinstance(ebp, BrainProp)
+    assert brainprop.layers[-1].activation is keras.activations.linear
+    assert ebp.layers[-1].activation is keras.activations.softmax
+
+
+def test_l2_penalty_on_every_kernel_of_deep_only():
+    deep = build_model("deep", "BrainProp", (32, 32, 3), 10)
+    kernels = [layer for layer in weighted_layers(deep) if hasattr(layer, "kernel")]
+    assert len(kernels) == 9
+    assert all(layer.kernel_regularizer.l2 == pytest.approx(0.0005) for layer in kernels)
+    assert len(deep.losses) == 9
+    assert not build_model("conv", "BrainProp", (32, 32, 3), 10).losses
+
+
+@pytest.mark.parametrize("architecture,std", [("dense", 0.01), ("conv", 0.005), ("deep", 0.005)])
+def test_kernels_drawn_from_normal_with_spec_std(architecture, std):
+    keras.utils.set_random_seed(1)
+    model = build_model(architecture, "BrainProp", (32, 32, 3), 10)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][0]
+    kernel = keras.ops.convert_to_numpy(dense.kernel)
+    assert abs(kernel.mean()) < 0.1 * std
+    assert kernel.std() == pytest.approx(std, rel=0.02)
+
+
+def test_hyperparameter_table_matches_spec():
+    table = {name: (a.batch_size, a.learning_rate, a.init_std, a.l2) for name, a in ARCHITECTURES.items()}
+    assert table == {
+        "dense": (128, 0.1, 0.01, 0.0),
+        "conv": (128, 0.1, 0.005, 0.0),
+        "loccon": (32, 0.1, 0.005, 0.0),
+        "deep": (128, 0.1, 0.005, 0.0005),
+    }
+
+
+def test_learning_rate_halves_every_100_epochs():
+    assert [learning_rate_at(e, 0.1) for e in (0, 99, 100, 199, 200, 499)] == [
+        0.1, 0.1, 0.05, 0.05, 0.025, 0.1 * 0.5**4
+    ]
+
+
+def test_same_seed_builds_identical_weights():
+    keras.utils.set_random_seed(7)
+    a = build_model("conv", "BrainProp", (28, 28, 1), 10).get_weights()
+    keras.utils.set_random_seed(7)
+    b = build_model("conv", "BrainProp", (28, 28, 1), 10).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+ALL = itertools.product(list(ALLOWED), ["dense", "loccon", "conv", "deep"], ALGORITHMS)
+
+
+@pytest.mark.parametrize("dataset,architecture,algorithm", list(ALL))
+def test_only_the_papers_combinations_are_allowed(dataset, architecture, algorithm):
+    if architecture in ALLOWED[dataset]:
+        check_combination(dataset, architecture, algorithm)
+        return
+    with pytest.raises(BrainPropError) as error:
+        check_combination(dataset, architecture, algorithm)
+    message = str(error.value)
+    assert "\n" not in message and "MNIST: dense, loccon, conv" in message

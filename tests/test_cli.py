@@ -1,0 +1,161 @@
+"""The command line end to end, on data the test writes in the real formats."""
+
+import itertools
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainprop.architectures import ALGORITHMS, ALLOWED
+from brainprop.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_learnable_mnist(directory: Path, n_train=1200, n_test=400, seed=0) -> Path:
+    """mnist.npz where class k lights up row block k: learnable, not trivial."""
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        labels = rng.integers(0, 10, n).astype("uint8")
+        images = rng.integers(0, 90, (n, 28, 28)).astype("uint8")
+        for i, label in enumerate(labels):
+            row = 2 + 2 * label + rng.integers(0, 2)
+            images[i, row : row + 3, 4:24] = 230
+        return images, labels
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez(directory / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short BrainProp run with -s, shared by the tests below."""
+    base = tmp_path_factory.mktemp("run")
+    data = write_learnable_mnist(base / "data")
+    out = base / "out"
+    argv = ["MNIST", "conv", "BrainProp", "-s", "--data-dir", str(data),
+            "--output-dir", str(out), "--epochs", "4", "--batch-size", "32"]
+    assert main(argv) == 0
+    summary_path = next(out.glob("*_summary.json"))
+    return argv, out, json.loads(summary_path.read_text())
+
+
+def test_save_writes_plot_history_weights_and_summary(trained):
+    _, out, summary = trained
+    files = {k: out / name for k, name in summary["files"].items()}
+    assert set(files) >= {"plot_pdf", "plot_png", "history", "weights", "summary", "log"}
+    assert all(path.exists() for path in files.values())
+    assert files["plot_pdf"].read_bytes().startswith(b"%PDF")
+    with Image.open(files["plot_png"]) as image:
+        assert image.format == "PNG" and image.size[0] > 300
+    with open(files["history"], "rb") as f:
+        dataset, algorithm, history = pickle.load(f)
+    assert (dataset, algorithm) == ("MNIST", "BrainProp")
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history)
+    assert len(history["val_accuracy"]) == summary["epochs_run"] == len(summary["epoch_seconds"])
+    assert not list(out.glob(".*partial*"))
+
+
+def test_summary_records_run_and_best_epoch(trained):
+    _, out, summary = trained
+    with open(out / summary["files"]["history"], "rb") as f:
+        history = pickle.load(f)[2]
+    val = history["val_accuracy"]
+    assert summary["best_epoch"] == int(np.argmax(val)) + 1
+    assert summary["best_val_accuracy"] == pytest.approx(max(val))
+    conv, batchnorm = 3 * 3 * 32, 4 * 32
+    assert summary["total_params"] == conv + batchnorm + conv * 32 + batchnorm + 6272 * 500 + 5000
+    assert summary["hyperparameters"]["batch_size"] == 32
+    assert summary["hyperparameters"]["learning_rate"] == 0.1
+    assert (summary["dataset"], summary["architecture"], summary["seed"]) == ("MNIST", "conv", 1)
+    assert summary["backend"] in ("tensorflow", "jax")
+
+
+def test_brainprop_learns_the_synthetic_task_well_above_chance(trained):
+    assert trained[2]["best_val_accuracy"] > 0.8  # chance is 0.1
+
+
+def test_loading_saved_weights_reproduces_best_validation_accuracy(trained, capsys):
+    argv, out, summary = trained
+    weights = out / summary["files"]["weights"]
+    assert main(argv[:3] + ["-l", str(weights), *argv[4:6]]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"Test accuracy: {summary['best_val_accuracy']:.4f}"
+
+
+def test_second_save_run_gets_a_new_name_and_keeps_the_first(trained):
+    argv, out, summary = trained
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main([*argv[:-4], "--epochs", "1", "--batch-size", "64"]) == 0
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert all(after[name] == data for name, data in before.items())
+    new = set(after) - set(before)
+    assert any(name.endswith("_2_summary.json") for name in new)
+    assert len(new) == len(summary["files"])
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        capture_output=True, text=True, cwd=cwd, timeout=300,
+    )
+
+
+def assert_one_line_error(result):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+INVALID = [
+    (d, a, alg)
+    for d, a, alg in itertools.product(ALLOWED, ["dense", "loccon", "conv", "deep"], ALGORITHMS)
+    if a not in ALLOWED[d]
+]
+
+
+def test_every_invalid_combination_is_refused_in_one_line(tmp_path, capsys):
+    # In-process for speed; one of them also as a real process below.
+    for dataset, architecture, algorithm in INVALID:
+        assert main([dataset, architecture, algorithm, "--data-dir", str(tmp_path)]) == 2
+        errors = capsys.readouterr().err.strip().splitlines()
+        assert len(errors) == 1 and "not a combination of the paper" in errors[0]
+
+
+def test_invalid_combination_process_prints_allowed_ones_without_traceback(tmp_path):
+    line = assert_one_line_error(run_cli("MNIST", "deep", "BrainProp", cwd=tmp_path))
+    assert "MNIST: dense, loccon, conv" in line and "TinyImageNet: deep" in line
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["IMAGENET", "deep", "BrainProp"], ["MNIST", "dense", "Hebb"], ["MNIST", "dense"],
+     ["MNIST", "dense", "EBP", "--epochs", "0"], ["MNIST", "dense", "EBP", "--batch-size", "x"],
+     ["MNIST", "dense", "EBP", "--learning-rate", "-1"], ["MNIST", "dense", "EBP", "--frobnicate"]],
+    ids=["dataset", "algorithm", "missing", "epochs", "batch", "lr", "option"],
+)
+def test_bad_arguments_are_refused_in_one_line(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "error" in errors[0]
+
+
+def test_missing_data_file_says_which_file_to_put_where(tmp_path):
+    line = assert_one_line_error(
+        run_cli("MNIST", "dense", "EBP", "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path)
+    )
+    assert "mnist.npz" in line

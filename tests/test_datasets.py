@@ -1,0 +1,423 @@
+"""Data loading (SPEC 5): each test writes small files in the real on-disk formats."""
+
+import pickle
+import tarfile
+import urllib.error
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from brainprop.datasets import (
+    DATASET_CLASSES,
+    Dataset,
+    build_dataset,
+    load_dataset,
+)
+from brainprop.errors import BrainPropError
+
+CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+# --- writers of the real formats -------------------------------------------------------------
+
+
+def images(n: int, shape: tuple, seed: int) -> np.ndarray:
+    """Random uint8 images: any mix-up of pixels or channels changes the values."""
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+def labels(n: int, n_classes: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n_classes, n)
+
+
+def write_mnist(folder: Path, n_train=7, n_test=3, **override) -> dict:
+    arrays = {
+        "x_train": images(n_train, (28, 28), 1),
+        "y_train": labels(n_train, 10, 2).astype(np.uint8),
+        "x_test": images(n_test, (28, 28), 3),
+        "y_test": labels(n_test, 10, 4).astype(np.uint8),
+    }
+    arrays.update(override)
+    np.savez_compressed(folder / "mnist.npz", **arrays)
+    return arrays
+
+
+def cifar_rows(x: np.ndarray) -> np.ndarray:
+    """(N, 32, 32, 3) images as CIFAR's rows: all red values, then green, then blue."""
+    rows = np.empty((len(x), 3072), np.uint8)
+    for channel in range(3):
+        rows[:, channel * 1024 : (channel + 1) * 1024] = x[..., channel].reshape(len(x), 1024)
+    return rows
+
+
+def cifar_pickle(path: Path, entries: dict) -> None:
+    """A pickle like the originals: a dict with bytes keys, protocol 2."""
+    with open(path, "wb") as f:
+        pickle.dump({k.encode(): v for k, v in entries.items()}, f, protocol=2)
+
+
+def write_cifar10(folder: Path, sizes=(3, 1, 4, 2, 5), n_test=3) -> dict:
+    """cifar-10-batches-py/ with batches of unequal sizes; returns the expected arrays."""
+    directory = folder / "cifar-10-batches-py"
+    directory.mkdir()
+    x_parts, y_parts = [], []
+    for i, (name, n) in enumerate(zip(CIFAR10_TRAIN + ("test_batch",), sizes + (n_test,))):
+        x, y = images(n, (32, 32, 3), 10 + i), labels(n, 10, 20 + i)
+        entries = {"batch_label": b"batch", "data": cifar_rows(x), "labels": y.tolist()}
+        entries["filenames"] = [b"f.png"] * n
+        cifar_pickle(directory / name, entries)
+        x_parts.append(x)
+        y_parts.append(y)
+    (directory / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a"] * 10}))
+    (directory / "readme.html").write_text("<html></html>")
+    return {
+        "x_train": np.concatenate(x_parts[:-1]),
+        "y_train": np.concatenate(y_parts[:-1]),
+        "x_test": x_parts[-1],
+        "y_test": y_parts[-1],
+    }
+
+
+def write_cifar100(folder: Path, n_train=6, n_test=4) -> dict:
+    directory = folder / "cifar-100-python"
+    directory.mkdir()
+    expected = {}
+    for i, (name, n) in enumerate((("train", n_train), ("test", n_test))):
+        x, fine = images(n, (32, 32, 3), 30 + i), labels(n, 100, 40 + i)
+        coarse = (fine + 1) % 20  # differs from fine, so a mix-up is caught
+        entries = {"filenames": [b"f.png"] * n, "batch_label": b"b", "data": cifar_rows(x)}
+        entries.update({"fine_labels": fine.tolist(), "coarse_labels": coarse.tolist()})
+        cifar_pickle(directory / name, entries)
+        expected.update({f"x_{name}": x, f"y_{name}": fine})
+    (directory / "meta").write_bytes(pickle.dumps({b"fine_label_names": []}))
+    return expected
+
+
+def tar_folder(folder: Path, inner: str, tarball: str) -> Path:
+    """Pack folder/inner as folder/tarball (members inner/...) and remove the folder."""
+    with tarfile.open(folder / tarball, "w:gz") as tar:
+        tar.add(folder / inner, arcname=inner)
+    for path in (folder / inner).iterdir():
+        path.unlink()
+    (folder / inner).rmdir()
+    return folder / tarball
+
+
+def check_matches(data: Dataset, expected: dict, name: str, shape: tuple) -> None:
+    assert data.name == name and data.n_classes == DATASET_CLASSES[name]
+    assert data.input_shape == shape
+    for key in ("x_train", "x_test"):
+        array = getattr(data, key)
+        assert array.dtype == np.uint8 and array.shape[1:] == shape
+        assert array.flags.c_contiguous  # fast batch gathering
+        np.testing.assert_array_equal(array.reshape(expected[key].shape), expected[key])
+    for key in ("y_train", "y_test"):
+        array = getattr(data, key)
+        assert array.dtype == np.int32 and array.shape == (len(expected[key]),)
+        np.testing.assert_array_equal(array, expected[key])
+
+
+def error_of(name: str, data_dir) -> str:
+    with pytest.raises(BrainPropError) as info:
+        load_dataset(name, data_dir)
+    message = str(info.value)
+    assert "\n" not in message and "\r" not in message and message
+    return message
+
+
+# --- reading the files -----------------------------------------------------------------------
+
+
+def test_mnist_npz(tmp_path):
+    expected = write_mnist(tmp_path)
+    data = load_dataset("MNIST", tmp_path)
+    check_matches(data, expected, "MNIST", (28, 28, 1))
+    assert data.x_train.shape == (7, 28, 28, 1) and data.x_test.shape == (3, 28, 28, 1)
+
+
+def test_mnist_accepts_str_path(tmp_path):
+    write_mnist(tmp_path)
+    assert load_dataset("MNIST", str(tmp_path)).x_train.shape == (7, 28, 28, 1)
+
+
+def test_cifar10_folder_with_unequal_batches(tmp_path):
+    expected = write_cifar10(tmp_path)
+    data = load_dataset("CIFAR10", tmp_path)
+    check_matches(data, expected, "CIFAR10", (32, 32, 3))
+    assert data.x_train.shape == (15, 32, 32, 3) and data.x_test.shape == (3, 32, 32, 3)
+
+
+def test_cifar_channel_order(tmp_path):
+    """Row layout is R plane, G plane, B plane, each row-major: check it pixel by pixel."""
+    write_cifar10(tmp_path)
+    rows = pickle.loads((tmp_path / "cifar-10-batches-py" / "test_batch").read_bytes(),
+                        encoding="bytes")[b"data"]
+    x = load_dataset("CIFAR10", tmp_path).x_test
+    for n, row, col in ((0, 0, 0), (1, 0, 31), (2, 31, 0), (0, 5, 17)):
+        for channel in range(3):
+            assert x[n, row, col, channel] == rows[n, channel * 1024 + row * 32 + col]
+
+
+def test_cifar10_tarball(tmp_path):
+    expected = write_cifar10(tmp_path, sizes=(2, 5, 1, 1, 3), n_test=4)
+    tar_folder(tmp_path, "cifar-10-batches-py", "cifar-10-python.tar.gz")
+    assert not (tmp_path / "cifar-10-batches-py").exists()
+    check_matches(load_dataset("CIFAR10", tmp_path), expected, "CIFAR10", (32, 32, 3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-python.tar.gz"]
+
+
+def test_cifar10_folder_preferred_to_tarball(tmp_path):
+    write_cifar10(tmp_path)
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"not a tarball")
+    assert len(load_dataset("CIFAR10", tmp_path).x_train) == 15
+
+
+def test_cifar100_folder_uses_fine_labels(tmp_path):
+    expected = write_cifar100(tmp_path)
+    data = load_dataset("CIFAR100", tmp_path)
+    check_matches(data, expected, "CIFAR100", (32, 32, 3))
+    assert data.n_classes == 100
+
+
+def test_cifar100_tarball(tmp_path):
+    expected = write_cifar100(tmp_path, n_train=5, n_test=2)
+    tar_folder(tmp_path, "cifar-100-python", "cifar-100-python.tar.gz")
+    check_matches(load_dataset("CIFAR100", tmp_path), expected, "CIFAR100", (32, 32, 3))
+
+
+def test_dataset_is_frozen(tmp_path):
+    write_mnist(tmp_path)
+    data = load_dataset("MNIST", tmp_path)
+    with pytest.raises(AttributeError):
+        data.n_classes = 3
+
+
+# --- keras.datasets --------------------------------------------------------------------------
+
+
+def test_download_failure_says_where_to_put_the_file(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    message = error_of("MNIST", None)
+    assert message.startswith("could not download MNIST")
+    assert "mnist.npz" in message and "--data-dir" in message and "name resolution" in message
+
+
+@pytest.mark.parametrize(
+    "name, module, files",
+    [("CIFAR10", "cifar10", "cifar-10-python.tar.gz"),
+     ("CIFAR100", "cifar100", "cifar-100-python.tar.gz")],
+)
+def test_download_failure_cifar_multiline_error(monkeypatch, name, module, files):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example\n  -- no route to host")
+
+    monkeypatch.setattr(getattr(keras.datasets, module), "load_data", offline)
+    message = error_of(name, None)
+    assert files in message and "--data-dir" in message and "no route to host" in message
+
+
+def test_download_success_shapes(monkeypatch):
+    """Keras gives MNIST as (N, 28, 28), CIFAR labels as (N, 1), CIFAR100 fine on request."""
+    x, y = images(4, (28, 28), 0), labels(4, 10, 1).astype(np.uint8)
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: ((x, y), (x[:2], y[:2])))
+    data = load_dataset("MNIST")
+    assert data.x_train.shape == (4, 28, 28, 1) and data.y_test.shape == (2,)
+
+    calls = []
+
+    def cifar100(label_mode="fine"):
+        calls.append(label_mode)
+        xc = images(3, (32, 32, 3), 2)
+        return (xc, labels(3, 100, 3)[:, None]), (xc[:1], np.array([[99]]))
+
+    monkeypatch.setattr(keras.datasets.cifar100, "load_data", cifar100)
+    data = load_dataset("CIFAR100")
+    assert calls == ["fine"]
+    assert data.x_train.shape == (3, 32, 32, 3) and data.y_train.shape == (3,)
+    assert data.y_test.tolist() == [99] and data.y_train.dtype == np.int32
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def test_unknown_dataset():
+    message = error_of("SVHN", None)
+    assert "SVHN" in message and "MNIST, CIFAR10, CIFAR100" in message
+
+
+def test_data_dir_not_a_folder(tmp_path):
+    message = error_of("MNIST", tmp_path / "nowhere")
+    assert "nowhere" in message and "mnist.npz" in message
+
+
+@pytest.mark.parametrize(
+    "name, needed",
+    [("MNIST", ["mnist.npz"]),
+     ("CIFAR10", ["cifar-10-python.tar.gz", "cifar-10-batches-py"]),
+     ("CIFAR100", ["cifar-100-python.tar.gz", "cifar-100-python"])],
+)
+def test_missing_files(tmp_path, name, needed):
+    message = error_of(name, tmp_path)
+    assert str(tmp_path) in message
+    for file in needed:
+        assert file in message
+
+
+def test_missing_cifar_batch_in_folder(tmp_path):
+    write_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_4").unlink()
+    assert "data_batch_4" in error_of("CIFAR10", tmp_path)
+
+
+def test_missing_member_in_tarball(tmp_path):
+    write_cifar100(tmp_path)
+    (tmp_path / "cifar-100-python" / "test").unlink()
+    tar_folder(tmp_path, "cifar-100-python", "cifar-100-python.tar.gz")
+    message = error_of("CIFAR100", tmp_path)
+    assert "cifar-100-python.tar.gz" in message and "cifar-100-python/test" in message
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    content = path.read_bytes()
+    path.write_bytes(content[: int(len(content) * keep)])
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.3, 0.9])
+def test_truncated_npz(tmp_path, keep):
+    write_mnist(tmp_path)
+    truncate(tmp_path / "mnist.npz", keep)
+    message = error_of("MNIST", tmp_path)
+    assert message.startswith("mnist.npz:") and "corrupt" in message
+
+
+@pytest.mark.parametrize("keep", [0.02, 0.5, 0.95])
+def test_truncated_tarball(tmp_path, keep):
+    write_cifar10(tmp_path)
+    truncate(tar_folder(tmp_path, "cifar-10-batches-py", "cifar-10-python.tar.gz"), keep)
+    message = error_of("CIFAR10", tmp_path)
+    assert "cifar-10-python.tar.gz" in message
+
+
+def test_truncated_pickle(tmp_path):
+    write_cifar10(tmp_path)
+    truncate(tmp_path / "cifar-10-batches-py" / "data_batch_2")
+    message = error_of("CIFAR10", tmp_path)
+    assert message.startswith("cifar-10-batches-py/data_batch_2:") and "corrupt" in message
+
+
+def test_pickle_of_wrong_type(tmp_path):
+    write_cifar100(tmp_path)
+    (tmp_path / "cifar-100-python" / "train").write_bytes(pickle.dumps([1, 2, 3]))
+    assert "cifar-100-python/train" in error_of("CIFAR100", tmp_path)
+
+
+def test_pickle_without_labels(tmp_path):
+    write_cifar100(tmp_path)
+    cifar_pickle(tmp_path / "cifar-100-python" / "test",
+                 {"data": cifar_rows(images(2, (32, 32, 3), 0)), "coarse_labels": [1, 2]})
+    message = error_of("CIFAR100", tmp_path)
+    assert "cifar-100-python/test" in message and "fine_labels" in message
+
+
+def test_npz_missing_array(tmp_path):
+    np.savez(tmp_path / "mnist.npz", x_train=images(2, (28, 28), 0), y_train=[1, 2])
+    message = error_of("MNIST", tmp_path)
+    assert "x_test" in message and "y_test" in message
+
+
+def test_mnist_wrong_shape(tmp_path):
+    write_mnist(tmp_path, x_train=np.zeros((10, 5), np.uint8))
+    message = error_of("MNIST", tmp_path)
+    assert message == "mnist.npz: x_train has shape (10, 5), expected (N, 28, 28)"
+
+
+def test_mnist_wrong_dtype(tmp_path):
+    write_mnist(tmp_path, x_test=np.zeros((3, 28, 28), np.float32))
+    assert error_of("MNIST", tmp_path) == "mnist.npz: x_test has dtype float32, expected uint8"
+
+
+def test_mnist_float_labels(tmp_path):
+    write_mnist(tmp_path, y_train=np.zeros(7, np.float64))
+    message = error_of("MNIST", tmp_path)
+    assert "y_train" in message and "float64" in message
+
+
+def test_mnist_label_length_mismatch(tmp_path):
+    write_mnist(tmp_path, y_train=np.zeros(6, np.uint8))
+    message = error_of("MNIST", tmp_path)
+    assert "mnist.npz: y_train" in message and "6 labels for 7 images" in message
+
+
+def test_cifar_wrong_shape(tmp_path):
+    write_cifar10(tmp_path)
+    cifar_pickle(tmp_path / "cifar-10-batches-py" / "data_batch_3",
+                 {"data": np.zeros((2, 1024), np.uint8), "labels": [0, 1]})
+    message = error_of("CIFAR10", tmp_path)
+    expected = "cifar-10-batches-py/data_batch_3: data has shape (2, 1024), expected (N, 3072)"
+    assert message == expected
+
+
+def test_cifar_wrong_dtype(tmp_path):
+    write_cifar10(tmp_path)
+    cifar_pickle(tmp_path / "cifar-10-batches-py" / "test_batch",
+                 {"data": np.zeros((2, 3072), np.int64), "labels": [0, 1]})
+    message = error_of("CIFAR10", tmp_path)
+    assert "test_batch" in message and "int64" in message and "uint8" in message
+
+
+def test_cifar_label_length_mismatch(tmp_path):
+    write_cifar10(tmp_path)
+    cifar_pickle(tmp_path / "cifar-10-batches-py" / "data_batch_5",
+                 {"data": cifar_rows(images(3, (32, 32, 3), 0)), "labels": [0, 1]})
+    message = error_of("CIFAR10", tmp_path)
+    assert "data_batch_5" in message and "2 labels for 3 images" in message
+
+
+@pytest.mark.parametrize("bad", [10, -1])
+def test_cifar10_label_out_of_range(tmp_path, bad):
+    write_cifar10(tmp_path)
+    cifar_pickle(tmp_path / "cifar-10-batches-py" / "data_batch_1",
+                 {"data": cifar_rows(images(2, (32, 32, 3), 0)), "labels": [0, bad]})
+    message = error_of("CIFAR10", tmp_path)
+    assert "data_batch_1" in message and str(bad) in message and "0 to 9" in message
+
+
+def test_cifar100_fine_label_out_of_range(tmp_path):
+    write_cifar100(tmp_path)
+    cifar_pickle(tmp_path / "cifar-100-python" / "train",
+                 {"data": cifar_rows(images(2, (32, 32, 3), 0)),
+                  "fine_labels": [100, 3], "coarse_labels": [1, 2]})
+    assert "0 to 99" in error_of("CIFAR100", tmp_path)
+
+
+def test_build_dataset_checks():
+    x, y = np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 1])
+    data = build_dataset("X", x, y, x, y, n_classes=2, source="src")
+    assert data.input_shape == (4, 4, 3) and data.y_train.dtype == np.int32
+    bad = [
+        ((np.zeros((2, 4, 4), np.uint8), y, x, y), "shape"),
+        ((x, y, np.zeros((2, 5, 4, 3), np.uint8), y), "same image shape"),
+        ((x[:0], y[:0], x, y), "no images"),
+        ((x, y, x, np.array([0, 2])), "0 to 1"),
+    ]
+    for arrays, words in bad:
+        with pytest.raises(BrainPropError, match=words):
+            build_dataset("X", *arrays, n_classes=2, source="src")
+
+
+def test_download_channels_first_made_channels_last(monkeypatch):
+    """Under image_data_format channels_first Keras gives CIFAR as (N, 3, 32, 32)."""
+    x = images(2, (32, 32, 3), 5)
+    first = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    monkeypatch.setattr(keras.config, "image_data_format", lambda: "channels_first")
+    monkeypatch.setattr(
+        keras.datasets.cifar10, "load_data", lambda: ((first, [[1], [2]]), (first, [[3], [4]]))
+    )
+    data = load_dataset("CIFAR10")
+    np.testing.assert_array_equal(data.x_train, x)
+    assert data.y_test.tolist() == [3, 4]

@@ -1,0 +1,199 @@
+"""The BrainProp rule (SPEC 4): gradient identities, selection, and the model class."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from brainprop.layers import LocallyConnected2D
+from brainprop.model import BrainProp, brainprop_loss, reward_for, select_action
+
+N_CLASSES = 5
+BATCH = 8
+
+
+def small_network(seed=3):
+    """ReLU, BatchNorm and a locally connected layer, as the identities demand."""
+    keras.utils.set_random_seed(seed)
+    init = keras.initializers.RandomNormal(0.0, 0.3)
+    inputs = keras.Input((6, 6, 2))
+    x = LocallyConnected2D(3, 3, kernel_initializer=init)(inputs)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, kernel_initializer=init)(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(N_CLASSES, use_bias=False, kernel_initializer=init)(x)
+    return BrainProp(inputs, outputs, seed=seed)
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH, 6, 6, 2)).astype("float32")
+    labels = rng.integers(0, N_CLASSES, BATCH).astype("int32")
+    return x, labels
+
+
+def assert_gradients_equal(actual, expected):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        scale = max(np.abs(e).max(), 1e-6)
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5 * scale)
+
+
+def brainprop_objective(labels, selected):
+    def loss(q_values):
+        reward = reward_for(ops.convert_to_tensor(selected), labels)
+        return brainprop_loss(q_values, reward, ops.convert_to_tensor(selected))
+
+    return loss
+
+
+def test_brainprop_gradient_equals_backprop_of_selected_output_error_only(batch, grad):
+    x, labels = batch
+    model = small_network()
+    selected = np.random.default_rng(1).integers(0, N_CLASSES, BATCH).astype("int32")
+    brainprop = grad(model, x, brainprop_objective(labels, selected))
+
+    # Error backprop of 1/2 sum_n (t_n - Q_n)^2 with every output error but
+    # the selected one set to zero: push delta = -(t - Q) * onehot(s) / batch
+    # back through the network (a vector-Jacobian product).
+    targets = np.eye(N_CLASSES, dtype="float32")[labels]
+    mask = np.eye(N_CLASSES, dtype="float32")[selected]
+    q = ops.convert_to_numpy(model(x, training=True))
+    delta = -(targets - q) * mask / BATCH
+    backprop = grad(model, x, lambda out: ops.sum(out * delta))
+
+    assert_gradients_equal(brainprop, backprop)
+    assert any(np.abs(g).max() > 1e-4 for g in brainprop)
+
+
+def test_brainprop_gradients_summed_over_all_choices_equal_full_mse_gradient(batch, grad):
+    x, labels = batch
+    model = small_network()
+    total = None
+    for s in range(N_CLASSES):
+        selected = np.full(BATCH, s, dtype="int32")
+        g = grad(model, x, brainprop_objective(labels, selected))
+        total = g if total is None else [t + gi for t, gi in zip(total, g)]
+
+    targets = np.eye(N_CLASSES, dtype="float32")[labels]
+
+    def full_mse(q_values):
+        return 0.5 * ops.mean(ops.sum(ops.square(targets - q_values), axis=-1))
+
+    assert_gradients_equal(total, grad(model, x, full_mse))
+
+
+def test_loss_is_half_squared_reward_prediction_error_of_selected_unit():
+    q = np.array([[0.2, 0.9, -0.1], [0.5, 0.1, 0.3]], dtype="float32")
+    selected = np.array([1, 2], dtype="int32")
+    labels = np.array([1, 0], dtype="int32")
+    reward = reward_for(ops.convert_to_tensor(selected), labels)
+    np.testing.assert_array_equal(ops.convert_to_numpy(reward), [1.0, 0.0])
+    loss = brainprop_loss(ops.convert_to_tensor(q), reward, ops.convert_to_tensor(selected))
+    expected = 0.5 * np.mean([(1 - 0.9) ** 2, (0 - 0.3) ** 2])
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-6)
+
+
+def selection_frequencies(q, epsilon, draws=400_000, seed=7):
+    q_batch = ops.convert_to_tensor(np.tile(np.asarray(q, "float32"), (draws, 1)))
+    chosen = ops.convert_to_numpy(select_action(q_batch, epsilon, keras.random.SeedGenerator(seed)))
+    return np.bincount(chosen, minlength=len(q)) / draws
+
+
+def test_selection_is_greedy_with_probability_098_else_boltzmann_over_q():
+    q = np.array([2.0, 1.0, 0.0, -1.0, 0.5], dtype="float32")
+    softmax = np.exp(q) / np.exp(q).sum()
+    expected = 0.02 * softmax
+    expected[np.argmax(q)] += 0.98
+    observed = selection_frequencies(q, 0.02)
+    # Binomial standard errors at 400k draws are below 2e-4.
+    np.testing.assert_allclose(observed, expected, atol=1.5e-3)
+    assert observed[np.argmax(q)] < 0.9995  # exploration happens at all
+
+
+def test_exploration_samples_from_softmax_of_q():
+    q = np.array([1.5, 0.0, -0.5, 0.7], dtype="float32")
+    softmax = np.exp(q) / np.exp(q).sum()
+    np.testing.assert_allclose(selection_frequencies(q, 1.0, draws=200_000), softmax, atol=5e-3)
+
+
+def test_selection_changes_between_calls_with_one_seed_generator():
+    q = ops.convert_to_tensor(np.zeros((1000, 10), "float32"))
+    generator = keras.random.SeedGenerator(1)
+    first = ops.convert_to_numpy(select_action(q, 1.0, generator))
+    second = ops.convert_to_numpy(select_action(q, 1.0, generator))
+    assert (first != second).mean() > 0.5
+
+
+def constant_q_model(epsilon):
+    """Q does not depend on the input, and learning rate 0 keeps it fixed."""
+    inputs = keras.Input((4,))
+    zeros = keras.layers.Dense(N_CLASSES, use_bias=False, kernel_initializer="zeros")(inputs)
+    model = BrainProp(inputs, zeros, epsilon=epsilon, seed=5)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    return model
+
+
+class BatchLogs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batch_accuracy, self.epoch_accuracy = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batch_accuracy.append(float(logs["accuracy"]))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_accuracy.append(float(logs["accuracy"]))
+
+
+def test_random_choices_differ_between_steps_and_epochs_inside_fit():
+    # Identical batches and a fixed Q: if the selection seed were frozen (the
+    # trap of stateless training), every step would make the same choices and
+    # the running reward rate would never move.
+    model = constant_q_model(epsilon=1.0)
+    x = np.ones((64 * 6, 4), "float32")
+    y = np.zeros(64 * 6, "int32")
+    logs = BatchLogs()
+    model.fit(x, y, batch_size=64, epochs=4, shuffle=False, verbose=0, callbacks=[logs])
+    assert len(set(np.round(logs.batch_accuracy[:6], 6))) > 1
+    assert len(set(np.round(logs.epoch_accuracy, 6))) > 1
+    # Uniform Q: the Boltzmann choice is class 0 one time in N_CLASSES.
+    assert abs(np.mean(logs.epoch_accuracy) - 1 / N_CLASSES) < 0.06
+
+
+def test_evaluation_accuracy_is_greedy_classification_accuracy():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((3,))
+    outputs = keras.layers.Dense(N_CLASSES, use_bias=False)(inputs)
+    model = BrainProp(inputs, outputs, seed=1)
+    model.compile(optimizer="sgd")
+    x = np.random.default_rng(0).normal(size=(300, 3)).astype("float32")
+    y = np.random.default_rng(1).integers(0, N_CLASSES, 300).astype("int32")
+    predicted = np.argmax(model.predict(x, verbose=0), axis=-1)
+    accuracy = model.evaluate(x, y, batch_size=50, verbose=0, return_dict=True)["accuracy"]
+    np.testing.assert_allclose(accuracy, np.mean(predicted == y), atol=1e-6)
+
+
+def test_train_step_applies_sgd_on_the_selected_unit_gradient(grad):
+    # With epsilon 0 the choice is argmax Q, so one fit step must move the
+    # weights by exactly -lr times the BrainProp gradient of that choice.
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(7, use_bias=False, activation="relu")(inputs)
+    outputs = keras.layers.Dense(N_CLASSES, use_bias=False)(hidden)
+    model = BrainProp(inputs, outputs, epsilon=0.0, seed=1)
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(16, 6)).astype("float32")
+    y = rng.integers(0, N_CLASSES, 16).astype("int32")
+    before = [ops.convert_to_numpy(v) for v in model.trainable_variables]
+    selected = np.argmax(ops.convert_to_numpy(model(x)), axis=-1).astype("int32")
+    expected_grad = grad(model, x, brainprop_objective(y, selected))
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    after = [ops.convert_to_numpy(v) for v in model.trainable_variables]
+    for b, a, g in zip(before, after, expected_grad):
+        np.testing.assert_allclose(a, b - 0.5 * g, rtol=1e-5, atol=1e-6)
