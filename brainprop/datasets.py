@@ -1,12 +1,13 @@
-"""The data sets (SPEC 5): MNIST, CIFAR10 and CIFAR100 as uint8 arrays, and their batches.
+"""The data sets (SPEC 5): MNIST, CIFAR10 and CIFAR100 as uint8 arrays.
 
 Without a data folder the data come from `keras.datasets` (downloaded once, then cached
 by Keras).  Offline, `--data-dir` points at the standard files instead: `mnist.npz`,
 `cifar-10-batches-py/` or `cifar-10-python.tar.gz`, `cifar-100-python/` or
 `cifar-100-python.tar.gz`.  The number of images per file is read from the files.
 
-Images stay uint8 (channels last) in memory; `ImageBatches` scales one batch at a time
-to float32 in [0, 1], so no float copy of a whole split is ever made.
+Images stay uint8 (channels last) in memory; `brainprop.pipeline.ImageBatches` scales
+one batch at a time to float32 in [0, 1], so no float copy of a whole split is ever made.
+Reading local files needs no Keras backend, so a missing file is reported at once.
 
 The CIFAR files are Python pickles, and unpickling runs code chosen by whoever wrote the
 file: only point `--data-dir` at files from a source you trust.
