@@ -192,11 +192,12 @@ def test_load_refuses_seeds_in_one_line(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def two_seeds(tmp_path_factory):
-    """`--seeds 1-2` in one process, and seed 2 alone in another folder."""
+    """`--seeds 1-2` in one process, and seed 2 alone in another folder, both holding
+    out a quarter of the training set for validation."""
     base = tmp_path_factory.mktemp("seeds")
     data = write_learnable_mnist(base / "data", n_train=300, n_test=100)
-    common = ["MNIST", "dense", "EBP", "-s", "--data-dir", str(data), "--epochs", "2",
-              "--batch-size", "64"]
+    common = ["MNIST", "dense", "EBP", "-s", "--data-dir", str(data), "--epochs", "3",
+              "--batch-size", "64", "--validation-split", "0.25"]
     assert main([*common, "--seeds", "1-2", "--output-dir", str(base / "both")]) == 0
     assert main([*common, "--seed", "2", "--output-dir", str(base / "alone")]) == 0
     return base
@@ -218,3 +219,17 @@ def test_seeds_run_one_after_another_each_with_its_own_summary(two_seeds):
 
 def test_a_seed_after_another_trains_as_it_would_alone(two_seeds):
     assert _history(two_seeds / "both", 2) == _history(two_seeds / "alone", 2)
+
+
+def test_validation_split_summary_reports_test_accuracy_of_the_best_epoch(two_seeds, capsys):
+    out, data = two_seeds / "both", two_seeds / "data"
+    summary = json.loads((out / "MNIST_dense_EBP_seed1_summary.json").read_text())
+    assert (summary["train_images"], summary["validation_images"]) == (225, 75)
+    assert summary["test_images"] == 100 and summary["validation_split"] == 0.25
+    capsys.readouterr()
+    # The saved weights are the best epoch's; on the test set they give exactly the
+    # accuracy the summary reports.
+    weights = out / summary["files"]["weights"]
+    assert main(["MNIST", "dense", "EBP", "--data-dir", str(data), "-l", str(weights)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"Test accuracy: {summary['test_accuracy_at_best_epoch']:.4f}"

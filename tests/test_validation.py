@@ -1,7 +1,5 @@
 """--validation-split: a fixed held-out part of the training set, the test set apart."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -41,23 +39,6 @@ def test_hold_out_is_the_same_split_every_time_and_differs_by_seed():
 def test_hold_out_refuses_a_split_that_leaves_one_side_empty(fraction):
     with pytest.raises(BrainPropError, match="validation-split"):
         hold_out(_data(), fraction)
-
-
-def test_summary_reports_test_accuracy_of_the_best_epoch_weights(tmp_path, capsys):
-    data = write_learnable_mnist(tmp_path / "data", n_train=300, n_test=100)
-    out = tmp_path / "out"
-    common = ["MNIST", "dense", "EBP", "--data-dir", str(data), "--batch-size", "64"]
-    assert main([*common, "-s", "--output-dir", str(out), "--epochs", "3",
-                 "--validation-split", "0.25"]) == 0
-    summary = json.loads(next(out.glob("*_summary.json")).read_text())
-    assert (summary["train_images"], summary["validation_images"]) == (225, 75)
-    assert summary["test_images"] == 100 and summary["validation_split"] == 0.25
-    capsys.readouterr()
-    # The saved weights are the best epoch's; evaluated on the test set they give
-    # exactly the accuracy the summary reports.
-    assert main([*common, "-l", str(out / summary["files"]["weights"])]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last == f"Test accuracy: {summary['test_accuracy_at_best_epoch']:.4f}"
 
 
 def test_validation_split_without_save_still_prints_test_accuracy(tmp_path, capsys):
