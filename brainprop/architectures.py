@@ -196,19 +196,24 @@ def build_model(
 def compile_model(
     model: keras.Model, learning_rate: float, jit_compile: bool | str = "auto"
 ) -> keras.Model:
-    """Compile with plain SGD (no momentum); the loss depends on the algorithm."""
+    """Compile with plain SGD (no momentum); the loss depends on the algorithm.
+
+    Both log `class_accuracy`, the accuracy of each class (a vector per epoch).
+    """
     import keras
 
+    from brainprop.metrics import ClassAccuracy
     from brainprop.model import BrainProp
 
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0)
+    per_class = ClassAccuracy(model.output_shape[-1])
     if isinstance(model, BrainProp):
-        model.compile(optimizer=optimizer, jit_compile=jit_compile)
+        model.compile(optimizer=optimizer, metrics=[per_class], jit_compile=jit_compile)
     else:
         model.compile(
             optimizer=optimizer,
             loss="sparse_categorical_crossentropy",
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), per_class],
             jit_compile=jit_compile,
         )
     return model

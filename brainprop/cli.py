@@ -8,9 +8,12 @@ Mistakes a user can make end in one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import platform
 import sys
+import tempfile
+from pathlib import Path
 
 from brainprop.architectures import ALGORITHMS, ALLOWED, ARCHITECTURES, check_combination
 from brainprop.errors import BrainPropError
@@ -38,6 +41,32 @@ def _positive(kind):
     return parse
 
 
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from `1-10`, `1,3,5`, `7` or a mix (`1-3,8`), in the order given."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            seeds += range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of seeds; write 1-10, 1,3,5 or 7"
+        ) from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names no seed or a seed twice")
+    return seeds
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1, such as 0.1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     allowed = "; ".join(f"{d}: {', '.join(a)}" for d, a in ALLOWED.items())
     parser = _Parser(
@@ -63,8 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=_positive(int), default=45,
                         help="stop after this many epochs without a 0.001 gain in "
                         "validation accuracy (default: 45)")
-    parser.add_argument("--seed", type=int, default=1,
-                        help="seed for NumPy and the backend (default: 1)")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=1,
+                       help="seed for NumPy and the backend (default: 1)")
+    seeds.add_argument("--seeds", type=parse_seeds,
+                       help="train once per seed, one after another, each with its own "
+                       "outputs: 1-10, 1,3,5 or 7")
     parser.add_argument("--batch-size", type=_positive(int),
                         help="batch size (default: 128, or 32 for loccon)")
     parser.add_argument("--learning-rate", type=_positive(float),
@@ -74,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir",
                         help="read the data set from the standard files in this folder "
                         "instead of downloading it (see README)")
+    parser.add_argument("--validation-split", type=_fraction, metavar="F",
+                        help="hold out this fraction of the training set (a fixed split) "
+                        "for early stopping and the best epoch, then report the test "
+                        "accuracy of that epoch (default: validate on the test set, as "
+                        "the paper did)")
     return parser
 
 
@@ -81,6 +119,10 @@ def _run(args: argparse.Namespace) -> None:
     # Everything a user can get wrong is checked before Keras starts a backend.
     check_combination(args.dataset, args.architecture, args.algorithm)
     output_dir = None
+    if args.load and (args.seeds or args.validation_split):
+        raise BrainPropError(
+            "-l evaluates one weight file on the test set: drop --seeds and --validation-split"
+        )
     if args.load:
         from brainprop.weights import check_weight_file
 
@@ -93,11 +135,22 @@ def _run(args: argparse.Namespace) -> None:
     from brainprop.datasets import load_dataset
 
     data = load_dataset(args.dataset, args.data_dir)
+    seeds = args.seeds or [args.seed]
+    for number, seed in enumerate(seeds, start=1):
+        if len(seeds) > 1:
+            print(f"=== Seed {seed} ({number} of {len(seeds)}) ===", flush=True)
+        seed_args = copy.copy(args)
+        seed_args.seed = seed
+        _run_seed(seed_args, data, output_dir)
 
+
+def _run_seed(args: argparse.Namespace, data, output_dir) -> None:
     import keras
 
     from brainprop.architectures import build_model, compile_model
 
+    # A fresh session per seed: seed 2 after seed 1 trains as seed 2 alone would.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(args.seed)
     arch = ARCHITECTURES[args.architecture]
     batch_size = args.batch_size or arch.batch_size
@@ -138,22 +191,56 @@ def _run(args: argparse.Namespace) -> None:
         base = f"{args.dataset}_{args.architecture}_{args.algorithm}_seed{args.seed}"
         files = reserve_run_files(output_dir, base)
     started = datetime.datetime.now().astimezone()
-    result = train(
-        model,
-        data,
-        config,
-        best_weights_path=files.weights if files else None,
-        csv_log_path=files.log if files else None,
-    )
-    print(
-        f"Best validation accuracy {result.best_val_accuracy:.4f} at epoch "
-        f"{result.best_epoch} of {len(result.epoch_seconds)} ({result.stop_reason})"
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        # A held-out validation set needs the best weights even without -s.
+        best_weights = files.weights if files else None
+        if args.validation_split and best_weights is None:
+            best_weights = Path(scratch) / "best.weights.h5"
+        fit_data = _hold_out(args, data)
+        result = train(
+            model,
+            fit_data,
+            config,
+            best_weights_path=best_weights,
+            csv_log_path=files.log if files else None,
+        )
+        print(
+            f"Best validation accuracy {result.best_val_accuracy:.4f} at epoch "
+            f"{result.best_epoch} of {len(result.epoch_seconds)} ({result.stop_reason})"
+        )
+        validation = _validation_summary(args, model, best_weights, data, fit_data, batch_size)
     if files is not None:
-        _save(args, model, data, config, arch, result, files, started)
+        _save(args, model, data, config, arch, result, files, started, validation)
 
 
-def _save(args, model, data, config, arch, result, files, started) -> None:
+def _hold_out(args: argparse.Namespace, data):
+    if not args.validation_split:
+        return data
+    from brainprop.validation import hold_out
+
+    return hold_out(data, args.validation_split)
+
+
+def _validation_summary(args, model, best_weights, data, fit_data, batch_size) -> dict:
+    """What was validated on, and the test accuracy of the best epoch when held out."""
+    if not args.validation_split:
+        return {"validation": "test set", "validation_split": None}
+    from brainprop.validation import SPLIT_SEED, best_epoch_test_accuracy
+
+    accuracy = best_epoch_test_accuracy(model, best_weights, data, batch_size)
+    if accuracy is not None:
+        print(f"Test accuracy at the best validation epoch: {accuracy:.4f}")
+    return {
+        "validation": f"{args.validation_split:g} of the training set held out "
+        f"(split seed {SPLIT_SEED})",
+        "validation_split": args.validation_split,
+        "validation_images": int(len(fit_data.y_test)),
+        "train_images": int(len(fit_data.y_train)),
+        "test_accuracy_at_best_epoch": accuracy,
+    }
+
+
+def _save(args, model, data, config, arch, result, files, started, validation) -> None:
     import keras
 
     from brainprop.outputs import plot_accuracy, write_history, write_summary
@@ -200,6 +287,7 @@ def _save(args, model, data, config, arch, result, files, started) -> None:
         "command": args.command,
         "files": {k: v for k, v in files.names().items() if getattr(files, k).exists() or k == "summary"},
     }
+    summary.update(validation)
     write_summary(files.summary, summary)
     print(f"Saved {', '.join(summary['files'].values())} in {files.stem.parent}")
 

@@ -35,7 +35,7 @@ class TrainingConfig:
 
 @dataclasses.dataclass
 class TrainingResult:
-    history: dict[str, list[float]]
+    history: dict[str, list]  # per epoch: a float, or a list of floats for class_accuracy
     epoch_seconds: list[float]
     best_epoch: int  # 1-based; 0 when no epoch finished
     best_val_accuracy: float
@@ -124,8 +124,14 @@ def train(
     )
     if best_weights_path is not None and checkpoint.exists():
         os.replace(checkpoint, best_weights_path)
-    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+    history = {key: [_plain(v) for v in values] for key, values in fit.history.items()}
     return _result(history, timer.seconds, early_stopping.stopped_epoch > 0)
+
+
+def _plain(value) -> float | list[float]:
+    """A logged value as Python floats (a list for vector metrics like class_accuracy)."""
+    array = np.asarray(value, dtype=float)
+    return float(array) if array.ndim == 0 else array.tolist()
 
 
 def _result(

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from brainprop.architectures import ALGORITHMS, ALLOWED
-from brainprop.cli import main
+from brainprop.cli import main, parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,3 +159,77 @@ def test_missing_data_file_says_which_file_to_put_where(tmp_path):
         run_cli("MNIST", "dense", "EBP", "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path)
     )
     assert "mnist.npz" in line
+
+
+@pytest.mark.parametrize(
+    "text, seeds",
+    [("7", [7]), ("1-10", list(range(1, 11))), ("1,3,5", [1, 3, 5]), ("1-3, 8", [1, 2, 3, 8])],
+)
+def test_seeds_accept_ranges_lists_and_single_numbers(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--seeds", "1-x"], ["--seeds", "3-1"], ["--seeds", "1,1"], ["--seed", "2", "--seeds", "1-3"],
+     ["--validation-split", "1"], ["--validation-split", "0"]],
+    ids=["not-a-number", "empty-range", "repeated", "both", "split-1", "split-0"],
+)
+def test_bad_seeds_and_splits_are_refused_in_one_line(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["MNIST", "dense", "EBP", *args])
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "error" in errors[0]
+
+
+def test_load_refuses_seeds_in_one_line(tmp_path, capsys):
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"")
+    assert main(["MNIST", "dense", "EBP", "-l", str(weights), "--seeds", "1-2"]) == 2
+    assert "drop --seeds" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory):
+    """`--seeds 1-2` in one process, and seed 2 alone in another folder, both holding
+    out a quarter of the training set for validation."""
+    base = tmp_path_factory.mktemp("seeds")
+    data = write_learnable_mnist(base / "data", n_train=300, n_test=100)
+    common = ["MNIST", "dense", "EBP", "-s", "--data-dir", str(data), "--epochs", "3",
+              "--batch-size", "64", "--validation-split", "0.25"]
+    assert main([*common, "--seeds", "1-2", "--output-dir", str(base / "both")]) == 0
+    assert main([*common, "--seed", "2", "--output-dir", str(base / "alone")]) == 0
+    return base
+
+
+def _history(folder: Path, seed: int) -> dict:
+    with open(folder / f"MNIST_dense_EBP_seed{seed}_history.pkl", "rb") as f:
+        return pickle.load(f)[2]
+
+
+def test_seeds_run_one_after_another_each_with_its_own_summary(two_seeds):
+    summaries = sorted((two_seeds / "both").glob("*_summary.json"))
+    assert [p.name for p in summaries] == [
+        "MNIST_dense_EBP_seed1_summary.json", "MNIST_dense_EBP_seed2_summary.json"
+    ]
+    assert [json.loads(p.read_text())["seed"] for p in summaries] == [1, 2]
+    assert _history(two_seeds / "both", 1) != _history(two_seeds / "both", 2)
+
+
+def test_a_seed_after_another_trains_as_it_would_alone(two_seeds):
+    assert _history(two_seeds / "both", 2) == _history(two_seeds / "alone", 2)
+
+
+def test_validation_split_summary_reports_test_accuracy_of_the_best_epoch(two_seeds, capsys):
+    out, data = two_seeds / "both", two_seeds / "data"
+    summary = json.loads((out / "MNIST_dense_EBP_seed1_summary.json").read_text())
+    assert (summary["train_images"], summary["validation_images"]) == (225, 75)
+    assert summary["test_images"] == 100 and summary["validation_split"] == 0.25
+    capsys.readouterr()
+    # The saved weights are the best epoch's; on the test set they give exactly the
+    # accuracy the summary reports.
+    weights = out / summary["files"]["weights"]
+    assert main(["MNIST", "dense", "EBP", "--data-dir", str(data), "-l", str(weights)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"Test accuracy: {summary['test_accuracy_at_best_epoch']:.4f}"

@@ -1,0 +1,383 @@
+"""The paper's tables and figures from a folder of runs: `python -m brainprop.report RUNS_DIR`.
+
+Reads every `*_summary.json` (and the history pickle it names) and writes, into
+`RUNS_DIR/report` or `--out DIR`:
+
+* `tables.md` and `tables.csv`: per dataset/architecture/algorithm, epochs and accuracy
+  as mean(std) over seeds beside the paper's figures (`brainprop/paper.py`);
+* `figure5.png` and `.pdf`: validation accuracy against epoch, mean +-1 std over seeds,
+  BrainProp against EBP, one panel per dataset/architecture;
+* `class_discovery.png` and `.pdf`: the validation accuracy of each class per epoch for
+  one BrainProp run (the classes found one at a time, Section 3 of the paper).
+
+Report files are derived from the runs, so writing the report again replaces them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import math
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from brainprop.errors import BrainPropError
+from brainprop.outputs import _write_atomically, plt
+from brainprop.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
+
+ALGORITHM_ORDER = ("BrainProp", "EBP")
+COLORS = {"BrainProp": "tab:red", "EBP": "tab:blue"}
+
+
+@dataclasses.dataclass
+class Run:
+    summary: dict
+    history: dict | None  # None when the history pickle is missing
+    path: Path  # the summary file
+
+    @property
+    def config(self) -> tuple[str, str, str]:
+        return (self.summary["dataset"], self.summary["architecture"], self.summary["algorithm"])
+
+    @property
+    def accuracy(self) -> float:
+        """Percent: test accuracy at the best epoch when validation was held out."""
+        held_out = self.summary.get("test_accuracy_at_best_epoch")
+        return 100 * (held_out if held_out is not None else self.summary["best_val_accuracy"])
+
+
+def load_runs(runs_dir: str | Path) -> list[Run]:
+    """Every run in `runs_dir`, one per (dataset, architecture, algorithm, seed).
+
+    When a seed was run twice (`..._seed1` and `..._seed1_2`), the first run (the
+    unnumbered stem) counts and the others are reported on stderr.
+    """
+    folder = Path(runs_dir)
+    if not folder.is_dir():
+        raise BrainPropError(f"{folder} is not a folder: pass the folder the runs wrote into")
+    runs: dict[tuple, Run] = {}
+    # Shortest name first: `..._seed1` before `..._seed1_2` before `..._seed1_10`.
+    for path in sorted(folder.glob("*_summary.json"), key=lambda p: (len(p.name), p.name)):
+        run = _read_run(path)
+        key = (*run.config, run.summary["seed"])
+        if key in runs:
+            print(f"report: {path.name} repeats {runs[key].path.name}; ignored", file=sys.stderr)
+            continue
+        runs[key] = run
+    return list(runs.values())
+
+
+REQUIRED = ("dataset", "architecture", "algorithm", "seed", "best_epoch", "epochs_run",
+            "best_val_accuracy")
+
+
+def _read_run(path: Path) -> Run:
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise BrainPropError(f"cannot read {path} ({error}); move it away") from None
+    missing = [key for key in REQUIRED if not isinstance(summary, dict) or key not in summary]
+    if missing:
+        raise BrainPropError(f"{path} is not a run summary (no {', '.join(missing)}); move it away")
+    history = None
+    history_path = path.parent / summary.get("files", {}).get("history", "")
+    if history_path.is_file():
+        with open(history_path, "rb") as f:
+            history = pickle.load(f)[2]
+    return Run(summary, history, path)
+
+
+# --- tables -------------------------------------------------------------------------------
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; NaN for a single value)."""
+    array = np.asarray(values, dtype=float)
+    std = float(np.std(array, ddof=1)) if len(array) > 1 else math.nan
+    return float(np.mean(array)), std
+
+
+@dataclasses.dataclass
+class Row:
+    table: str
+    dataset: str
+    architecture: str
+    algorithm: str
+    seeds: list[int]
+    epochs: tuple[float, float]  # epoch of best validation accuracy: mean, std
+    stopped: tuple[float, float]  # epochs run: mean, std
+    accuracy: tuple[float, float]  # percent
+    accuracy_on: str
+
+    @property
+    def paper(self):
+        return PAPER_RESULTS.get((self.dataset, self.architecture), {}).get(self.algorithm)
+
+
+def _paper_rank(config: tuple[str, ...]) -> tuple:
+    """Sort key: the paper's row order of (dataset, architecture), then the rest."""
+    order = [key for rows in TABLES.values() for key in rows]
+    return (order.index(config[:2]) if config[:2] in order else len(order), config)
+
+
+def table_rows(runs: list[Run]) -> list[Row]:
+    """One row per dataset/architecture/algorithm, in the paper's order."""
+    groups: dict[tuple[str, str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.config, []).append(run)
+    rows = []
+    for (dataset, architecture, algorithm), group in sorted(
+        groups.items(), key=lambda item: _paper_rank(item[0])
+    ):
+        group.sort(key=lambda run: run.summary["seed"])
+        held_out = {run.summary.get("test_accuracy_at_best_epoch") is not None for run in group}
+        accuracy_on = {frozenset([True]): "test, best epoch on held-out validation",
+                       frozenset([False]): "validation = test set (as the paper)"}.get(
+            frozenset(held_out), "MIXED: some runs held out validation, some did not")
+        rows.append(Row(
+            table=table_of(dataset, architecture) or "other",
+            dataset=dataset,
+            architecture=architecture,
+            algorithm=algorithm,
+            seeds=[run.summary["seed"] for run in group],
+            epochs=mean_std([run.summary["best_epoch"] for run in group]),
+            stopped=mean_std([run.summary["epochs_run"] for run in group]),
+            accuracy=mean_std([run.accuracy for run in group]),
+            accuracy_on=accuracy_on,
+        ))
+    return rows
+
+
+def _ms(pair: tuple[float, float], digits: int) -> str:
+    mean, std = pair
+    return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f"({std:.{digits}f})")
+
+
+def _diff(ours: float, paper: float | None, digits: int) -> str:
+    return "" if paper is None else f"{ours - paper:+.{digits}f}"
+
+
+MARKDOWN_NOTE = (
+    "Epochs = epoch of best validation accuracy (1-based); stopped = epochs run. "
+    "Ours: mean(std) over the seeds listed (sample std, ddof=1; none for one seed). "
+    "Paper: mean(std) over 10 seeds (Pozzi, Bohte & Roelfsema, NeurIPS 2020). "
+    "Diff = ours - paper."
+)
+
+
+def markdown_tables(rows: list[Row]) -> str:
+    """The tables as Markdown, one section per paper table."""
+    lines = ["# BrainProp: our runs against the paper", "", MARKDOWN_NOTE, ""]
+    for table in [*TABLES, "other"]:
+        selected = [row for row in rows if row.table == table]
+        if not selected:
+            continue
+        lines += [f"## {TABLE_TITLES.get(table, 'Other runs')}", "",
+                  "| dataset | architecture | rule | seeds | epochs (best) | paper | diff "
+                  "| stopped | accuracy % | paper | diff | accuracy on |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for row in selected:
+            paper = row.paper
+            lines.append(" | ".join([
+                f"| {row.dataset}", row.architecture, row.algorithm, str(len(row.seeds)),
+                _ms(row.epochs, 1), f"{paper.epochs:g}({paper.epochs_std:g})" if paper else "",
+                _diff(row.epochs[0], paper and paper.epochs, 1), _ms(row.stopped, 1),
+                _ms(row.accuracy, 2),
+                f"{paper.accuracy:.2f}({paper.accuracy_std:.2f})" if paper else "",
+                _diff(row.accuracy[0], paper and paper.accuracy, 2), f"{row.accuracy_on} |",
+            ]))
+        lines.append("")
+    return "\n".join(lines)
+
+
+CSV_FIELDS = [
+    "table", "dataset", "architecture", "algorithm", "n_seeds", "seeds",
+    "best_epoch_mean", "best_epoch_std", "paper_epochs_mean", "paper_epochs_std",
+    "epochs_diff", "epochs_run_mean", "epochs_run_std", "accuracy_mean", "accuracy_std",
+    "paper_accuracy_mean", "paper_accuracy_std", "accuracy_diff", "accuracy_on",
+]
+
+
+def csv_tables(rows: list[Row]) -> str:
+    """The tables as CSV (full precision; accuracy in percent; empty where unknown)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for row in rows:
+        paper = row.paper
+        values = [
+            row.table, row.dataset, row.architecture, row.algorithm, len(row.seeds),
+            " ".join(map(str, row.seeds)), *row.epochs,
+            *((paper.epochs, paper.epochs_std) if paper else (None, None)),
+            row.epochs[0] - paper.epochs if paper else None, *row.stopped, *row.accuracy,
+            *((paper.accuracy, paper.accuracy_std) if paper else (None, None)),
+            row.accuracy[0] - paper.accuracy if paper else None, row.accuracy_on,
+        ]
+        writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                         for v in values])
+    return text.getvalue()
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def curve_band(curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs (1-based), mean and std over the runs still training at each epoch.
+
+    Runs stop at different epochs; each epoch averages the runs that reached it.  The
+    std is the sample std (ddof=1), NaN where only one run is left.
+    """
+    length = max(len(c) for c in curves)
+    padded = np.full((len(curves), length), np.nan)
+    for i, curve in enumerate(curves):
+        padded[i, : len(curve)] = curve
+    alive = np.sum(~np.isnan(padded), axis=0)
+    mean = np.nanmean(padded, axis=0)
+    squares = np.nansum((padded - mean) ** 2, axis=0)
+    std = np.full(length, np.nan)
+    std[alive > 1] = np.sqrt(squares[alive > 1] / (alive[alive > 1] - 1))
+    return np.arange(1, length + 1), mean, std
+
+
+def _save_figure(fig, out_dir: Path, name: str) -> list[Path]:
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    for path in paths:
+        _write_atomically(path, lambda partial: fig.savefig(partial, format=path.suffix[1:]))
+    plt.close(fig)
+    return paths
+
+
+def plot_figure5(runs: list[Run], out_dir: Path) -> list[Path]:
+    """Validation accuracy per epoch, mean +-1 std over seeds, one panel per network."""
+    panels: dict[tuple[str, str], dict[str, list]] = {}
+    for run in runs:
+        if run.history and run.history.get("val_accuracy"):
+            dataset, architecture, algorithm = run.config
+            panel = panels.setdefault((dataset, architecture), {})
+            panel.setdefault(algorithm, []).append(run.history["val_accuracy"])
+    if not panels:
+        return []
+    keys = sorted(panels, key=_paper_rank)
+    columns = min(3, len(keys))
+    rows = -(-len(keys) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(max(4.6 * columns, 6), 3.6 * rows + 0.4),
+                             squeeze=False, layout="constrained")
+    for ax, key in zip(axes.flat, keys):
+        for algorithm in sorted(panels[key], key=_algorithm_rank):
+            curves = panels[key][algorithm]
+            epochs, mean, std = curve_band(curves)
+            color = COLORS.get(algorithm)
+            ax.plot(epochs, mean, color=color, label=f"{algorithm} ({len(curves)} seeds)")
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.25, linewidth=0)
+        ax.set(title=f"{key[0]} {key[1]}", xlabel="epoch", ylabel="validation accuracy")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize="small")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle("Validation accuracy, mean $\\pm$ 1 std over seeds (cf. paper Fig. 5)")
+    return _save_figure(fig, out_dir, "figure5")
+
+
+def _algorithm_rank(algorithm: str) -> int:
+    return ALGORITHM_ORDER.index(algorithm) if algorithm in ALGORITHM_ORDER else len(ALGORITHM_ORDER)
+
+
+def class_discovery_run(runs: list[Run], stem: str | None = None) -> Run | None:
+    """The run to show per class: the one named by `stem`, else BrainProp on the first
+    network of the paper's order (MNIST dense first), lowest seed."""
+    usable = [run for run in runs if run.history and run.history.get("val_class_accuracy")]
+    if stem is not None:
+        for run in usable:
+            if run.path.name.removesuffix("_summary.json") == stem:
+                return run
+        raise BrainPropError(
+            f"no run {stem!r} with per-class accuracy in the folder: give the file name "
+            "of a summary without _summary.json"
+        )
+    brainprop = [run for run in usable if run.config[2] == "BrainProp"] or usable
+    return min(brainprop, key=lambda r: (_paper_rank(r.config), r.summary["seed"]), default=None)
+
+
+def plot_class_discovery(run: Run, out_dir: Path) -> list[Path]:
+    """Validation accuracy of each class per epoch (and overall) for one run."""
+    per_class = np.asarray(run.history["val_class_accuracy"], dtype=float)
+    epochs = np.arange(1, len(per_class) + 1)
+    n_classes = per_class.shape[1]
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    colors = plt.get_cmap("tab10" if n_classes <= 10 else "viridis")
+    for k in range(n_classes):
+        ax.plot(epochs, per_class[:, k], linewidth=1.2 if n_classes <= 10 else 0.5,
+                color=colors(k if n_classes <= 10 else k / (n_classes - 1)),
+                label=f"class {k}" if n_classes <= 10 else None)
+    ax.plot(epochs, run.history["val_accuracy"], "k--", linewidth=2, label="all classes")
+    dataset, architecture, algorithm = run.config
+    ax.set(title=f"Per-class validation accuracy: {dataset} {architecture} {algorithm}, "
+           f"seed {run.summary['seed']}", xlabel="epoch", ylabel="validation accuracy",
+           ylim=(-0.02, 1.02))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    fig.tight_layout()
+    return _save_figure(fig, out_dir, "class_discovery")
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def write_report(
+    runs_dir: str | Path, out_dir: str | Path | None = None, class_run: str | None = None
+) -> list[Path]:
+    """Write the tables and figures for the runs in `runs_dir`; return the files written."""
+    runs = load_runs(runs_dir)
+    if not runs:
+        raise BrainPropError(
+            f"no *_summary.json in {runs_dir}: run main.py with -s --output-dir {runs_dir} first"
+        )
+    out = Path(out_dir) if out_dir is not None else Path(runs_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = table_rows(runs)
+    written = [out / "tables.md", out / "tables.csv"]
+    _write_atomically(written[0], lambda p: p.write_text(markdown_tables(rows)))
+    _write_atomically(written[1], lambda p: p.write_text(csv_tables(rows)))
+    written += plot_figure5(runs, out)
+    chosen = class_discovery_run(runs, class_run)
+    if chosen is not None:
+        written += plot_class_discovery(chosen, out)
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m brainprop.report",
+        description="Tables 1 and 2 and Figure 5 of the paper from a folder of runs "
+        "(the *_summary.json and *_history.pkl that main.py -s writes).",
+    )
+    parser.add_argument("runs_dir", help="the folder of runs")
+    parser.add_argument("--out", help="where to write the report (default: RUNS_DIR/report)")
+    parser.add_argument("--class-run", metavar="STEM",
+                        help="the run for the class-discovery plot, e.g. "
+                        "MNIST_dense_BrainProp_seed1 (default: BrainProp on the first network)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        written = write_report(args.runs_dir, args.out, args.class_run)
+    except BrainPropError as error:
+        print(f"report: error: {error}", file=sys.stderr)
+        return 2
+    print(f"Report: {', '.join(p.name for p in written)} in {written[0].parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The report: known runs give known tables, and the figures are valid images."""
+
+import csv
+import io
+import json
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainprop.report import curve_band, main, write_report
+
+
+def write_run(folder, dataset, architecture, algorithm, seed, best_epoch, accuracy,
+              epochs_run, stem_suffix="", test_accuracy=None, n_classes=10):
+    """A summary and history pickle as main.py -s writes them, with chosen numbers."""
+    stem = f"{dataset}_{architecture}_{algorithm}_seed{seed}{stem_suffix}"
+    curve = [accuracy * (e + 1) / best_epoch if e < best_epoch else accuracy
+             for e in range(epochs_run)]
+    history = {
+        "accuracy": curve, "val_accuracy": curve, "loss": [0.1] * epochs_run,
+        "val_class_accuracy": [[min(1.0, v * (k + 1) / 5) for k in range(n_classes)] for v in curve],
+    }
+    with open(folder / f"{stem}_history.pkl", "wb") as f:
+        pickle.dump([dataset, algorithm, history], f)
+    summary = {
+        "dataset": dataset, "architecture": architecture, "algorithm": algorithm, "seed": seed,
+        "best_epoch": best_epoch, "best_val_accuracy": accuracy, "epochs_run": epochs_run,
+        "files": {"history": f"{stem}_history.pkl", "summary": f"{stem}_summary.json"},
+    }
+    if test_accuracy is not None:
+        summary["test_accuracy_at_best_epoch"] = test_accuracy
+    (folder / f"{stem}_summary.json").write_text(json.dumps(summary))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    for seed, epoch, acc in [(1, 10, 0.97), (2, 20, 0.98), (3, 30, 0.99)]:
+        write_run(runs, "MNIST", "dense", "BrainProp", seed, epoch, acc, epoch + 45)
+    # A second run of seed 1 (a numbered stem) must not count twice.
+    write_run(runs, "MNIST", "dense", "BrainProp", 1, 99, 0.10, 100, stem_suffix="_2")
+    write_run(runs, "MNIST", "dense", "EBP", 1, 4, 0.5, 6, test_accuracy=0.981)
+    write_run(runs, "MNIST", "dense", "EBP", 2, 8, 0.5, 9, test_accuracy=0.985)
+    write_run(runs, "CIFAR10", "deep", "EBP", 1, 100, 0.88, 145)
+    written = write_report(runs)
+    return runs / "report", written
+
+
+def _csv_rows(out):
+    rows = list(csv.DictReader(io.StringIO((out / "tables.csv").read_text())))
+    return {(r["dataset"], r["architecture"], r["algorithm"]): r for r in rows}
+
+
+def test_tables_give_mean_and_sample_std_over_seeds(report):
+    rows = _csv_rows(report[0])
+    brainprop = rows[("MNIST", "dense", "BrainProp")]
+    assert (brainprop["table"], brainprop["n_seeds"], brainprop["seeds"]) == ("table1", "3", "1 2 3")
+    assert float(brainprop["best_epoch_mean"]) == 20 and float(brainprop["best_epoch_std"]) == 10
+    assert float(brainprop["epochs_run_mean"]) == 65
+    assert float(brainprop["accuracy_mean"]) == pytest.approx(98.0)
+    assert float(brainprop["accuracy_std"]) == pytest.approx(1.0)
+    assert float(brainprop["paper_accuracy_mean"]) == 98.68
+    assert float(brainprop["accuracy_diff"]) == pytest.approx(98.0 - 98.68)
+    assert float(brainprop["epochs_diff"]) == 20 - 51
+
+
+def test_tables_use_test_accuracy_of_the_best_epoch_when_validation_was_held_out(report):
+    ebp = _csv_rows(report[0])[("MNIST", "dense", "EBP")]
+    assert float(ebp["accuracy_mean"]) == pytest.approx(98.3)
+    assert float(ebp["accuracy_std"]) == pytest.approx(np.std([98.1, 98.5], ddof=1))
+    assert ebp["accuracy_on"].startswith("test, best epoch on held-out")
+
+
+def test_single_seed_has_no_std_and_lands_in_table_2(report):
+    deep = _csv_rows(report[0])[("CIFAR10", "deep", "EBP")]
+    assert (deep["table"], deep["n_seeds"], deep["accuracy_std"]) == ("table2", "1", "")
+    markdown = (report[0] / "tables.md").read_text()
+    assert "| CIFAR10 | deep | EBP | 1 | 100.0 | 97(17) | +3.0 | 145.0 | 88.00 | 88.48(0.55) | -0.48 |" in markdown
+    assert "Epochs = epoch of best validation accuracy" in markdown
+    assert markdown.index("## Table 1") < markdown.index("## Table 2")
+
+
+def test_markdown_row_shows_mean_std_beside_the_paper(report):
+    markdown = (report[0] / "tables.md").read_text()
+    assert ("| MNIST | dense | BrainProp | 3 | 20.0(10.0) | 51(19) | -31.0 | 65.0(10.0) "
+            "| 98.00(1.00) | 98.68(0.07) | -0.68 |") in markdown
+
+
+def test_figures_are_valid_png_and_pdf(report):
+    out, written = report
+    names = {p.name for p in written}
+    assert names == {"tables.md", "tables.csv", "figure5.png", "figure5.pdf",
+                     "class_discovery.png", "class_discovery.pdf"}
+    for name in ("figure5", "class_discovery"):
+        assert (out / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+        with Image.open(out / f"{name}.png") as image:
+            image.verify()
+            assert image.format == "PNG" and image.size[0] >= 500
+
+
+def test_curve_band_averages_the_runs_still_training_at_each_epoch():
+    epochs, mean, std = curve_band([[0.1, 0.3, 0.5], [0.3, 0.5]])
+    np.testing.assert_array_equal(epochs, [1, 2, 3])
+    np.testing.assert_allclose(mean, [0.2, 0.4, 0.5])
+    np.testing.assert_allclose(std[:2], [np.sqrt(0.02)] * 2)
+    assert np.isnan(std[2])  # one run left: no spread
+
+
+def test_class_run_option_picks_the_named_run(report, tmp_path):
+    runs = report[0].parent
+    assert main([str(runs), "--out", str(tmp_path), "--class-run", "MNIST_dense_EBP_seed2"]) == 0
+    assert (tmp_path / "class_discovery.png").exists()
+
+
+@pytest.mark.parametrize("setup", ["empty", "missing", "broken"])
+def test_bad_runs_folder_is_refused_in_one_line(tmp_path, capsys, setup):
+    folder = tmp_path / "runs"
+    if setup != "missing":
+        folder.mkdir()
+    if setup == "broken":
+        (folder / "x_summary.json").write_text("{not json")
+    assert main([str(folder)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("report: error:")
