@@ -196,7 +196,14 @@ def build_model(
 def compile_model(
     model: keras.Model, learning_rate: float, jit_compile: bool | str = "auto"
 ) -> keras.Model:
-    """Compile with plain SGD (no momentum); the loss depends on the algorithm."""
+    """Compile with plain SGD (no momentum); the loss depends on the algorithm.
+
+    `jit_compile="auto"` is Keras' choice, and the faster one measured on CPU
+    for every architecture (benchmarks/RESULTS.md): XLA on JAX (off would mean
+    eager execution), no XLA for TensorFlow on CPU (XLA's CPU convolutions are
+    several times slower). On a GPU Keras turns XLA on for TensorFlow too (not
+    measured here: no GPU was available).
+    """
     import keras
 
     from brainprop.model import BrainProp
