@@ -78,10 +78,13 @@ def _formulations():
 
         def call(self, inputs):
             rows, cols = self._output_size(inputs.shape[1], inputs.shape[2])
+            (kh, kw), (sh, sw) = self.kernel_size, self.strides
             size = int(np.prod(inputs.shape[1:]))
-            index = np.arange(size).reshape(1, *inputs.shape[1:])
-            index = np.asarray(
-                window_patches(index, self.kernel_size, self.strides, (rows, cols))
+            grid = np.arange(size).reshape(inputs.shape[1:])
+            index = np.concatenate(
+                [grid[i : i + sh * (rows - 1) + 1 : sh, j : j + sw * (cols - 1) + 1 : sw]
+                 for i in range(kh) for j in range(kw)],
+                axis=-1,
             ).reshape(-1)
             patches = ops.take(ops.reshape(inputs, (-1, size)), index, axis=1)
             patches = ops.transpose(
