@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 
@@ -26,6 +25,7 @@ import numpy as np
 
 LAYER_SHAPES = {"loccon_1": ((32, 32, 3), 1), "loccon_2": ((30, 30, 32), 2)}
 FILTERS = 32
+PARTS = ["formulations", "networks", "memory"]
 
 
 def _formulations():
@@ -204,16 +204,24 @@ def networks(batch: int, steps: int, warmup: int, jit_compile) -> dict:
     return result
 
 
+def _peak_rss_mib() -> float:
+    # VmHWM starts afresh in a new process; ru_maxrss would keep the parent's peak.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def memory_child(batch: int, steps: int) -> None:
     """Train the loccon BrainProp network a few steps; print peak RSS in MiB."""
     from train_step import build
 
     model = build("loccon", "BrainProp", _jit(os.environ["BENCH_JIT"]))
     x, y = common.synthetic_batch(common.INPUT_SHAPES["loccon"], batch)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = _peak_rss_mib()
     for _ in range(steps):
         model.train_on_batch(x, y)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after = _peak_rss_mib()
     print(f"{before:.0f} {after:.0f}")
 
 
@@ -244,6 +252,7 @@ def main() -> None:
     parser.add_argument("--jit", choices=["on", "off", "default"], default="default",
                         help="jit_compile of our models (default: the project's default)")
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS)
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -254,10 +263,13 @@ def main() -> None:
     results = {
         "machine": common.machine(), "steps": args.steps, "warmup": args.warmup,
         "jit": args.jit,
-        "formulations_ms_batch32": formulations(32, args.steps, args.warmup, jit),
-        "networks": [networks(b, args.steps, args.warmup, jit) for b in args.batches],
-        "memory": memory(args.batches, args.jit),
     }
+    if "formulations" in args.parts:
+        results["formulations_ms_batch32"] = formulations(32, args.steps, args.warmup, jit)
+    if "networks" in args.parts:
+        results["networks"] = [networks(b, args.steps, args.warmup, jit) for b in args.batches]
+    if "memory" in args.parts:
+        results["memory"] = memory(args.batches, args.jit)
     common.write_json(args.json, results)
 
 
