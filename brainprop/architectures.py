@@ -199,6 +199,12 @@ def compile_model(
     """Compile with plain SGD (no momentum); the loss depends on the algorithm.
 
     Both log `class_accuracy`, the accuracy of each class (a vector per epoch).
+
+    `jit_compile="auto"` is Keras' choice, and the faster one measured on CPU
+    for every architecture (benchmarks/RESULTS.md): XLA on JAX (off would mean
+    eager execution), no XLA for TensorFlow on CPU (XLA's CPU convolutions are
+    several times slower). On a GPU Keras turns XLA on for TensorFlow too (not
+    measured here: no GPU was available).
     """
     import keras
 

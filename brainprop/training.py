@@ -43,7 +43,8 @@ class TrainingResult:
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Records the wall-clock seconds of each epoch, validation included."""
+    """Records the wall-clock seconds of each epoch, validation included, and
+    logs them as `epoch_seconds` so that they are printed with each epoch."""
 
     def __init__(self):
         super().__init__()
@@ -54,7 +55,11 @@ class EpochTimer(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        seconds = time.perf_counter() - self._start
+        self.seconds.append(seconds)
+        if logs is not None:
+            # Keras' progress line and the CSV log show every entry of `logs`.
+            logs["epoch_seconds"] = seconds
 
 
 def partial_path(path: Path) -> Path:
@@ -125,6 +130,7 @@ def train(
     if best_weights_path is not None and checkpoint.exists():
         os.replace(checkpoint, best_weights_path)
     history = {key: [_plain(v) for v in values] for key, values in fit.history.items()}
+    history.pop("epoch_seconds", None)  # the history holds metrics only, as the original's
     return _result(history, timer.seconds, early_stopping.stopped_epoch > 0)
 
 

@@ -65,6 +65,15 @@ def test_save_writes_plot_history_weights_and_summary(trained):
     assert not list(out.glob(".*partial*"))
 
 
+def test_epoch_seconds_are_logged_per_epoch_and_kept_out_of_the_history(trained):
+    _, out, summary = trained
+    log = np.genfromtxt(out / summary["files"]["log"], delimiter=",", names=True)
+    np.testing.assert_allclose(log["epoch_seconds"], summary["epoch_seconds"], atol=1e-4)
+    assert all(s > 0 for s in summary["epoch_seconds"])
+    with open(out / summary["files"]["history"], "rb") as f:
+        assert "epoch_seconds" not in pickle.load(f)[2]
+
+
 def test_summary_records_run_and_best_epoch(trained):
     _, out, summary = trained
     with open(out / summary["files"]["history"], "rb") as f:

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.layers import LocallyConnected2D
+from brainprop.layers import LocallyConnected2D, window_patches
 
 
 def pair(value):
@@ -208,3 +208,19 @@ def test_unknown_spatial_size_raises_when_building():
 def test_input_smaller_than_kernel_raises_when_building():
     with pytest.raises(ValueError, match="smaller than the kernel"):
         LocallyConnected2D(2, 3).build((None, 2, 8, 3))
+
+
+@pytest.mark.parametrize(
+    "input_shape, kernel_size, strides",
+    [((8, 8, 3), (3, 3), (1, 1)), ((9, 7, 2), (2, 3), (2, 1)), ((10, 9, 4), (3, 3), (2, 2))],
+)
+def test_window_patches_equal_extract_patches_exactly(input_shape, kernel_size, strides):
+    x = np.random.default_rng(6).normal(size=(2, *input_shape)).astype("float32")
+    expected = keras.ops.image.extract_patches(x, kernel_size, strides, padding="valid")
+    out_rows, out_cols = expected.shape[1], expected.shape[2]
+
+    actual = window_patches(x, kernel_size, strides, (out_rows, out_cols))
+
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(actual), keras.ops.convert_to_numpy(expected)
+    )

@@ -1,0 +1,277 @@
+"""Goal 2: locally connected layers at a practical speed.
+
+Three measurements, each side by side in one process:
+
+* formulations: one LocallyConnected2D layer (the CIFAR loccon's two layer shapes)
+  trained alone, for every way of computing it that was tried; on TensorFlow also
+  Keras 2's `LocallyConnected2D(implementation=1)` from tf-keras;
+* networks: the loccon network against the conv network at the same batch size, and
+  (TensorFlow) against the same loccon network built from Keras 2's layer;
+* memory: peak resident memory of loccon training at batch 32 and 128, each in a
+  fresh process (`--memory-child` is that process).
+
+    KERAS_BACKEND=tensorflow python benchmarks/loccon.py --json loccon_tf.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import common
+import numpy as np
+
+LAYER_SHAPES = {"loccon_1": ((32, 32, 3), 1), "loccon_2": ((30, 30, 32), 2)}
+FILTERS = 32
+PARTS = ["formulations", "networks", "memory"]
+
+
+def _formulations():
+    """Layer classes that differ from ours only in how `call` computes the output."""
+    from keras import ops
+
+    from brainprop.layers import LocallyConnected2D, window_patches
+
+    class IdentityConvEinsum(LocallyConnected2D):
+        """The first version: windows by `extract_patches` (an identity convolution)."""
+
+        def call(self, inputs):
+            patches = ops.image.extract_patches(
+                inputs, self.kernel_size, self.strides, padding="valid"
+            )
+            rows, cols = patches.shape[1], patches.shape[2]
+            patches = ops.reshape(patches, (-1, *self.kernel.shape[:2]))
+            outputs = ops.einsum("bpk,pkf->bpf", patches, self.kernel)
+            return ops.reshape(outputs, (-1, rows, cols, self.filters))
+
+    class SlicesEinsum(LocallyConnected2D):
+        """Windows by strided slicing, product by einsum."""
+
+        def call(self, inputs):
+            rows, cols = self._output_size(inputs.shape[1], inputs.shape[2])
+            patches = window_patches(inputs, self.kernel_size, self.strides, (rows, cols))
+            patches = ops.reshape(patches, (-1, *self.kernel.shape[:2]))
+            outputs = ops.einsum("bpk,pkf->bpf", patches, self.kernel)
+            return ops.reshape(outputs, (-1, rows, cols, self.filters))
+
+    class SlicesSumPerOffset(LocallyConnected2D):
+        """No concatenation: one product per offset inside the window, summed."""
+
+        def call(self, inputs):
+            (kh, kw), (sh, sw) = self.kernel_size, self.strides
+            rows, cols = self._output_size(inputs.shape[1], inputs.shape[2])
+            channels = inputs.shape[-1]
+            outputs = 0
+            for n in range(kh * kw):
+                i, j = divmod(n, kw)
+                window = inputs[:, i : i + sh * (rows - 1) + 1 : sh,
+                                j : j + sw * (cols - 1) + 1 : sw, :]
+                window = ops.reshape(window, (-1, rows * cols, channels))
+                part = self.kernel[:, n * channels : (n + 1) * channels, :]
+                outputs = outputs + ops.einsum("bpc,pcf->bpf", window, part)
+            return ops.reshape(outputs, (-1, rows, cols, self.filters))
+
+    class GatherMatmul(LocallyConnected2D):
+        """Windows by one gather of precomputed flat indices, then batched matmul."""
+
+        def call(self, inputs):
+            rows, cols = self._output_size(inputs.shape[1], inputs.shape[2])
+            (kh, kw), (sh, sw) = self.kernel_size, self.strides
+            size = int(np.prod(inputs.shape[1:]))
+            grid = np.arange(size).reshape(inputs.shape[1:])
+            index = np.concatenate(
+                [grid[i : i + sh * (rows - 1) + 1 : sh, j : j + sw * (cols - 1) + 1 : sw]
+                 for i in range(kh) for j in range(kw)],
+                axis=-1,
+            ).reshape(-1)
+            patches = ops.take(ops.reshape(inputs, (-1, size)), index, axis=1)
+            patches = ops.transpose(
+                ops.reshape(patches, (-1, *self.kernel.shape[:2])), (1, 0, 2)
+            )
+            outputs = ops.transpose(ops.matmul(patches, self.kernel), (1, 0, 2))
+            return ops.reshape(outputs, (-1, rows, cols, self.filters))
+
+    return {
+        "identity_conv+einsum (first version)": IdentityConvEinsum,
+        "slices+einsum": SlicesEinsum,
+        "slices, sum per offset": SlicesSumPerOffset,
+        "gather+batched matmul": GatherMatmul,
+        "slices+batched matmul (kept)": LocallyConnected2D,
+    }
+
+
+def _one_layer_model(layer_class, shape, strides, jit_compile):
+    import keras
+
+    inputs = keras.Input(shape)
+    layer = layer_class(FILTERS, 3, strides=strides, use_bias=False,
+                        kernel_initializer="zeros")
+    model = keras.Model(inputs, layer(inputs))
+    model.compile(optimizer="sgd", loss="mse", jit_compile=jit_compile)
+    return model
+
+
+def _keras2_one_layer_model(shape, strides):
+    import tf_keras
+
+    inputs = tf_keras.Input(shape)
+    layer = tf_keras.layers.LocallyConnected2D(
+        FILTERS, 3, strides=strides, implementation=1, use_bias=False
+    )
+    model = tf_keras.Model(inputs, layer(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def formulations(batch: int, steps: int, warmup: int, jit_compile) -> dict:
+    import keras
+
+    results = {}
+    for name, (shape, strides) in LAYER_SHAPES.items():
+        common.progress(f"formulations, {name} ...")
+        models = {
+            label: _one_layer_model(cls, shape, strides, jit_compile)
+            for label, cls in _formulations().items()
+        }
+        if keras.backend.backend() == "tensorflow":
+            models["Keras 2 implementation=1"] = _keras2_one_layer_model(shape, strides)
+        x, _ = common.synthetic_batch(shape, batch)
+        target = np.zeros((batch, *models["slices+einsum"].output_shape[1:]), "float32")
+        times = common.side_by_side(
+            {k: (lambda m=m: m.train_on_batch(x, target)) for k, m in models.items()},
+            steps, warmup,
+        )
+        results[name] = {k: round(1000 * common.median(t), 2) for k, t in times.items()}
+    return results
+
+
+def _keras2_loccon_network():
+    """The loccon EBP network of SPEC 3 built from Keras 2 layers, as the original did."""
+    import tf_keras
+
+    init = tf_keras.initializers.RandomNormal(0.0, 0.005)
+    layers = tf_keras.layers
+    model = tf_keras.Sequential([
+        tf_keras.Input(common.INPUT_SHAPES["loccon"]),
+        layers.LocallyConnected2D(32, 3, implementation=1, use_bias=False,
+                                  kernel_initializer=init),
+        layers.ReLU(), layers.BatchNormalization(),
+        layers.LocallyConnected2D(32, 3, strides=2, implementation=1, use_bias=False,
+                                  kernel_initializer=init),
+        layers.ReLU(), layers.BatchNormalization(), layers.Dropout(0.3), layers.Flatten(),
+        layers.Dense(500, use_bias=False, kernel_initializer=init), layers.ReLU(),
+        layers.Dropout(0.3),
+        layers.Dense(common.N_CLASSES, use_bias=False, activation="softmax",
+                     kernel_initializer=init),
+    ])
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.1),
+                  loss="sparse_categorical_crossentropy")
+    return model
+
+
+def networks(batch: int, steps: int, warmup: int, jit_compile) -> dict:
+    """loccon / conv (BrainProp and EBP), and Keras 2's loccon / ours (EBP)."""
+    import keras
+
+    from train_step import build
+
+    x, y = common.synthetic_batch(common.INPUT_SHAPES["loccon"], batch)
+    models = {
+        f"{arch} {algorithm}": build(arch, algorithm, jit_compile)
+        for arch in ("loccon", "conv")
+        for algorithm in ("BrainProp", "EBP")
+    }
+    if keras.backend.backend() == "tensorflow":
+        models["Keras 2 loccon EBP"] = _keras2_loccon_network()
+    common.progress(f"networks, batch {batch} ...")
+    times = common.side_by_side(
+        {k: (lambda m=m: m.train_on_batch(x, y)) for k, m in models.items()}, steps, warmup
+    )
+    result = {
+        "batch": batch,
+        "median_ms": {k: round(1000 * common.median(t), 2) for k, t in times.items()},
+        "loccon_over_conv": {
+            a: round(common.ratio(times, f"loccon {a}", f"conv {a}"), 3)
+            for a in ("BrainProp", "EBP")
+        },
+    }
+    if "Keras 2 loccon EBP" in times:
+        result["keras2_over_ours"] = round(
+            common.ratio(times, "Keras 2 loccon EBP", "loccon EBP"), 2
+        )
+    return result
+
+
+def _peak_rss_mib() -> float:
+    # VmHWM starts afresh in a new process; ru_maxrss would keep the parent's peak.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_child(batch: int, steps: int) -> None:
+    """Train the loccon BrainProp network a few steps; print peak RSS in MiB."""
+    from train_step import build
+
+    model = build("loccon", "BrainProp", _jit(os.environ["BENCH_JIT"]))
+    x, y = common.synthetic_batch(common.INPUT_SHAPES["loccon"], batch)
+    before = _peak_rss_mib()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    after = _peak_rss_mib()
+    print(f"{before:.0f} {after:.0f}")
+
+
+def memory(batches: list[int], jit: str) -> dict:
+    results = {}
+    for batch in batches:
+        common.progress(f"memory, batch {batch} ...")
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(batch)],
+            env={**os.environ, "BENCH_JIT": jit}, capture_output=True, text=True,
+            check=True,
+        ).stdout.split()
+        before, after = float(out[-2]), float(out[-1])
+        results[batch] = {"peak_rss_mib_before_training": before,
+                          "peak_rss_mib_after_5_steps": after,
+                          "training_adds_mib": after - before}
+    return results
+
+
+def _jit(text: str):
+    return {"on": True, "off": False, "default": "auto"}[text]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--jit", choices=["on", "off", "default"], default="default",
+                        help="jit_compile of our models (default: the project's default)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS)
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, 5)
+        return
+    jit = _jit(args.jit)
+    results = {
+        "machine": common.machine(), "steps": args.steps, "warmup": args.warmup,
+        "jit": args.jit,
+    }
+    if "formulations" in args.parts:
+        results["formulations_ms_batch32"] = formulations(32, args.steps, args.warmup, jit)
+    if "networks" in args.parts:
+        results["networks"] = [networks(b, args.steps, args.warmup, jit) for b in args.batches]
+    if "memory" in args.parts:
+        results["memory"] = memory(args.batches, args.jit)
+    common.write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
