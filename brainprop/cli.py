@@ -112,17 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "for early stopping and the best epoch, then report the test "
                         "accuracy of that epoch (default: validate on the test set, as "
                         "the paper did)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the newest interrupted or crashed run of this "
+                        "dataset, architecture, algorithm and seed in --output-dir from its "
+                        "last completed epoch (implies -s)")
     return parser
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace) -> int:
     # Everything a user can get wrong is checked before Keras starts a backend.
     check_combination(args.dataset, args.architecture, args.algorithm)
     output_dir = None
-    if args.load and (args.seeds or args.validation_split):
+    if args.load and (args.seeds or args.validation_split or args.resume):
         raise BrainPropError(
-            "-l evaluates one weight file on the test set: drop --seeds and --validation-split"
+            "-l evaluates one weight file on the test set: drop --seeds, "
+            "--validation-split and --resume"
         )
+    args.save = args.save or args.resume
     if args.load:
         from brainprop.weights import check_weight_file
 
@@ -141,10 +147,31 @@ def _run(args: argparse.Namespace) -> None:
             print(f"=== Seed {seed} ({number} of {len(seeds)}) ===", flush=True)
         seed_args = copy.copy(args)
         seed_args.seed = seed
-        _run_seed(seed_args, data, output_dir)
+        interrupted_by = _run_seed(seed_args, data, output_dir)
+        if interrupted_by is not None:
+            from brainprop.resume import SIGNAL_EXIT_CODES
+
+            print(f"Interrupted. To continue: {_resume_command(seed_args)}", flush=True)
+            return SIGNAL_EXIT_CODES.get(interrupted_by, 1)
+    return 0
 
 
-def _run_seed(args: argparse.Namespace, data, output_dir) -> None:
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues this seed's run."""
+    words = ["python main.py", args.dataset, args.architecture, args.algorithm,
+             "-s", "--seed", str(args.seed), "--output-dir", args.output_dir]
+    options = {"--data-dir": args.data_dir, "--epochs": args.epochs,
+               "--patience": args.patience, "--batch-size": args.batch_size,
+               "--learning-rate": args.learning_rate,
+               "--validation-split": args.validation_split}
+    for option, value in options.items():
+        if value is not None:
+            words += [option, str(value)]
+    return " ".join([*words, "--resume"])
+
+
+def _run_seed(args: argparse.Namespace, data, output_dir) -> int | None:
+    """Train (or evaluate) one seed; the signal number if a signal stopped it."""
     import keras
 
     from brainprop.architectures import build_model, compile_model
@@ -167,7 +194,7 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> None:
 
         load_weights(model, args.load)
         print(f"Test accuracy: {evaluate(model, data, batch_size):.4f}")
-        return
+        return None
 
     from brainprop.training import TrainingConfig, train
 
@@ -186,10 +213,11 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> None:
     )
     files = None
     if output_dir is not None:
-        from brainprop.outputs import reserve_run_files
+        from brainprop.outputs import backup_dir, find_unfinished, reserve_run_files
 
         base = f"{args.dataset}_{args.architecture}_{args.algorithm}_seed{args.seed}"
-        files = reserve_run_files(output_dir, base)
+        claim = find_unfinished if args.resume else reserve_run_files
+        files = claim(output_dir, base)
     started = datetime.datetime.now().astimezone()
     with tempfile.TemporaryDirectory() as scratch:
         # A held-out validation set needs the best weights even without -s.
@@ -203,6 +231,7 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> None:
             config,
             best_weights_path=best_weights,
             csv_log_path=files.log if files else None,
+            backup_dir=backup_dir(files) if files else None,
         )
         print(
             f"Best validation accuracy {result.best_val_accuracy:.4f} at epoch "
@@ -211,6 +240,7 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> None:
         validation = _validation_summary(args, model, best_weights, data, fit_data, batch_size)
     if files is not None:
         _save(args, model, data, config, arch, result, files, started, validation)
+    return result.interrupted_by
 
 
 def _hold_out(args: argparse.Namespace, data):
@@ -268,6 +298,8 @@ def _save(args, model, data, config, arch, result, files, started, validation) -
         "best_epoch": result.best_epoch,
         "best_val_accuracy": result.best_val_accuracy,
         "stop_reason": result.stop_reason,
+        "interrupted": result.interrupted_by is not None,
+        "resumed": bool(args.resume),
         "epoch_seconds": [round(s, 4) for s in result.epoch_seconds],
         "hyperparameters": {
             "batch_size": config.batch_size,
@@ -297,11 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command = " ".join(["python main.py", *argv])
     try:
-        _run(args)
+        return _run(args)
     except BrainPropError as error:
         print(f"main.py: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -63,24 +64,47 @@ def check_writable(output_dir: str | os.PathLike) -> Path:
     return directory
 
 
+def backup_dir(files: RunFiles) -> Path:
+    """Where an unfinished run keeps its backup; it disappears when the run ends."""
+    return files.stem.with_name(f".{files.stem.name}.backup")
+
+
+def _stems(output_dir: Path, base: str) -> Iterator[RunFiles]:
+    for number in range(1, 100_000):
+        yield RunFiles(output_dir / (base if number == 1 else f"{base}_{number}"))
+
+
 def reserve_run_files(output_dir: Path, base: str) -> RunFiles:
     """Claim the first stem `base`, `base_2`, ... with no file of any kind yet.
 
-    The claim is the exclusive creation of the run's CSV log, so two runs
-    started together never pick the same stem.
+    The claim is the creation of the run's backup folder, which fails if it
+    exists, so two runs started together never pick the same stem.
     """
-    for number in range(1, 100_000):
-        stem = output_dir / (base if number == 1 else f"{base}_{number}")
-        files = RunFiles(stem)
+    for files in _stems(output_dir, base):
         if any(getattr(files, kind).exists() for kind in SUFFIXES):
             continue
         try:
-            with open(files.log, "x"):
-                pass
+            backup_dir(files).mkdir()
         except FileExistsError:
             continue
         return files
     raise BrainPropError(f"too many runs named {base} in {output_dir}: use another --output-dir")
+
+
+def find_unfinished(output_dir: Path, base: str) -> RunFiles:
+    """The newest run `base`, `base_2`, ... that still has its backup folder."""
+    unfinished = None
+    for files in _stems(output_dir, base):
+        if backup_dir(files).is_dir():
+            unfinished = files
+        elif not any(getattr(files, kind).exists() for kind in SUFFIXES):
+            break
+    if unfinished is None:
+        raise BrainPropError(
+            f"no interrupted run {base} in {output_dir} to resume: "
+            "start it without --resume (or give the --output-dir and --seed it used)"
+        )
+    return unfinished
 
 
 def _write_atomically(path: Path, write) -> None:

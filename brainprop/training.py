@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import numpy as np
 from brainprop.architectures import learning_rate_at
 from brainprop.datasets import Dataset
 from brainprop.pipeline import ImageBatches
+from brainprop.resume import RunBackup, StopOnSignal, TrainingInterrupted, catch_stop_signals
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +42,8 @@ class TrainingResult:
     epoch_seconds: list[float]
     best_epoch: int  # 1-based; 0 when no epoch finished
     best_val_accuracy: float
-    stop_reason: str  # "early_stopping", "max_epochs" or "nan_loss"
+    stop_reason: str  # "early_stopping", "max_epochs", "nan_loss" or "interrupted"
+    interrupted_by: int | None = None  # the signal that stopped the run
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -78,13 +82,17 @@ def train(
     config: TrainingConfig,
     best_weights_path: str | os.PathLike | None = None,
     csv_log_path: str | os.PathLike | None = None,
+    backup_dir: str | os.PathLike | None = None,
     verbose: int | str = "auto",
 ) -> TrainingResult:
     """Train `model` (compiled) on `data`, validating on the test set each epoch.
 
     Stops when validation accuracy has not improved by `min_delta` for
-    `patience` epochs, after `epochs` epochs, or on a NaN loss.  With
-    `best_weights_path`, the weights of the best validation epoch end up there.
+    `patience` epochs, after `epochs` epochs, on a NaN loss, or on SIGINT or
+    SIGTERM (then `interrupted_by` names the signal).  With
+    `best_weights_path`, the weights of the best validation epoch end up
+    there.  With `backup_dir`, every completed epoch is backed up there and a
+    run found there is continued from its last completed epoch.
     """
     train_batches = ImageBatches(
         data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
@@ -105,33 +113,72 @@ def train(
         keras.callbacks.TerminateOnNaN(),
         timer,
     ]
+    checkpoint = None
     if best_weights_path is not None:
-        checkpoint = _checkpoint_path(Path(best_weights_path))
-        callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                str(checkpoint),
-                monitor="val_accuracy",
-                mode="max",
-                save_best_only=True,
-                save_weights_only=True,
-            )
+        checkpoint = keras.callbacks.ModelCheckpoint(
+            str(_checkpoint_path(Path(best_weights_path))),
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
         )
+        callbacks.append(checkpoint)
+    backup = None
+    if backup_dir is not None:
+        backup = RunBackup(backup_dir, early_stopping, checkpoint, timer, train_batches)
+        # The data shuffle of epoch k depends on k alone: continue the sequence.
+        train_batches.epoch = backup.completed_epochs()
     if csv_log_path is not None:
-        callbacks.append(keras.callbacks.CSVLogger(str(csv_log_path)))
+        log = partial_path(Path(csv_log_path))
+        callbacks.append(keras.callbacks.CSVLogger(str(log), append=backup is not None))
+    callbacks += [backup] if backup is not None else []
 
-    fit = model.fit(
-        train_batches,
-        validation_data=val_batches,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # ImageBatches shuffles, reproducibly per (seed, epoch)
-        verbose=verbose,
-    )
-    if best_weights_path is not None and checkpoint.exists():
-        os.replace(checkpoint, best_weights_path)
-    history = {key: [_plain(v) for v in values] for key, values in fit.history.items()}
+    interrupted_by = None
+    with catch_stop_signals() as flag:
+        try:
+            model.fit(
+                train_batches,
+                validation_data=val_batches,
+                epochs=config.epochs,
+                callbacks=[*callbacks, StopOnSignal(flag)],
+                shuffle=False,  # ImageBatches shuffles, reproducibly per (seed, epoch)
+                verbose=verbose,
+            )
+        except TrainingInterrupted as stop:
+            interrupted_by = stop.signal_number
+        except KeyboardInterrupt:  # a second signal: stop at once
+            interrupted_by = flag.signal_number or signal.SIGINT
+    _publish(best_weights_path, csv_log_path, keep_partials=interrupted_by is not None)
+    logged = backup.history if backup is not None else model.history.history
+    history = {key: [_plain(v) for v in values] for key, values in logged.items()}
     history.pop("epoch_seconds", None)  # the history holds metrics only, as the original's
-    return _result(history, timer.seconds, early_stopping.stopped_epoch > 0)
+    result = _result(history, timer.seconds, early_stopping.stopped_epoch > 0)
+    if interrupted_by is not None:
+        result.stop_reason = "interrupted"
+        result.interrupted_by = interrupted_by
+    return result
+
+
+def _publish(best_weights_path, csv_log_path, keep_partials: bool) -> None:
+    """Put the best weights and the log under their real names.
+
+    An interrupted run keeps writing to its partial files when resumed, so
+    they are copied rather than moved; every real name is replaced atomically.
+    """
+    pairs = []
+    if best_weights_path is not None:
+        pairs.append((_checkpoint_path(Path(best_weights_path)), Path(best_weights_path)))
+    if csv_log_path is not None:
+        pairs.append((partial_path(Path(csv_log_path)), Path(csv_log_path)))
+    for partial, final in pairs:
+        if not partial.exists():
+            continue
+        if keep_partials:
+            copy = final.with_name(f".{final.name}.copy")
+            shutil.copy(partial, copy)
+            os.replace(copy, final)
+        else:
+            os.replace(partial, final)
 
 
 def _plain(value) -> float | list[float]:

@@ -1,0 +1,106 @@
+"""Interrupted runs stop cleanly and resume exactly where they would have been."""
+
+import json
+import os
+import pickle
+import signal
+
+import numpy as np
+import pytest
+
+from brainprop.cli import main
+from brainprop.training import EpochTimer
+from test_cli import write_learnable_mnist
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_learnable_mnist(
+        tmp_path_factory.mktemp("data"), n_train=320, n_test=160, seed=3
+    )
+
+
+def command(data_dir, out, *extra):
+    return ["MNIST", "conv", "BrainProp", "-s", "--data-dir", str(data_dir), "--output-dir",
+            str(out), "--epochs", "7", "--patience", "2", "--batch-size", "32", *extra]
+
+
+def run_summary(out):
+    summaries = [p for p in out.glob("*_summary.json")]
+    assert len(summaries) == 1, summaries
+    summary = json.loads(summaries[0].read_text())
+    with open(out / summary["files"]["history"], "rb") as f:
+        return summary, pickle.load(f)[2]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    assert main(command(data_dir, out)) == 0
+    return run_summary(out)
+
+
+def send_signal_at(monkeypatch, signal_number, epoch, batch=None):
+    """Deliver a real signal to this process at a chosen point of training."""
+    if batch is None:
+        original = EpochTimer.on_epoch_end
+
+        def on_epoch_end(self, e, logs=None):
+            original(self, e, logs)
+            if e == epoch:
+                os.kill(os.getpid(), signal_number)
+
+        monkeypatch.setattr(EpochTimer, "on_epoch_end", on_epoch_end)
+        return
+    state = {"epoch": -1}
+    original = EpochTimer.on_epoch_begin
+
+    def on_epoch_begin(self, e, logs=None):
+        original(self, e, logs)
+        state["epoch"] = e
+
+    def on_train_batch_end(self, b, logs=None):
+        if state["epoch"] == epoch and b == batch:
+            os.kill(os.getpid(), signal_number)
+
+    monkeypatch.setattr(EpochTimer, "on_epoch_begin", on_epoch_begin)
+    monkeypatch.setattr(EpochTimer, "on_train_batch_end", on_train_batch_end, raising=False)
+
+
+@pytest.mark.parametrize(
+    "signal_number,exit_code,epoch,batch",
+    [(signal.SIGINT, 130, 2, None), (signal.SIGTERM, 143, 3, 4)],
+    ids=["sigint-after-epoch-3", "sigterm-inside-epoch-4"],
+)
+def test_interrupted_then_resumed_run_equals_uninterrupted_run(
+    data_dir, tmp_path, monkeypatch, capsys, uninterrupted, signal_number, exit_code, epoch, batch
+):
+    expected, expected_history = uninterrupted
+    with monkeypatch.context() as patch:
+        send_signal_at(patch, signal_number, epoch, batch)
+        assert main(command(data_dir, tmp_path)) == exit_code
+
+    # What -s promises is there, marked as interrupted, with the epochs completed.
+    stopped, stopped_history = run_summary(tmp_path)
+    assert stopped["stop_reason"] == "interrupted" and stopped["interrupted"]
+    assert stopped["epochs_run"] == epoch + (1 if batch is None else 0)
+    assert (tmp_path / stopped["files"]["weights"]).exists()
+    assert "--resume" in capsys.readouterr().out.strip().splitlines()[-1]
+
+    assert main(command(data_dir, tmp_path, "--resume")) == 0
+    resumed, resumed_history = run_summary(tmp_path)
+    assert resumed["resumed"] and not resumed["interrupted"]
+    assert resumed["epochs_run"] == expected["epochs_run"]
+    assert resumed["best_epoch"] == expected["best_epoch"]
+    assert resumed["stop_reason"] == expected["stop_reason"]
+    assert set(resumed_history) == set(expected_history)
+    for key, values in expected_history.items():
+        np.testing.assert_allclose(resumed_history[key], values, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert not list(tmp_path.glob(".*.backup"))  # a finished run leaves no backup
+
+
+def test_resume_without_an_interrupted_run_is_refused_in_one_line(data_dir, tmp_path, capsys):
+    assert main(command(data_dir, tmp_path, "--resume")) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "no interrupted run" in errors[0]
+    assert not list(tmp_path.iterdir())
