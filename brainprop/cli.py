@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     allowed = "; ".join(f"{d}: {', '.join(a)}" for d, a in ALLOWED.items())
     parser = _Parser(
         prog="main.py",
+        allow_abbrev=False,  # a typo must not silently become another option
         description="Train or evaluate a network with BrainProp or error backpropagation "
         f"(Pozzi, Bohte & Roelfsema, NeurIPS 2020). Combinations: {allowed}.",
     )

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import pickle
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,13 +50,20 @@ class RunFiles:
 
 
 def check_writable(output_dir: str | os.PathLike) -> Path:
-    """Create `output_dir` if needed and make sure files can be written there."""
+    """Make sure `output_dir` exists or can be made, and takes files; create nothing.
+
+    Checked before any training, so a mistyped folder costs seconds, not a run.
+    """
     directory = Path(output_dir)
+    existing = next(p for p in (directory, *directory.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise BrainPropError(
+            f"cannot write to output directory {directory}: {existing} is a file; "
+            "choose another with --output-dir"
+        )
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=existing):
+            pass
     except OSError as error:
         raise BrainPropError(
             f"cannot write to output directory {directory} ({error.strerror}): "
@@ -80,6 +88,7 @@ def reserve_run_files(output_dir: Path, base: str) -> RunFiles:
     The claim is the creation of the run's backup folder, which fails if it
     exists, so two runs started together never pick the same stem.
     """
+    output_dir.mkdir(parents=True, exist_ok=True)
     for files in _stems(output_dir, base):
         if any(getattr(files, kind).exists() for kind in SUFFIXES):
             continue

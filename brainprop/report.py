@@ -66,6 +66,10 @@ def load_runs(runs_dir: str | Path) -> list[Run]:
     # Shortest name first: `..._seed1` before `..._seed1_2` before `..._seed1_10`.
     for path in sorted(folder.glob("*_summary.json"), key=lambda p: (len(p.name), p.name)):
         run = _read_run(path)
+        if run.summary.get("interrupted"):
+            print(f"report: {path.name} is an interrupted run (resume it); ignored",
+                  file=sys.stderr)
+            continue
         key = (*run.config, run.summary["seed"])
         if key in runs:
             print(f"report: {path.name} repeats {runs[key].path.name}; ignored", file=sys.stderr)

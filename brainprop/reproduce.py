@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from brainprop.architectures import ALGORITHMS
 from brainprop.cli import EXIT_USER_ERROR, _fraction, _positive, parse_seeds
@@ -101,6 +102,7 @@ def reproduce(args: argparse.Namespace) -> int:
     from brainprop.outputs import check_writable
 
     runs_dir = check_writable(args.runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
     configs = configurations(args.table, args.only)
     done = _done_runs(runs_dir)
     plan = [(config, seed) for seed in args.seeds for config in configs]
@@ -119,7 +121,7 @@ def reproduce(args: argparse.Namespace) -> int:
               f"now {' '.join(config)} seed {seed}", flush=True)
         started = time.monotonic()
         status = run_main([*config, "-s", "--seed", str(seed), "--output-dir", str(runs_dir),
-                           *_passed_on(args)])
+                           *_passed_on(args), *_resume_if_unfinished(runs_dir, config, seed)])
         if status != 0:
             return status
         progress.finished(config, time.monotonic() - started)
@@ -130,6 +132,17 @@ def reproduce(args: argparse.Namespace) -> int:
         written = write_report(runs_dir, args.report_dir)
         print(f"[reproduce] report: {', '.join(p.name for p in written)} in {written[0].parent}")
     return 0
+
+
+def _resume_if_unfinished(runs_dir, config: Config, seed: int) -> list[str]:
+    """`--resume` when an interrupted or crashed run of this seed waits in the folder."""
+    from brainprop.outputs import find_unfinished
+
+    try:
+        find_unfinished(Path(runs_dir), "_".join([*config, f"seed{seed}"]))
+    except BrainPropError:
+        return []
+    return ["--resume"]
 
 
 def _passed_on(args: argparse.Namespace) -> list[str]:

@@ -46,6 +46,18 @@ class TrainingResult:
     interrupted_by: int | None = None  # the signal that stopped the run
 
 
+class DiscardDivergedEpoch(keras.callbacks.Callback):
+    """An epoch that ends with a NaN loss has no meaningful validation accuracy.
+
+    Runs before EarlyStopping and ModelCheckpoint, so that weights full of
+    NaN never count as the best and the best weights so far are kept.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and not math.isfinite(float(logs.get("loss", 0.0))):
+            logs["val_accuracy"] = float("nan")
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Records the wall-clock seconds of each epoch, validation included, and
     logs them as `epoch_seconds` so that they are printed with each epoch."""
@@ -109,8 +121,9 @@ def train(
         keras.callbacks.LearningRateScheduler(
             lambda epoch: learning_rate_at(epoch, config.learning_rate)
         ),
-        early_stopping,
         keras.callbacks.TerminateOnNaN(),
+        DiscardDivergedEpoch(),
+        early_stopping,
         timer,
     ]
     checkpoint = None

@@ -1,0 +1,181 @@
+"""Bad input never costs work: one line, a non-zero exit, and no file touched."""
+
+import json
+import string
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from brainprop.architectures import build_model
+from brainprop.cli import main
+from brainprop.weights import save_weights
+from test_cli import write_learnable_mnist
+
+
+def snapshot(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def refused(argv, folder: Path, capsys) -> str:
+    """Run the CLI on bad input: exit 2, one line on stderr, `folder` untouched."""
+    before = snapshot(folder)
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argparse
+        code = exit_info.code
+    assert code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "error" in errors[0] and "Traceback" not in errors[0]
+    assert snapshot(folder) == before
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory):
+    return write_learnable_mnist(tmp_path_factory.mktemp("mnist"), n_train=64, n_test=32)
+
+
+@pytest.fixture
+def workspace(tmp_path, mnist):
+    """A folder holding the data, an output folder and weight files, all watched."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mnist.npz").write_bytes((mnist / "mnist.npz").read_bytes())
+    (tmp_path / "out").mkdir()
+    return tmp_path
+
+
+def train_args(workspace, *extra):
+    return ["MNIST", "dense", "EBP", "-s", "--data-dir", str(workspace / "data"),
+            "--output-dir", str(workspace / "out"), "--epochs", "1", *extra]
+
+
+def load_args(workspace, weights):
+    return ["MNIST", "dense", "EBP", "-l", str(weights), "--data-dir", str(workspace / "data")]
+
+
+# --- weight files --------------------------------------------------------------------------
+
+
+def test_weight_file_that_does_not_exist(workspace, capsys):
+    assert "does not exist" in refused(load_args(workspace, workspace / "no.h5"), workspace, capsys)
+
+
+def test_weight_file_that_is_not_hdf5(workspace, capsys):
+    (workspace / "notes.h5").write_text("these are not weights")
+    assert "not an HDF5" in refused(load_args(workspace, workspace / "notes.h5"), workspace, capsys)
+
+
+def test_weight_file_of_another_architecture(workspace, capsys):
+    path = save_weights(build_model("conv", "EBP", (28, 28, 1), 10), workspace / "c.weights.h5")
+    assert "architecture" in refused(load_args(workspace, path), workspace, capsys)
+
+
+def test_weight_file_for_another_number_of_classes(workspace, capsys):
+    path = save_weights(build_model("dense", "EBP", (28, 28, 1), 100), workspace / "d.weights.h5")
+    line = refused(load_args(workspace, path), workspace, capsys)
+    assert "(500, 10)" in line and "(500, 100)" in line
+
+
+# --- data files ----------------------------------------------------------------------------
+
+
+def rewrite_mnist(workspace, **arrays):
+    path = workspace / "data" / "mnist.npz"
+    with np.load(path) as stored:
+        contents = {**dict(stored), **arrays}
+    np.savez(path, **contents)
+
+
+def test_data_file_missing(workspace, capsys):
+    (workspace / "data" / "mnist.npz").unlink()
+    assert "mnist.npz" in refused(train_args(workspace), workspace, capsys)
+
+
+def test_data_file_truncated(workspace, capsys):
+    path = workspace / "data" / "mnist.npz"
+    path.write_bytes(path.read_bytes()[:3000])
+    assert "mnist.npz" in refused(train_args(workspace), workspace, capsys)
+
+
+def test_data_file_with_arrays_of_wrong_shape(workspace, capsys):
+    rewrite_mnist(workspace, x_train=np.zeros((64, 5), np.uint8))
+    assert "shape" in refused(train_args(workspace), workspace, capsys)
+
+
+def test_data_file_with_arrays_of_wrong_type(workspace, capsys):
+    rewrite_mnist(workspace, x_test=np.zeros((32, 28, 28), np.float64))
+    assert "float64" in refused(train_args(workspace), workspace, capsys)
+
+
+# --- output directory and numbers ----------------------------------------------------------
+
+
+def test_output_directory_that_cannot_be_written(workspace, capsys):
+    (workspace / "a-file").write_text("")
+    argv = train_args(workspace)
+    argv[argv.index("--output-dir") + 1] = str(workspace / "a-file" / "runs")
+    assert "output directory" in refused(argv, workspace, capsys)
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--batch-size", "--learning-rate", "--patience"])
+@pytest.mark.parametrize("value", ["0", "-3", "ten", "nan"])
+def test_zero_negative_or_non_numeric_numbers(workspace, capsys, option, value):
+    line = refused([*train_args(workspace), option, value], workspace, capsys)
+    assert option in line
+
+
+def test_unknown_option(workspace, capsys):
+    assert "--epoch" in refused([*train_args(workspace), "--epoch", "3"], workspace, capsys)
+
+
+# --- a diverging run -----------------------------------------------------------------------
+
+
+def test_nan_loss_stops_training_keeps_best_weights_and_says_why(workspace, monkeypatch, capsys):
+    # A sane first epoch, then a learning rate that blows the weights up.
+    monkeypatch.setattr(
+        "brainprop.training.learning_rate_at", lambda epoch, lr: lr if epoch == 0 else 1e30
+    )
+    argv = train_args(workspace, "--learning-rate", "0.1", "--batch-size", "16")
+    argv[argv.index("--epochs") + 1] = "5"
+    assert main(argv) == 0
+    summary = json.loads(next((workspace / "out").glob("*_summary.json")).read_text())
+    assert summary["stop_reason"] == "nan_loss"
+    assert summary["epochs_run"] == 2 and summary["best_epoch"] == 1
+    weights = workspace / "out" / summary["files"]["weights"]
+    capsys.readouterr()
+    assert main(load_args(workspace, weights)) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"Test accuracy: {summary['best_val_accuracy']:.4f}"
+
+
+# --- any command line ----------------------------------------------------------------------
+
+WORDS = ["MNIST", "CIFAR10", "CIFAR100", "TinyImageNet", "dense", "conv", "loccon", "deep",
+         "BrainProp", "EBP", "-s", "-l", "--resume", "--seeds", "--seed", "--epochs",
+         "--patience", "--batch-size", "--learning-rate", "--validation-split", "--help"]
+VALUES = ["0", "-1", "1", "2", "0.5", "1e-3", "x", "", "1-3", "3-1", "nan", "inf"]
+token = st.one_of(st.sampled_from(WORDS), st.sampled_from(VALUES),
+                  st.text(string.ascii_letters + string.digits + "-_.,", max_size=8))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(argv=st.lists(token, max_size=7))
+def test_random_command_lines_never_raise_a_traceback(argv, tmp_path, capsys):
+    # Training never starts: the data folder is empty, so at worst the run
+    # stops at the missing data file.
+    empty = tmp_path / "empty"
+    empty.mkdir(exist_ok=True)
+    try:
+        code = main([*argv, "--data-dir", str(empty), "--output-dir", str(tmp_path / "out")])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code in (0, 2)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1
