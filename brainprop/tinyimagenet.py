@@ -66,7 +66,8 @@ def read_tinyimagenet(data_dir: str | os.PathLike | None) -> tuple[tuple, int, s
     """((x_train, y_train, x_test, y_test), n_classes, folder), from the cache if it matches."""
     folder = find_folder(data_dir)
     listing = list_files(folder)
-    key = fingerprint(folder, [*listing.train, *listing.test], extra=" ".join(listing.classes))
+    sources = [*listing.train, folder / ANNOTATIONS, *listing.test]
+    key = fingerprint(folder, sources, extra=" ".join(listing.classes))
     cache = folder / CACHE_NAME
     arrays = load_cache(cache, key)
     if arrays is None:
