@@ -45,7 +45,9 @@ def extract_tinyimagenet(zip_path: str | os.PathLike) -> tuple[Path, bool]:
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise BrainPropError(f"{zip_path} is not a zip file or is truncated ({exc}); {again}")
+        raise BrainPropError(
+            f"{zip_path} is not a zip file or is truncated ({exc}); {again}"
+        ) from exc
     with archive:
         members = archive.infolist()
         _check_layout(zip_path, [m.filename for m in members], again)
