@@ -1,4 +1,4 @@
-"""The data sets (SPEC 5): MNIST, CIFAR10 and CIFAR100 as uint8 arrays.
+"""The data sets (SPEC 5): MNIST, CIFAR10, CIFAR100 and Tiny ImageNet as uint8 arrays.
 
 Without a data folder the data come from `keras.datasets` (downloaded once, then cached
 by Keras).  Offline, `--data-dir` points at the standard files instead: `mnist.npz`,
@@ -8,6 +8,9 @@ by Keras).  Offline, `--data-dir` points at the standard files instead: `mnist.n
 Images stay uint8 (channels last) in memory; `brainprop.pipeline.ImageBatches` scales
 one batch at a time to float32 in [0, 1], so no float copy of a whole split is ever made.
 Reading local files needs no Keras backend, so a missing file is reported at once.
+
+Tiny ImageNet is never downloaded: it is read from the extracted `tiny-imagenet-200/`
+in `--data-dir` or the current directory (see `brainprop.tinyimagenet`).
 
 The CIFAR files are Python pickles, and unpickling runs code chosen by whoever wrote the
 file: only point `--data-dir` at files from a source you trust.
@@ -29,6 +32,9 @@ import numpy as np
 from brainprop.errors import BrainPropError
 
 DATASET_CLASSES = {"MNIST": 10, "CIFAR10": 10, "CIFAR100": 100}
+# Read from local files only, with the number of classes counted in the data.
+TINY_IMAGENET = "TinyImageNet"
+DATASETS = (*DATASET_CLASSES, TINY_IMAGENET)
 
 # (x_train, y_train, x_test, y_test), images (N, H, W, C) uint8.
 Splits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -60,12 +66,20 @@ class Dataset:
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
     """Load `name` from `keras.datasets`, or from the standard files in `data_dir`.
 
+    TinyImageNet comes from `tiny-imagenet-200/` in `data_dir` or, without one, in the
+    current directory (where the original looked).
+
     Raises BrainPropError (a one-line message saying what to do) for an unknown name,
     a failed download, a missing file, or a file that is corrupt or holds arrays of the
     wrong shape, dtype or label range.
     """
+    if name == TINY_IMAGENET:
+        from brainprop.tinyimagenet import read_tinyimagenet
+
+        splits, n_classes, source = read_tinyimagenet(data_dir)
+        return build_dataset(name, *splits, n_classes=n_classes, source=source)
     if name not in DATASET_CLASSES:
-        known = ", ".join(DATASET_CLASSES)
+        known = ", ".join(DATASETS)
         raise BrainPropError(f"unknown dataset {name!r}; known datasets: {known}")
     if data_dir is None:
         splits, source = _download(name), f"keras.datasets ({name})"

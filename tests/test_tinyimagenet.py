@@ -1,0 +1,228 @@
+"""Tiny ImageNet from its extracted folder: layout, labels, grayscale, the cache, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainprop import imagecache, tinyimagenet
+from brainprop.cli import main
+from brainprop.datasets import load_dataset
+from brainprop.errors import BrainPropError
+from tinyimagenet_files import WNIDS, save_jpeg, smooth_image, write_tiny_imagenet
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return tmp_path, write_tiny_imagenet(tmp_path)
+
+
+def forbid_decoding(monkeypatch):
+    def decode(paths):
+        raise AssertionError("decoded although the cache matches")
+
+    monkeypatch.setattr(tinyimagenet, "decode_images", decode)
+
+
+def count_decodes(monkeypatch) -> list:
+    calls, real = [], tinyimagenet.decode_images
+    monkeypatch.setattr(tinyimagenet, "decode_images", lambda paths: calls.append(1) or real(paths))
+    return calls
+
+
+def error_of(data_dir) -> str:
+    with pytest.raises(BrainPropError) as info:
+        load_dataset("TinyImageNet", data_dir)
+    message = str(info.value)
+    assert message and "\n" not in message
+    return message
+
+
+def check_images(actual: np.ndarray, written: np.ndarray) -> None:
+    """Equal up to JPEG's loss, which is far below the difference between any two images."""
+    assert actual.dtype == np.uint8 and actual.shape == written.shape
+    error = np.abs(actual.astype(int) - written.astype(int)).mean(axis=(1, 2, 3))
+    assert error.max() < 2.5
+    others = np.abs(actual[1:].astype(int) - written[:-1].astype(int)).mean(axis=(1, 2, 3))
+    assert others.min() > 10
+
+
+def test_labels_follow_sorted_wnids_and_annotations(tiny):
+    root, expected = tiny
+    data = load_dataset("TinyImageNet", root)
+    assert data.name == "TinyImageNet" and data.n_classes == len(WNIDS) == 3
+    assert data.input_shape == (64, 64, 3)
+    np.testing.assert_array_equal(data.y_train, [0, 0, 0, 0, 1, 1, 1, 2, 2])
+    np.testing.assert_array_equal(data.y_train, expected["y_train"])
+    # val_annotations.txt, line by line: file name and wnid.
+    lines = (root / "tiny-imagenet-200/val/val_annotations.txt").read_text().splitlines()
+    by_file = {f"val_{k}.JPEG": sorted(WNIDS).index(line.split("\t")[1]) for k, line in enumerate(lines)}
+    assert data.y_test.tolist() == [by_file[line.split("\t")[0]] for line in lines]
+    np.testing.assert_array_equal(data.y_test, expected["y_test"])
+    check_images(data.x_train, expected["x_train"])
+    check_images(data.x_test, expected["x_test"])
+
+
+def test_grayscale_images_become_three_equal_channels(tiny):
+    root, _ = tiny
+    data = load_dataset("TinyImageNet", root)
+    gray = Image.open(root / "tiny-imagenet-200/train/n01/images/n01_2.JPEG")
+    assert gray.mode == "L"
+    pixels = data.x_train[2]  # n01 is class 0; its third image (seed 3) is gray
+    assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    np.testing.assert_array_equal(pixels[..., 0], np.asarray(gray))
+
+
+def test_current_directory_and_the_folder_itself(tiny, monkeypatch):
+    root, expected = tiny
+    monkeypatch.chdir(root)
+    assert load_dataset("TinyImageNet").y_test.tolist() == expected["y_test"].tolist()
+    from_folder = load_dataset("TinyImageNet", root / "tiny-imagenet-200")
+    assert from_folder.y_train.tolist() == expected["y_train"].tolist()
+
+
+def test_counts_and_size_are_read_from_the_data(tmp_path):
+    write_tiny_imagenet(tmp_path, n_train=(1, 5, 2), n_val=(3, 0, 1), size=32)
+    data = load_dataset("TinyImageNet", tmp_path)
+    assert data.input_shape == (32, 32, 3) and data.n_classes == 3
+    assert len(data.x_train) == 8 and len(data.x_test) == 4
+    assert np.bincount(data.y_train).tolist() == [2, 1, 5]
+
+
+# --- the cache -------------------------------------------------------------------------------
+
+
+def test_second_load_reads_the_cache(tiny, monkeypatch):
+    root, _ = tiny
+    first = load_dataset("TinyImageNet", root)
+    assert (root / "tiny-imagenet-200" / tinyimagenet.CACHE_NAME).is_file()
+    forbid_decoding(monkeypatch)
+    second = load_dataset("TinyImageNet", root)
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(second, key), getattr(first, key))
+    assert second.x_train.dtype == np.uint8 and second.n_classes == 3
+    assert not list((root / "tiny-imagenet-200").glob(".*partial*"))
+
+
+@pytest.mark.parametrize("change", ["add", "remove", "rewrite", "relabel"])
+def test_changed_folder_invalidates_the_cache(tiny, monkeypatch, change):
+    root, _ = tiny
+    folder = root / "tiny-imagenet-200"
+    load_dataset("TinyImageNet", root)
+    n01 = folder / "train" / "n01" / "images"
+    annotations = folder / "val" / "val_annotations.txt"
+    if change == "add":
+        save_jpeg(n01 / "n01_9.JPEG", smooth_image(50))
+    elif change == "remove":
+        (n01 / "n01_1.JPEG").unlink()
+    elif change == "rewrite":
+        save_jpeg(n01 / "n01_1.JPEG", np.zeros((64, 64, 3), np.uint8))
+    else:
+        annotations.write_text(annotations.read_text().replace("\tn02\t", "\tn03\t", 1))
+    calls = count_decodes(monkeypatch)
+    data = load_dataset("TinyImageNet", root)
+    assert calls == [1]
+    expected_train = {"add": 10, "remove": 8}.get(change, 9)
+    assert len(data.x_train) == expected_train
+    if change == "rewrite":
+        assert data.x_train[1].max() < 10
+    forbid_decoding(monkeypatch)
+    load_dataset("TinyImageNet", root)  # rewritten, so the next load hits it again
+
+
+def test_cache_of_another_version_or_truncated_is_rebuilt(tiny, monkeypatch):
+    root, _ = tiny
+    cache = root / "tiny-imagenet-200" / tinyimagenet.CACHE_NAME
+    load_dataset("TinyImageNet", root)
+    monkeypatch.setattr(imagecache, "CACHE_VERSION", imagecache.CACHE_VERSION + 1)
+    calls = count_decodes(monkeypatch)
+    load_dataset("TinyImageNet", root)
+    assert calls == [1]
+    cache.write_bytes(cache.read_bytes()[:1000])
+    assert len(load_dataset("TinyImageNet", root).x_train) == 9 and calls == [1, 1]
+
+
+def test_unwritable_cache_warns_and_still_loads(tiny, monkeypatch, capsys):
+    root, _ = tiny
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(np, "savez", refuse)
+    assert len(load_dataset("TinyImageNet", root).x_test) == 5
+    assert "could not write the cache" in capsys.readouterr().err
+    assert sorted(p.name for p in (root / "tiny-imagenet-200").iterdir()) == [
+        "test", "train", "val", "wnids.txt", "words.txt"]
+
+
+def test_worker_processes_decode_like_one_process(tiny, monkeypatch):
+    root, _ = tiny
+    paths = sorted((root / "tiny-imagenet-200").glob("*/*/images/*.JPEG"))
+    serial = tinyimagenet.decode_images(paths)
+    monkeypatch.setattr(tinyimagenet, "POOL_MIN", 1)
+    monkeypatch.setattr(tinyimagenet, "CHUNK", 3)
+    monkeypatch.setattr(tinyimagenet, "_workers", lambda: 2)
+    np.testing.assert_array_equal(tinyimagenet.decode_images(paths), serial)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def test_missing_folder_says_how_to_extract(tmp_path):
+    message = error_of(tmp_path)
+    assert str(tmp_path) in message and "python tinyimagenet.py" in message
+    assert "--data-dir" in message and tinyimagenet.URL in message
+    (tmp_path / "tiny-imagenet-200.zip").write_bytes(b"")
+    assert "tiny-imagenet-200.zip is there but not extracted" in error_of(tmp_path)
+
+
+def test_unknown_wnid_in_annotations(tiny):
+    root, _ = tiny
+    annotations = root / "tiny-imagenet-200" / "val" / "val_annotations.txt"
+    annotations.write_text(annotations.read_text() + "val_0.JPEG\tn99\t0\t0\t1\t1\n")
+    message = error_of(root)
+    assert "val_annotations.txt line 6" in message and "n99" in message
+
+
+def test_annotated_image_missing(tiny):
+    root, _ = tiny
+    (root / "tiny-imagenet-200" / "val" / "images" / "val_3.JPEG").unlink()
+    assert "val_3.JPEG" in error_of(root)
+
+
+def test_class_without_images(tiny):
+    root, _ = tiny
+    (root / "tiny-imagenet-200" / "train" / "n04" / "images").mkdir(parents=True)
+    assert "n04/images has no .JPEG images" in error_of(root)
+
+
+def test_corrupt_jpeg_is_named(tiny):
+    root, _ = tiny
+    bad = root / "tiny-imagenet-200" / "train" / "n02" / "images" / "n02_1.JPEG"
+    bad.write_bytes(bad.read_bytes()[:40])
+    message = error_of(root)
+    assert "n02_1.JPEG" in message and "extract tiny-imagenet-200.zip again" in message
+    assert not (root / "tiny-imagenet-200" / tinyimagenet.CACHE_NAME).exists()
+
+
+def test_image_of_another_size_is_named(tiny):
+    root, _ = tiny
+    save_jpeg(root / "tiny-imagenet-200" / "val" / "images" / "val_2.JPEG", smooth_image(1, 48))
+    message = error_of(root)
+    assert "val_2.JPEG is 48x48 pixels, the others 64x64" in message
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def test_one_epoch_of_deep_from_the_command_line(tiny):
+    root, _ = tiny
+    out = root / "out"
+    argv = ["TinyImageNet", "deep", "BrainProp", "-s", "--epochs", "1",
+            "--data-dir", str(root), "--output-dir", str(out)]
+    assert main(argv) == 0
+    summary = json.loads(next(out.glob("*_summary.json")).read_text())
+    assert (summary["dataset"], summary["n_classes"]) == ("TinyImageNet", 3)
+    assert (summary["train_images"], summary["test_images"], summary["epochs_run"]) == (9, 5, 1)
+    assert (out / summary["files"]["weights"]).is_file()

@@ -1,0 +1,8 @@
+"""Extract the official tiny-imagenet-200.zip: `python tinyimagenet.py [ZIP]`."""
+
+import sys
+
+from brainprop.extract import main
+
+if __name__ == "__main__":
+    sys.exit(main())
