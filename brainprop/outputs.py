@@ -116,7 +116,8 @@ def find_unfinished(output_dir: Path, base: str) -> RunFiles:
     return unfinished
 
 
-def _write_atomically(path: Path, write) -> None:
+def write_atomically(path: Path, write) -> None:
+    """Call `write(partial)` on a hidden name beside `path`, then rename it to `path`."""
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
         write(partial)
@@ -132,14 +133,14 @@ def write_history(path: Path, dataset: str, algorithm: str, history: dict) -> No
         with open(partial, "wb") as f:
             pickle.dump([dataset, algorithm, history], f)
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
 
 
 def write_summary(path: Path, summary: dict) -> None:
     def write(partial: Path) -> None:
         partial.write_text(json.dumps(summary, indent=2) + "\n")
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
 
 
 def plot_accuracy(history: dict, title: str, pdf_path: Path, png_path: Path) -> None:
@@ -160,5 +161,5 @@ def plot_accuracy(history: dict, title: str, pdf_path: Path, png_path: Path) -> 
     ax.legend(loc="lower right")
     fig.tight_layout()
     for path in (pdf_path, png_path):
-        _write_atomically(path, lambda partial: fig.savefig(partial, format=path.suffix[1:]))
+        write_atomically(path, lambda partial: fig.savefig(partial, format=path.suffix[1:]))
     plt.close(fig)

@@ -29,7 +29,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from brainprop.errors import BrainPropError
-from brainprop.outputs import _write_atomically, plt
+from brainprop.outputs import write_atomically, plt
 from brainprop.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
 
 ALGORITHM_ORDER = ("BrainProp", "EBP")
@@ -253,7 +253,7 @@ def curve_band(curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.nd
 def _save_figure(fig, out_dir: Path, name: str) -> list[Path]:
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     for path in paths:
-        _write_atomically(path, lambda partial: fig.savefig(partial, format=path.suffix[1:]))
+        write_atomically(path, lambda partial: fig.savefig(partial, format=path.suffix[1:]))
     plt.close(fig)
     return paths
 
@@ -349,8 +349,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     rows = table_rows(runs)
     written = [out / "tables.md", out / "tables.csv"]
-    _write_atomically(written[0], lambda p: p.write_text(markdown_tables(rows)))
-    _write_atomically(written[1], lambda p: p.write_text(csv_tables(rows)))
+    write_atomically(written[0], lambda p: p.write_text(markdown_tables(rows)))
+    write_atomically(written[1], lambda p: p.write_text(csv_tables(rows)))
     written += plot_figure5(runs, out)
     chosen = class_discovery_run(runs, class_run)
     if chosen is not None:
