@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import math
 import platform
 import sys
 import tempfile
@@ -33,8 +34,8 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
         return value
 
     parse.__name__ = f"positive {kind.__name__}"
@@ -297,7 +298,9 @@ def _save(args, model, data, config, arch, result, files, started, validation) -
         "test_images": int(len(data.y_test)),
         "epochs_run": len(result.epoch_seconds),
         "best_epoch": result.best_epoch,
-        "best_val_accuracy": result.best_val_accuracy,
+        "best_val_accuracy": (
+            result.best_val_accuracy if math.isfinite(result.best_val_accuracy) else None
+        ),
         "stop_reason": result.stop_reason,
         "interrupted": result.interrupted_by is not None,
         "resumed": bool(args.resume),
@@ -334,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrainPropError as error:
         print(f"main.py: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # before training started: nothing to save
+        print("main.py: interrupted before training started", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -151,8 +152,9 @@ def plot_accuracy(history: dict, title: str, pdf_path: Path, png_path: Path) -> 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(epochs, train, label="training (reward rate)" if "BrainProp" in title else "training")
     ax.plot(range(1, len(val) + 1), val, label="validation")
-    if val:
-        best = max(range(len(val)), key=lambda i: (val[i], -i))
+    finite = [i for i, v in enumerate(val) if math.isfinite(v)]
+    if finite:
+        best = max(finite, key=lambda i: (val[i], -i))
         ax.plot(best + 1, val[best], "k*", markersize=12,
                 label=f"best: {val[best]:.4f} at epoch {best + 1}")
     ax.set(xlabel="epoch", ylabel="accuracy", title=title, ylim=(0, 1))

@@ -47,15 +47,21 @@ class TrainingResult:
 
 
 class DiscardDivergedEpoch(keras.callbacks.Callback):
-    """An epoch that ends with a NaN loss has no meaningful validation accuracy.
+    """An epoch whose weights diverged has no meaningful validation accuracy.
 
-    Runs before EarlyStopping and ModelCheckpoint, so that weights full of
-    NaN never count as the best and the best weights so far are kept.
+    The training loss is measured before the epoch's last update, so the
+    validation loss, computed with the final weights, is checked too.  Runs
+    before EarlyStopping and ModelCheckpoint, so that weights full of NaN
+    never count as the best and the best weights so far are kept.
     """
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and not math.isfinite(float(logs.get("loss", 0.0))):
+        if logs is None:
+            return
+        losses = (logs.get("loss", 0.0), logs.get("val_loss", 0.0))
+        if not all(math.isfinite(float(loss)) for loss in losses):
             logs["val_accuracy"] = float("nan")
+            self.model.stop_training = True
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -134,6 +140,8 @@ def train(
             mode="max",
             save_best_only=True,
             save_weights_only=True,
+            # Not None: Keras would save a first epoch whose accuracy is NaN.
+            initial_value_threshold=-math.inf,
         )
         callbacks.append(checkpoint)
     backup = None
@@ -143,6 +151,8 @@ def train(
         train_batches.epoch = backup.completed_epochs()
     if csv_log_path is not None:
         log = partial_path(Path(csv_log_path))
+        if backup is not None:
+            _keep_completed_rows(log, backup.completed_epochs())
         callbacks.append(keras.callbacks.CSVLogger(str(log), append=backup is not None))
     callbacks += [backup] if backup is not None else []
 
@@ -170,6 +180,16 @@ def train(
         result.stop_reason = "interrupted"
         result.interrupted_by = interrupted_by
     return result
+
+
+def _keep_completed_rows(log: Path, epochs: int) -> None:
+    """Drop log rows of epochs the backup does not hold (a crash between the two)."""
+    if not log.exists():
+        return
+    rows = log.read_text().splitlines(keepends=True)[: epochs + 1]  # header + epochs
+    copy = log.with_name(f"{log.name}.tmp")
+    copy.write_text("".join(rows) if epochs else "")
+    os.replace(copy, log)
 
 
 def _publish(best_weights_path, csv_log_path, keep_partials: bool) -> None:
@@ -204,22 +224,19 @@ def _result(
     history: dict[str, list[float]], epoch_seconds: list[float], stopped_early: bool
 ) -> TrainingResult:
     val = history.get("val_accuracy", [])
-    losses = history.get("loss", [])
-    if losses and not math.isfinite(losses[-1]):
+    last_losses = [values[-1] for key, values in history.items()
+                   if key in ("loss", "val_loss") and values]
+    if not all(math.isfinite(loss) for loss in last_losses):
         reason = "nan_loss"
     elif stopped_early:
         reason = "early_stopping"
     else:
         reason = "max_epochs"
-    finite = [v if math.isfinite(v) else -math.inf for v in val]
-    best = int(np.argmax(finite)) if finite else -1
-    return TrainingResult(
-        history=history,
-        epoch_seconds=epoch_seconds,
-        best_epoch=best + 1,
-        best_val_accuracy=float(val[best]) if finite else float("nan"),
-        stop_reason=reason,
-    )
+    finite = [v for v in val if math.isfinite(v)]
+    if not finite:  # no epoch finished, or every one diverged
+        return TrainingResult(history, epoch_seconds, 0, float("nan"), reason)
+    best = val.index(max(finite))
+    return TrainingResult(history, epoch_seconds, best + 1, float(val[best]), reason)
 
 
 def evaluate(model: keras.Model, data: Dataset, batch_size: int) -> float:

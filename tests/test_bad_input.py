@@ -80,6 +80,17 @@ def test_weight_file_for_another_number_of_classes(workspace, capsys):
     assert "(500, 10)" in line and "(500, 100)" in line
 
 
+def test_weight_file_truncated(workspace, capsys):
+    path = save_weights(build_model("dense", "EBP", (28, 28, 1), 10), workspace / "w.weights.h5")
+    path.write_bytes(path.read_bytes()[:5000])
+    assert "w.weights.h5" in refused(load_args(workspace, path), workspace, capsys)
+
+
+def test_resume_cannot_be_combined_with_loading_weights(workspace, capsys):
+    path = save_weights(build_model("dense", "EBP", (28, 28, 1), 10), workspace / "w.weights.h5")
+    assert "--resume" in refused([*load_args(workspace, path), "--resume"], workspace, capsys)
+
+
 # --- data files ----------------------------------------------------------------------------
 
 
@@ -122,7 +133,7 @@ def test_output_directory_that_cannot_be_written(workspace, capsys):
 
 
 @pytest.mark.parametrize("option", ["--epochs", "--batch-size", "--learning-rate", "--patience"])
-@pytest.mark.parametrize("value", ["0", "-3", "ten", "nan"])
+@pytest.mark.parametrize("value", ["0", "-3", "ten", "nan", "inf"])
 def test_zero_negative_or_non_numeric_numbers(workspace, capsys, option, value):
     line = refused([*train_args(workspace), option, value], workspace, capsys)
     assert option in line
@@ -151,6 +162,26 @@ def test_nan_loss_stops_training_keeps_best_weights_and_says_why(workspace, monk
     assert main(load_args(workspace, weights)) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == f"Test accuracy: {summary['best_val_accuracy']:.4f}"
+
+
+def test_run_diverging_from_the_first_epoch_keeps_no_weights(workspace, capsys):
+    argv = train_args(workspace, "--learning-rate", "1e30", "--batch-size", "16")
+    assert main(argv) == 0
+    summary = json.loads(next((workspace / "out").glob("*_summary.json")).read_text())
+    assert summary["stop_reason"] == "nan_loss"
+    assert summary["best_epoch"] == 0 and summary["best_val_accuracy"] is None
+    assert "weights" not in summary["files"]
+    assert not list((workspace / "out").glob("*weights*"))
+
+
+def test_ctrl_c_before_training_ends_in_one_line(workspace, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("brainprop.datasets.load_dataset", interrupted)
+    assert main(train_args(workspace)) == 130
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "interrupted" in errors[0]
 
 
 # --- any command line ----------------------------------------------------------------------
