@@ -105,10 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning-rate", type=_positive(float),
                         help="initial learning rate, halved every 100 epochs (default: 0.1)")
     parser.add_argument("--output-dir", default=".",
-                        help="where -s writes its files (default: current directory)")
+                        help="where -s writes its files; created if needed, checked before "
+                        "training (default: current directory)")
     parser.add_argument("--data-dir",
                         help="read the data set from the standard files in this folder "
-                        "instead of downloading it (see README)")
+                        "instead of downloading it: mnist.npz, cifar-10-batches-py/ or its "
+                        ".tar.gz, cifar-100-python/ or its .tar.gz, tiny-imagenet-200/ "
+                        "(see README)")
     parser.add_argument("--validation-split", type=_fraction, metavar="F",
                         help="hold out this fraction of the training set (a fixed split) "
                         "for early stopping and the best epoch, then report the test "
