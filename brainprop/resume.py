@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import threading
@@ -23,6 +22,8 @@ from typing import Any, Iterator
 
 import keras
 import numpy as np
+
+from brainprop.outputs import write_atomically
 
 STATE_FILE = "run_state.json"
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -135,7 +136,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(_plain(value))
+            self.history.setdefault(key, []).append(plain(value))
         super().on_epoch_end(epoch, logs)
 
     def _save_model(self):
@@ -146,16 +147,14 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             "epoch_seconds": self.timer.seconds,
             "early_stopping": {
                 "wait": self.early_stopping.wait,
-                "best": _plain(self.early_stopping.best),
+                "best": plain(self.early_stopping.best),
                 "best_epoch": self.early_stopping.best_epoch,
                 "stopped_epoch": self.early_stopping.stopped_epoch,
             },
-            "checkpoint_best": _plain(self.checkpoint.best) if self.checkpoint else None,
+            "checkpoint_best": plain(self.checkpoint.best) if self.checkpoint else None,
             "seed_states": _seed_states(self.model),
         }
-        partial = self.state_path.with_name(f".{STATE_FILE}.partial")
-        partial.write_text(json.dumps(state))
-        os.replace(partial, self.state_path)
+        write_atomically(self.state_path, lambda partial: partial.write_text(json.dumps(state)))
 
     def _keep_backup_consistent(self) -> None:
         # A crash between Keras' weight backup and our state file leaves the
@@ -170,8 +169,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
                 shutil.copy(f"{current}.bkp", current)
 
 
-def _plain(value):
-    """A JSON-friendly float or list of floats from a log value (None stays None)."""
+def plain(value) -> float | list | None:
+    """A log value as Python floats: a float, a list for vector metrics, None stays None."""
     if value is None:
         return None
     return np.asarray(value, dtype=float).tolist()

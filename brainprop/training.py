@@ -16,12 +16,19 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from brainprop.architectures import learning_rate_at
 from brainprop.datasets import Dataset
+from brainprop.outputs import write_atomically
 from brainprop.pipeline import ImageBatches
-from brainprop.resume import RunBackup, StopOnSignal, TrainingInterrupted, catch_stop_signals
+from brainprop.resume import (
+    RunBackup,
+    StopOnSignal,
+    TrainingInterrupted,
+    catch_stop_signals,
+    plain,
+)
+from brainprop.weights import partial_weights_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +96,6 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
-def _checkpoint_path(path: Path) -> Path:
-    # Keras insists that weight files end in .weights.h5.
-    return path.with_name(f".{path.name[: -len('.weights.h5')]}.partial.weights.h5")
-
-
 def train(
     model: keras.Model,
     data: Dataset,
@@ -135,7 +137,7 @@ def train(
     checkpoint = None
     if best_weights_path is not None:
         checkpoint = keras.callbacks.ModelCheckpoint(
-            str(_checkpoint_path(Path(best_weights_path))),
+            str(partial_weights_path(best_weights_path)),
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
@@ -173,7 +175,7 @@ def train(
             interrupted_by = flag.signal_number or signal.SIGINT
     _publish(best_weights_path, csv_log_path, keep_partials=interrupted_by is not None)
     logged = backup.history if backup is not None else model.history.history
-    history = {key: [_plain(v) for v in values] for key, values in logged.items()}
+    history = {key: [plain(v) for v in values] for key, values in logged.items()}
     history.pop("epoch_seconds", None)  # the history holds metrics only, as the original's
     result = _result(history, timer.seconds, early_stopping.stopped_epoch > 0)
     if interrupted_by is not None:
@@ -187,9 +189,7 @@ def _keep_completed_rows(log: Path, epochs: int) -> None:
     if not log.exists():
         return
     rows = log.read_text().splitlines(keepends=True)[: epochs + 1]  # header + epochs
-    copy = log.with_name(f"{log.name}.tmp")
-    copy.write_text("".join(rows) if epochs else "")
-    os.replace(copy, log)
+    write_atomically(log, lambda partial: partial.write_text("".join(rows) if epochs else ""))
 
 
 def _publish(best_weights_path, csv_log_path, keep_partials: bool) -> None:
@@ -200,24 +200,16 @@ def _publish(best_weights_path, csv_log_path, keep_partials: bool) -> None:
     """
     pairs = []
     if best_weights_path is not None:
-        pairs.append((_checkpoint_path(Path(best_weights_path)), Path(best_weights_path)))
+        pairs.append((partial_weights_path(best_weights_path), Path(best_weights_path)))
     if csv_log_path is not None:
         pairs.append((partial_path(Path(csv_log_path)), Path(csv_log_path)))
     for partial, final in pairs:
         if not partial.exists():
             continue
         if keep_partials:
-            copy = final.with_name(f".{final.name}.copy")
-            shutil.copy(partial, copy)
-            os.replace(copy, final)
+            write_atomically(final, lambda copy: shutil.copy(partial, copy))
         else:
             os.replace(partial, final)
-
-
-def _plain(value) -> float | list[float]:
-    """A logged value as Python floats (a list for vector metrics like class_accuracy)."""
-    array = np.asarray(value, dtype=float)
-    return float(array) if array.ndim == 0 else array.tolist()
 
 
 def _result(
