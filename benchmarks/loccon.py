@@ -1,10 +1,12 @@
 """Goal 2: locally connected layers at a practical speed.
 
-Three measurements, each side by side in one process:
+Four measurements, each side by side in one process:
 
 * formulations: one LocallyConnected2D layer (the CIFAR loccon's two layer shapes)
   trained alone, for every way of computing it that was tried; on TensorFlow also
   Keras 2's `LocallyConnected2D(implementation=1)` from tf-keras;
+* keras2 (TensorFlow only): our layer against Keras 2's on the same shapes, the layer's
+  own work only: forward and the gradients the network needs, in one `tf.function`;
 * networks: the loccon network against the conv network at the same batch size, and
   (TensorFlow) against the same loccon network built from Keras 2's layer;
 * memory: peak resident memory of loccon training at batch 32 and 128, each in a
@@ -23,16 +25,31 @@ import sys
 import common
 import numpy as np
 
-LAYER_SHAPES = {"loccon_1": ((32, 32, 3), 1), "loccon_2": ((30, 30, 32), 2)}
+# (input shape, strides, whether a BatchNormalization comes first).  In the network the
+# second layer follows a BatchNormalization, so its input gradient is computed too.
+LAYER_SHAPES = {
+    "loccon_1": ((32, 32, 3), 1, False),
+    "loccon_2": ((30, 30, 32), 2, True),
+}
 FILTERS = 32
-PARTS = ["formulations", "networks", "memory"]
+PARTS = ["formulations", "keras2", "networks", "memory"]
 
 
 def _formulations():
     """Layer classes that differ from ours only in how `call` computes the output."""
     from keras import ops
 
-    from brainprop.layers import LocallyConnected2D, window_patches
+    from brainprop.layers import LocallyConnected2D
+
+    def strided_slice_windows(inputs, kernel_size, strides, output_size):
+        """(batch, out_rows, out_cols, window) from kh*kw strided slices, autodiff gradient."""
+        (kh, kw), (sh, sw) = kernel_size, strides
+        rows, cols = output_size
+        return ops.concatenate(
+            [inputs[:, i : i + sh * (rows - 1) + 1 : sh, j : j + sw * (cols - 1) + 1 : sw, :]
+             for i in range(kh) for j in range(kw)],
+            axis=-1,
+        )
 
     class IdentityConvEinsum(LocallyConnected2D):
         """The first version: windows by `extract_patches` (an identity convolution)."""
@@ -51,9 +68,24 @@ def _formulations():
 
         def call(self, inputs):
             rows, cols = self._output_size(inputs.shape[1], inputs.shape[2])
-            patches = window_patches(inputs, self.kernel_size, self.strides, (rows, cols))
+            patches = strided_slice_windows(
+                inputs, self.kernel_size, self.strides, (rows, cols)
+            )
             patches = ops.reshape(patches, (-1, *self.kernel.shape[:2]))
             outputs = ops.einsum("bpk,pkf->bpf", patches, self.kernel)
+            return ops.reshape(outputs, (-1, rows, cols, self.filters))
+
+    class SlicesMatmul(LocallyConnected2D):
+        """Windows by strided slicing, batch-major, transposed for a batched matmul."""
+
+        def call(self, inputs):
+            rows, cols = self._output_size(inputs.shape[1], inputs.shape[2])
+            patches = strided_slice_windows(
+                inputs, self.kernel_size, self.strides, (rows, cols)
+            )
+            patches = ops.reshape(patches, (-1, *self.kernel.shape[:2]))
+            outputs = ops.matmul(ops.transpose(patches, (1, 0, 2)), self.kernel)
+            outputs = ops.transpose(outputs, (1, 0, 2))
             return ops.reshape(outputs, (-1, rows, cols, self.filters))
 
     class SlicesSumPerOffset(LocallyConnected2D):
@@ -98,29 +130,32 @@ def _formulations():
         "slices+einsum": SlicesEinsum,
         "slices, sum per offset": SlicesSumPerOffset,
         "gather+batched matmul": GatherMatmul,
-        "slices+batched matmul (kept)": LocallyConnected2D,
+        "strided slices+batched matmul (previous)": SlicesMatmul,
+        "phase slices, own gradient+batched matmul (kept)": LocallyConnected2D,
     }
 
 
-def _one_layer_model(layer_class, shape, strides, jit_compile):
+def _one_layer_model(layer_class, shape, strides, batchnorm, jit_compile):
     import keras
 
     inputs = keras.Input(shape)
+    x = keras.layers.BatchNormalization()(inputs) if batchnorm else inputs
     layer = layer_class(FILTERS, 3, strides=strides, use_bias=False,
                         kernel_initializer="zeros")
-    model = keras.Model(inputs, layer(inputs))
+    model = keras.Model(inputs, layer(x))
     model.compile(optimizer="sgd", loss="mse", jit_compile=jit_compile)
     return model
 
 
-def _keras2_one_layer_model(shape, strides):
+def _keras2_one_layer_model(shape, strides, batchnorm):
     import tf_keras
 
     inputs = tf_keras.Input(shape)
+    x = tf_keras.layers.BatchNormalization()(inputs) if batchnorm else inputs
     layer = tf_keras.layers.LocallyConnected2D(
         FILTERS, 3, strides=strides, implementation=1, use_bias=False
     )
-    model = tf_keras.Model(inputs, layer(inputs))
+    model = tf_keras.Model(inputs, layer(x))
     model.compile(optimizer="sgd", loss="mse")
     return model
 
@@ -129,14 +164,16 @@ def formulations(batch: int, steps: int, warmup: int, jit_compile) -> dict:
     import keras
 
     results = {}
-    for name, (shape, strides) in LAYER_SHAPES.items():
+    for name, (shape, strides, batchnorm) in LAYER_SHAPES.items():
         common.progress(f"formulations, {name} ...")
         models = {
-            label: _one_layer_model(cls, shape, strides, jit_compile)
+            label: _one_layer_model(cls, shape, strides, batchnorm, jit_compile)
             for label, cls in _formulations().items()
         }
         if keras.backend.backend() == "tensorflow":
-            models["Keras 2 implementation=1"] = _keras2_one_layer_model(shape, strides)
+            models["Keras 2 implementation=1"] = _keras2_one_layer_model(
+                shape, strides, batchnorm
+            )
         x, _ = common.synthetic_batch(shape, batch)
         target = np.zeros((batch, *models["slices+einsum"].output_shape[1:]), "float32")
         times = common.side_by_side(
@@ -144,6 +181,64 @@ def formulations(batch: int, steps: int, warmup: int, jit_compile) -> dict:
             steps, warmup,
         )
         results[name] = {k: round(1000 * common.median(t), 2) for k, t in times.items()}
+    return results
+
+
+def keras2_layers(batches: list[int], steps: int, warmup: int) -> dict:
+    """ms per forward + gradients of each loccon layer: Keras 2's and ours, interleaved.
+
+    The gradients are those training needs: the kernel's, and for the second layer
+    (which follows a BatchNormalization in the network) the input's too.
+    """
+    import tensorflow as tf
+    import tf_keras
+
+    from brainprop.layers import LocallyConnected2D
+
+    def step_of(layer, kernel, with_input_gradient):
+        @tf.function
+        def step(x, upstream):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(layer(x) * upstream)
+            sources = [x, kernel] if with_input_gradient else [kernel]
+            return tape.gradient(loss, sources)
+
+        return step
+
+    results = {}
+    for batch in batches:
+        common.progress(f"keras2, batch {batch} ...")
+        row = {}
+        for name, (shape, strides, with_input_gradient) in LAYER_SHAPES.items():
+            ours = LocallyConnected2D(FILTERS, 3, strides=strides)
+            keras2 = tf_keras.layers.LocallyConnected2D(
+                FILTERS, 3, strides=strides, implementation=1, use_bias=False
+            )
+            for layer in (ours, keras2):
+                layer.build((None, *shape))
+            x, _ = common.synthetic_batch(shape, batch)
+            x = tf.constant(x)
+            out_shape = ours.compute_output_shape(x.shape)
+            upstream = tf.constant(np.random.default_rng(1).random(out_shape, "float32"))
+            steps_ = {
+                "ours": step_of(ours, ours.kernel.value, with_input_gradient),
+                "Keras 2": step_of(keras2, keras2.kernel, with_input_gradient),
+            }
+            times = common.side_by_side(
+                {k: (lambda f=f: [g.numpy() for g in f(x, upstream)])
+                 for k, f in steps_.items()},
+                steps, warmup,
+            )
+            row[name] = {
+                "median_ms": {k: round(1000 * common.median(t), 2) for k, t in times.items()},
+                "keras2_over_ours": round(common.ratio(times, "Keras 2", "ours"), 2),
+            }
+        row["both layers: keras2_over_ours"] = round(
+            sum(r["median_ms"]["Keras 2"] for r in row.values())
+            / sum(r["median_ms"]["ours"] for r in row.values()), 2
+        )
+        results[batch] = row
     return results
 
 
@@ -241,6 +336,12 @@ def memory(batches: list[int], jit: str) -> dict:
     return results
 
 
+def keras_backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
 def _jit(text: str):
     return {"on": True, "off": False, "default": "auto"}[text]
 
@@ -266,6 +367,8 @@ def main() -> None:
     }
     if "formulations" in args.parts:
         results["formulations_ms_batch32"] = formulations(32, args.steps, args.warmup, jit)
+    if "keras2" in args.parts and keras_backend() == "tensorflow":
+        results["keras2_layers"] = keras2_layers(args.batches, args.steps, args.warmup)
     if "networks" in args.parts:
         results["networks"] = [networks(b, args.steps, args.warmup, jit) for b in args.batches]
     if "memory" in args.parts:

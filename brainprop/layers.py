@@ -25,30 +25,102 @@ def _pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int
     return pair
 
 
+def _phase_grid(
+    kernel_size: tuple[int, int], strides: tuple[int, int], output_size: tuple[int, int]
+) -> tuple[int, int]:
+    """Rows and columns, in whole strides, that the windows reach: `(rows, cols)`.
+
+    Input row `r * stride + phase` is row `r` of phase `phase`; a window at
+    offset `i` reads phase `i % stride`, rows `i // stride` onwards.
+    """
+    (kh, kw), (sh, sw) = kernel_size, strides
+    out_rows, out_cols = output_size
+    return -(-(sh * (out_rows - 1) + kh) // sh), -(-(sw * (out_cols - 1) + kw) // sw)
+
+
+def _fit_rows_cols(x: Any, rows: int, cols: int, row_axis: int) -> Any:
+    """`x` cropped or zero-padded to `rows` x `cols` on axes `row_axis`, `row_axis + 1`."""
+    index = [slice(None)] * len(x.shape)
+    index[row_axis], index[row_axis + 1] = slice(0, rows), slice(0, cols)
+    x = x[tuple(index)]
+    extra_rows, extra_cols = rows - x.shape[row_axis], cols - x.shape[row_axis + 1]
+    if extra_rows or extra_cols:
+        widths = [(0, 0)] * len(x.shape)
+        widths[row_axis], widths[row_axis + 1] = (0, extra_rows), (0, extra_cols)
+        x = ops.pad(x, widths)
+    return x
+
+
 def window_patches(
     inputs: Any,
     kernel_size: tuple[int, int],
     strides: tuple[int, int],
     output_size: tuple[int, int],
 ) -> Any:
-    """Every "valid" window of `inputs`, flattened in (row, column, channel) order.
+    """Every "valid" window of `inputs`, output position first.
 
-    `(batch, rows, cols, channels)` -> `(batch, out_rows, out_cols, kh*kw*channels)`.
-    Built from kh*kw strided slices, one per position inside the window, joined
-    along the channels.  This is exact, and much cheaper than
-    `ops.image.extract_patches`, which convolves with a (window x window)
-    identity kernel: for the CIFAR loccon's second layer that is 288 times the
-    work of copying, and its gradient costs as much again.
+    `(batch, rows, cols, channels)` -> `(out_rows * out_cols, batch, kh * kw * channels)`:
+    positions row-major, each window flattened in (row, column, channel) order,
+    which is the layout the per-position matrix products need.
+
+    The input is split once into its stride phases (row `r * stride + p` is row
+    `r` of phase `p`), with the batch moved next to the channels; every offset
+    inside the window is then a plain unstrided slice of one phase, and the
+    windows are those slices joined along the channels.  The gradient is
+    written out the same way in reverse (each slice padded back into place,
+    phases interleaved), because the generic strided-slice gradient is slow
+    on TensorFlow.  Both directions are exact copies and sums; there is no
+    arithmetic on values.  `ops.image.extract_patches` would instead convolve
+    with a (window x window) identity kernel: 288 times the work for the CIFAR
+    loccon's second layer.
     """
     (kh, kw), (sh, sw) = kernel_size, strides
     out_rows, out_cols = output_size
-    row_span, col_span = sh * (out_rows - 1) + 1, sw * (out_cols - 1) + 1
-    slices = [
-        inputs[:, i : i + row_span : sh, j : j + col_span : sw, :]
-        for i in range(kh)
-        for j in range(kw)
-    ]
-    return ops.concatenate(slices, axis=-1)
+    _, rows, cols, channels = inputs.shape
+    grid_rows, grid_cols = _phase_grid(kernel_size, strides, output_size)
+    offsets = [(i, j) for i in range(kh) for j in range(kw)]
+
+    def cut(x: Any) -> Any:
+        x = _fit_rows_cols(x, grid_rows * sh, grid_cols * sw, row_axis=1)
+        x = ops.reshape(x, (-1, grid_rows, sh, grid_cols, sw, channels))
+        phases = ops.transpose(x, (2, 4, 1, 3, 0, 5))  # (sh, sw, rows, cols, batch, ch)
+        windows = [
+            phases[i % sh, j % sw, i // sh : i // sh + out_rows, j // sw : j // sw + out_cols]
+            for i, j in offsets
+        ]
+        patches = ops.concatenate(windows, axis=-1)  # (out_rows, out_cols, batch, window)
+        return ops.reshape(patches, (out_rows * out_cols, -1, kh * kw * channels))
+
+    def paste(upstream: Any) -> Any:
+        upstream = ops.reshape(upstream, (out_rows, out_cols, -1, kh * kw * channels))
+        phases: dict[tuple[int, int], Any] = {}
+        for (i, j), piece in zip(offsets, ops.split(upstream, kh * kw, axis=-1)):
+            top, left = i // sh, j // sw
+            placed = ops.pad(
+                piece,
+                ((top, grid_rows - top - out_rows), (left, grid_cols - left - out_cols),
+                 (0, 0), (0, 0)),
+            )
+            key = (i % sh, j % sw)
+            phases[key] = placed if key not in phases else phases[key] + placed
+        zeros = ops.zeros_like(phases[0, 0])  # phases no window reads (kernel < stride)
+        grid = ops.stack(
+            [ops.stack([phases.get((p, q), zeros) for q in range(sw)]) for p in range(sh)]
+        )  # (sh, sw, rows, cols, batch, ch)
+        x = ops.reshape(
+            ops.transpose(grid, (4, 2, 0, 3, 1, 5)),
+            (-1, grid_rows * sh, grid_cols * sw, channels),
+        )
+        return _fit_rows_cols(x, rows, cols, row_axis=1)
+
+    @ops.custom_gradient
+    def extract(x: Any) -> Any:
+        def gradient(*args: Any, upstream: Any = None) -> Any:
+            return paste(args[0] if upstream is None else upstream)
+
+        return cut(x), gradient
+
+    return extract(inputs)
 
 
 @keras.saving.register_keras_serializable(package="brainprop")
@@ -179,18 +251,14 @@ class LocallyConnected2D(keras.layers.Layer):
 
     def call(self, inputs: Any) -> Any:
         out_rows, out_cols = self._output_size(inputs.shape[1], inputs.shape[2])
-        positions, window, _ = self.kernel.shape
-        patches = ops.reshape(
-            window_patches(inputs, self.kernel_size, self.strides, (out_rows, out_cols)),
-            (-1, positions, window),
+        patches = window_patches(
+            inputs, self.kernel_size, self.strides, (out_rows, out_cols)
         )
         # One matrix product per output position: (positions, batch, window) @
-        # (positions, window, filters).  A batched matmul over a leading axis
-        # beats the equivalent einsum on JAX and ties with it on TensorFlow
-        # (benchmarks/loccon.py).
-        outputs = ops.matmul(ops.transpose(patches, (1, 0, 2)), self.kernel)
-        outputs = ops.reshape(
-            ops.transpose(outputs, (1, 0, 2)), (-1, out_rows, out_cols, self.filters)
+        # (positions, window, filters), a batched matmul over the leading axis.
+        outputs = ops.matmul(patches, self.kernel)
+        outputs = ops.transpose(
+            ops.reshape(outputs, (out_rows, out_cols, -1, self.filters)), (2, 0, 1, 3)
         )
         if self.bias is not None:
             outputs = outputs + self.bias

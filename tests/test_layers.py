@@ -210,17 +210,94 @@ def test_input_smaller_than_kernel_raises_when_building():
         LocallyConnected2D(2, 3).build((None, 2, 8, 3))
 
 
-@pytest.mark.parametrize(
-    "input_shape, kernel_size, strides",
-    [((8, 8, 3), (3, 3), (1, 1)), ((9, 7, 2), (2, 3), (2, 1)), ((10, 9, 4), (3, 3), (2, 2))],
-)
+# Stride phases that need padding (9 rows, stride 2), cropping (11 rows, stride 3)
+# and a kernel smaller than the stride (phases no window reads).
+PATCH_CASES = [
+    ((8, 8, 3), (3, 3), (1, 1)),
+    ((9, 7, 2), (2, 3), (2, 1)),
+    ((10, 9, 4), (3, 3), (2, 2)),
+    ((11, 11, 1), (3, 3), (3, 3)),
+    ((9, 8, 2), (2, 2), (3, 3)),
+]
+
+
+@pytest.mark.parametrize("input_shape, kernel_size, strides", PATCH_CASES)
 def test_window_patches_equal_extract_patches_exactly(input_shape, kernel_size, strides):
     x = np.random.default_rng(6).normal(size=(2, *input_shape)).astype("float32")
-    expected = keras.ops.image.extract_patches(x, kernel_size, strides, padding="valid")
-    out_rows, out_cols = expected.shape[1], expected.shape[2]
+    expected = keras.ops.convert_to_numpy(
+        keras.ops.image.extract_patches(x, kernel_size, strides, padding="valid")
+    )
+    batch, out_rows, out_cols, window = expected.shape
 
     actual = window_patches(x, kernel_size, strides, (out_rows, out_cols))
 
+    # Output position first: (positions, batch, window).
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(actual), keras.ops.convert_to_numpy(expected)
+        keras.ops.convert_to_numpy(actual),
+        expected.reshape(batch, out_rows * out_cols, window).transpose(1, 0, 2),
     )
+
+
+def input_and_weight_gradients(layer, x, upstream):
+    """d sum(layer(x) * upstream) / d (x, *layer weights), as NumPy."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x) * upstream)
+        grads = tape.gradient(loss, [x, *layer.trainable_variables])
+        return [g.numpy() for g in grads]
+    if backend == "jax":
+        import jax
+
+        def loss_fn(x, weights):
+            outputs, _ = layer.stateless_call(weights, [], x)
+            return (outputs * upstream).sum()
+
+        gx, gw = jax.grad(loss_fn, argnums=(0, 1))(x, [w.value for w in layer.weights])
+        return [np.asarray(g) for g in (gx, *gw)]
+    pytest.skip(f"no gradient helper for backend {backend}")
+
+
+def reference_gradients(x, kernel, upstream, kernel_size, strides, use_bias):
+    """The same gradients one output position at a time, in float64."""
+    (kh, kw), (sh, sw) = kernel_size, strides
+    batch, out_rows, out_cols, _ = upstream.shape
+    gx, gk = np.zeros(x.shape), np.zeros(kernel.shape)
+    for i in range(out_rows):
+        for j in range(out_cols):
+            p, rows, cols = i * out_cols + j, slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw)
+            window = x[:, rows, cols, :].reshape(batch, -1).astype(np.float64)
+            gk[p] = window.T @ upstream[:, i, j]
+            gx[:, rows, cols, :] += (upstream[:, i, j] @ kernel[p].T).reshape(
+                batch, kh, kw, -1
+            )
+    return [gx, gk] + ([upstream.sum(axis=0)] if use_bias else [])
+
+
+GRADIENT_CASES = [
+    (shape, 3, kernel_size, strides, use_bias)
+    for (shape, kernel_size, strides), use_bias in zip(PATCH_CASES, [False, True] * 3)
+] + [((30, 30, 4), 5, 3, 2, False)]
+
+
+@pytest.mark.parametrize("input_shape, filters, kernel_size, strides, use_bias", GRADIENT_CASES)
+def test_input_and_weight_gradients_equal_per_position_reference(
+    input_shape, filters, kernel_size, strides, use_bias
+):
+    layer = random_layer(input_shape, filters, kernel_size, strides, use_bias)
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, *input_shape)).astype("float32")
+    upstream = rng.normal(size=(3, *layer.compute_output_shape(x.shape)[1:])).astype("float32")
+
+    actual = input_and_weight_gradients(layer, x, upstream)
+
+    expected = reference_gradients(
+        x, layer.get_weights()[0], upstream, pair(kernel_size), pair(strides), use_bias
+    )
+    assert [a.shape for a in actual] == [e.shape for e in expected]
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4)
