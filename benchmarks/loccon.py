@@ -7,6 +7,8 @@ Four measurements, each side by side in one process:
   Keras 2's `LocallyConnected2D(implementation=1)` from tf-keras;
 * keras2 (TensorFlow only): our layer against Keras 2's on the same shapes, the layer's
   own work only: forward and the gradients the network needs, in one `tf.function`;
+  beside them the matrix products alone (windows cut beforehand), the work any
+  implementation must do, as a floor;
 * networks: the loccon network against the conv network at the same batch size, and
   (TensorFlow) against the same loccon network built from Keras 2's layer;
 * memory: peak resident memory of loccon training at batch 32 and 128, each in a
@@ -193,7 +195,7 @@ def keras2_layers(batches: list[int], steps: int, warmup: int) -> dict:
     import tensorflow as tf
     import tf_keras
 
-    from brainprop.layers import LocallyConnected2D
+    from brainprop.layers import LocallyConnected2D, window_patches
 
     def step_of(layer, kernel, with_input_gradient):
         @tf.function
@@ -203,6 +205,25 @@ def keras2_layers(batches: list[int], steps: int, warmup: int) -> dict:
                 loss = tf.reduce_sum(layer(x) * upstream)
             sources = [x, kernel] if with_input_gradient else [kernel]
             return tape.gradient(loss, sources)
+
+        return step
+
+    def matmuls_of(layer, x, with_input_gradient):
+        """The products both layers must compute, on windows cut beforehand: a floor."""
+        rows, cols = layer.compute_output_shape(x.shape)[1:3]
+        patches = window_patches(x, layer.kernel_size, layer.strides, (rows, cols))
+        kernel = layer.kernel.value
+
+        @tf.function
+        def step(_, upstream):
+            upstream = tf.transpose(
+                tf.reshape(upstream, (-1, rows * cols, layer.filters)), (1, 0, 2)
+            )
+            products = [tf.matmul(patches, kernel),
+                        tf.matmul(patches, upstream, adjoint_a=True)]
+            if with_input_gradient:
+                products.append(tf.matmul(upstream, kernel, adjoint_b=True))
+            return products
 
         return step
 
@@ -224,6 +245,7 @@ def keras2_layers(batches: list[int], steps: int, warmup: int) -> dict:
             steps_ = {
                 "ours": step_of(ours, ours.kernel.value, with_input_gradient),
                 "Keras 2": step_of(keras2, keras2.kernel, with_input_gradient),
+                "matmuls only": matmuls_of(ours, x, with_input_gradient),
             }
             times = common.side_by_side(
                 {k: (lambda f=f: [g.numpy() for g in f(x, upstream)])
@@ -233,11 +255,17 @@ def keras2_layers(batches: list[int], steps: int, warmup: int) -> dict:
             row[name] = {
                 "median_ms": {k: round(1000 * common.median(t), 2) for k, t in times.items()},
                 "keras2_over_ours": round(common.ratio(times, "Keras 2", "ours"), 2),
+                "keras2_over_matmuls_only": round(
+                    common.ratio(times, "Keras 2", "matmuls only"), 2
+                ),
             }
-        row["both layers: keras2_over_ours"] = round(
-            sum(r["median_ms"]["Keras 2"] for r in row.values())
-            / sum(r["median_ms"]["ours"] for r in row.values()), 2
-        )
+        layers = list(row.values())
+        row["both layers"] = {
+            key: round(sum(r["median_ms"][a] for r in layers)
+                       / sum(r["median_ms"][b] for r in layers), 2)
+            for key, a, b in [("keras2_over_ours", "Keras 2", "ours"),
+                              ("keras2_over_matmuls_only", "Keras 2", "matmuls only")]
+        }
         results[batch] = row
     return results
 
