@@ -364,12 +364,6 @@ def memory(batches: list[int], jit: str) -> dict:
     return results
 
 
-def keras_backend() -> str:
-    import keras
-
-    return keras.backend.backend()
-
-
 def _jit(text: str):
     return {"on": True, "off": False, "default": "auto"}[text]
 
@@ -395,7 +389,7 @@ def main() -> None:
     }
     if "formulations" in args.parts:
         results["formulations_ms_batch32"] = formulations(32, args.steps, args.warmup, jit)
-    if "keras2" in args.parts and keras_backend() == "tensorflow":
+    if "keras2" in args.parts and results["machine"]["backend"] == "tensorflow":
         results["keras2_layers"] = keras2_layers(args.batches, args.steps, args.warmup)
     if "networks" in args.parts:
         results["networks"] = [networks(b, args.steps, args.warmup, jit) for b in args.batches]

@@ -38,16 +38,12 @@ def _phase_grid(
     return -(-(sh * (out_rows - 1) + kh) // sh), -(-(sw * (out_cols - 1) + kw) // sw)
 
 
-def _fit_rows_cols(x: Any, rows: int, cols: int, row_axis: int) -> Any:
-    """`x` cropped or zero-padded to `rows` x `cols` on axes `row_axis`, `row_axis + 1`."""
-    index = [slice(None)] * len(x.shape)
-    index[row_axis], index[row_axis + 1] = slice(0, rows), slice(0, cols)
-    x = x[tuple(index)]
-    extra_rows, extra_cols = rows - x.shape[row_axis], cols - x.shape[row_axis + 1]
+def _fit_rows_cols(x: Any, rows: int, cols: int) -> Any:
+    """`(batch, r, c, channels)` cropped or zero-padded to `rows` x `cols`."""
+    x = x[:, :rows, :cols, :]
+    extra_rows, extra_cols = rows - x.shape[1], cols - x.shape[2]
     if extra_rows or extra_cols:
-        widths = [(0, 0)] * len(x.shape)
-        widths[row_axis], widths[row_axis + 1] = (0, extra_rows), (0, extra_cols)
-        x = ops.pad(x, widths)
+        x = ops.pad(x, ((0, 0), (0, extra_rows), (0, extra_cols), (0, 0)))
     return x
 
 
@@ -81,7 +77,7 @@ def window_patches(
     offsets = [(i, j) for i in range(kh) for j in range(kw)]
 
     def cut(x: Any) -> Any:
-        x = _fit_rows_cols(x, grid_rows * sh, grid_cols * sw, row_axis=1)
+        x = _fit_rows_cols(x, grid_rows * sh, grid_cols * sw)
         x = ops.reshape(x, (-1, grid_rows, sh, grid_cols, sw, channels))
         phases = ops.transpose(x, (2, 4, 1, 3, 0, 5))  # (sh, sw, rows, cols, batch, ch)
         windows = [
@@ -103,15 +99,18 @@ def window_patches(
             )
             key = (i % sh, j % sw)
             phases[key] = placed if key not in phases else phases[key] + placed
-        zeros = ops.zeros_like(phases[0, 0])  # phases no window reads (kernel < stride)
+        if len(phases) < sh * sw:  # phases no window reads (kernel < stride)
+            zeros = ops.zeros_like(phases[0, 0])
+            phases.update({(p, q): zeros for p in range(sh) for q in range(sw)
+                           if (p, q) not in phases})
         grid = ops.stack(
-            [ops.stack([phases.get((p, q), zeros) for q in range(sw)]) for p in range(sh)]
+            [ops.stack([phases[p, q] for q in range(sw)]) for p in range(sh)]
         )  # (sh, sw, rows, cols, batch, ch)
         x = ops.reshape(
             ops.transpose(grid, (4, 2, 0, 3, 1, 5)),
             (-1, grid_rows * sh, grid_cols * sw, channels),
         )
-        return _fit_rows_cols(x, rows, cols, row_axis=1)
+        return _fit_rows_cols(x, rows, cols)
 
     @ops.custom_gradient
     def extract(x: Any) -> Any:
