@@ -17,9 +17,7 @@ import tempfile
 from pathlib import Path
 
 from brainprop.architectures import ALGORITHMS, ALLOWED, ARCHITECTURES, check_combination
-from brainprop.errors import BrainPropError
-
-EXIT_USER_ERROR = 2
+from brainprop.errors import EXIT_USER_ERROR, BrainPropError
 
 
 class _Parser(argparse.ArgumentParser):

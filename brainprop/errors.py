@@ -1,4 +1,7 @@
-"""The one exception type for mistakes a user can fix."""
+"""The one exception type for mistakes a user can fix, and the exit status it ends in."""
+
+# What every command line of the project returns after a one-line error.
+EXIT_USER_ERROR = 2
 
 
 class BrainPropError(Exception):

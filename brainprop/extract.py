@@ -17,10 +17,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from brainprop.errors import BrainPropError
+from brainprop.errors import EXIT_USER_ERROR, BrainPropError
 from brainprop.tinyimagenet import ANNOTATIONS, FOLDER, URL, ZIP_NAME
-
-EXIT_USER_ERROR = 2
 
 
 def extract_tinyimagenet(zip_path: str | os.PathLike) -> tuple[Path, bool]:

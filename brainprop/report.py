@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from brainprop.errors import BrainPropError
+from brainprop.errors import EXIT_USER_ERROR, BrainPropError
 from brainprop.outputs import write_atomically, plt
 from brainprop.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
 
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         written = write_report(args.runs_dir, args.out, args.class_run)
     except BrainPropError as error:
         print(f"report: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     print(f"Report: {', '.join(p.name for p in written)} in {written[0].parent}")
     return 0
 

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from brainprop.architectures import ALGORITHMS
-from brainprop.cli import EXIT_USER_ERROR, _fraction, _positive, parse_seeds
+from brainprop.cli import _fraction, _positive, parse_seeds
 from brainprop.cli import main as run_main
-from brainprop.errors import BrainPropError
+from brainprop.errors import EXIT_USER_ERROR, BrainPropError
 from brainprop.paper import TABLES
 
 Config = tuple[str, str, str]  # dataset, architecture, algorithm
