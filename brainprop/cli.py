@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("algorithm", choices=list(ALGORITHMS), help="the learning rule")
     parser.add_argument(
         "-s", "--save", action="store_true",
-        help="save the accuracy plot (PDF and PNG), the history pickle, the weights of "
+        help="save the accuracy plot (PDF and PNG), the history (pickle and JSON), the weights of "
         "the best validation epoch and a JSON run summary",
     )
     parser.add_argument(
@@ -276,7 +276,7 @@ def _validation_summary(args, model, best_weights, data, fit_data, batch_size) -
 def _save(args, model, data, config, arch, result, files, started, validation) -> None:
     import keras
 
-    from brainprop.outputs import plot_accuracy, write_history, write_summary
+    from brainprop.outputs import plot_accuracy, write_history, write_history_json, write_summary
 
     plot_accuracy(
         result.history,
@@ -285,6 +285,7 @@ def _save(args, model, data, config, arch, result, files, started, validation) -
         files.plot_png,
     )
     write_history(files.history, args.dataset, args.algorithm, result.history)
+    write_history_json(files.history_json, args.dataset, args.algorithm, result.history)
     summary = {
         "dataset": args.dataset,
         "architecture": args.architecture,

@@ -12,8 +12,9 @@ Reading local files needs no Keras backend, so a missing file is reported at onc
 Tiny ImageNet is never downloaded: it is read from the extracted `tiny-imagenet-200/`
 in `--data-dir` or the current directory (see `brainprop.tinyimagenet`).
 
-The CIFAR files are Python pickles, and unpickling runs code chosen by whoever wrote the
-file: only point `--data-dir` at files from a source you trust.
+The CIFAR files are Python pickles; they are read by `brainprop.safepickle`, which
+admits only the arrays, dicts, lists and strings such a file holds and refuses any other
+pickle (which could run code when loaded) in one line.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import pickle
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainprop import safepickle
 from brainprop.errors import BrainPropError
 
 DATASET_CLASSES = {"MNIST": 10, "CIFAR10": 10, "CIFAR100": 100}
@@ -313,9 +314,12 @@ def _cifar_pickles(layout: _CifarLayout, folder: Path) -> dict[str, object]:
     raise BrainPropError(f"{layout.name} not found: put {_FILES[layout.name]} in {folder}")
 
 
+_CIFAR_HOLDS = "a CIFAR batch"
+
+
 def _unpickle_file(path: Path, label: str) -> object:
     with _reading(label), open(path, "rb") as f:
-        return pickle.load(f, encoding="bytes")
+        return safepickle.load(f, str(path), _CIFAR_HOLDS, encoding="bytes")
 
 
 def _unpickle_tar_members(path: Path, inner: str, names: tuple[str, ...]) -> dict[str, object]:
@@ -326,7 +330,10 @@ def _unpickle_tar_members(path: Path, inner: str, names: tuple[str, ...]) -> dic
         for member in tar:
             name = wanted.get(member.name.removeprefix("./"))
             if name is not None and member.isfile():
-                found[name] = pickle.load(tar.extractfile(member), encoding="bytes")
+                found[name] = safepickle.load(
+                    tar.extractfile(member), f"{path}: {member.name}", _CIFAR_HOLDS,
+                    encoding="bytes",
+                )
     missing = [f"{inner}/{name}" for name in names if name not in found]
     if missing:
         raise BrainPropError(f"{path.name} lacks {', '.join(missing)}; get the file again")

@@ -1,4 +1,4 @@
-"""What `-s` leaves behind: accuracy plot, history pickle, weights, run summary.
+"""What `-s` leaves behind: accuracy plot, history (pickle and JSON), weights, run summary.
 
 Nothing existing is overwritten: every run reserves a fresh stem
 (`CIFAR10_deep_BrainProp_seed1`, then `..._seed1_2`, ...), and every file is
@@ -29,6 +29,7 @@ SUFFIXES = {
     "plot_pdf": "_accuracy.pdf",
     "plot_png": "_accuracy.png",
     "history": "_history.pkl",
+    "history_json": "_history.json",
     "weights": "_weights.weights.h5",
     "summary": "_summary.json",
     "log": "_log.csv",
@@ -135,6 +136,27 @@ def write_history(path: Path, dataset: str, algorithm: str, history: dict) -> No
             pickle.dump([dataset, algorithm, history], f)
 
     write_atomically(path, write)
+
+
+def write_history_json(path: Path, dataset: str, algorithm: str, history: dict) -> None:
+    """The same history as JSON, which (unlike a pickle) cannot carry code: what the
+    report reads.  NaN (a diverged epoch) is written as null, as JSON has no NaN."""
+    content = {"dataset": dataset, "algorithm": algorithm, "history": _finite(history)}
+
+    def write(partial: Path) -> None:
+        partial.write_text(json.dumps(content, allow_nan=False) + "\n")
+
+    write_atomically(path, write)
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {key: _finite(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_summary(path: Path, summary: dict) -> None:

@@ -1,7 +1,8 @@
 """The paper's tables and figures from a folder of runs: `python -m brainprop.report RUNS_DIR`.
 
-Reads every `*_summary.json` (and the history pickle it names) and writes, into
-`RUNS_DIR/report` or `--out DIR`:
+Reads every `*_summary.json` (and the history it names: the JSON history, or for runs
+that have none the history pickle, read without running code found in it) and writes,
+into `RUNS_DIR/report` or `--out DIR`:
 
 * `tables.md` and `tables.csv`: per dataset/architecture/algorithm, epochs and accuracy
   as mean(std) over seeds beside the paper's figures (`brainprop/paper.py`);
@@ -21,13 +22,13 @@ import dataclasses
 import io
 import json
 import math
-import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from brainprop import safepickle
 from brainprop.errors import EXIT_USER_ERROR, BrainPropError
 from brainprop.outputs import write_atomically, plt
 from brainprop.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
@@ -39,7 +40,7 @@ COLORS = {"BrainProp": "tab:red", "EBP": "tab:blue"}
 @dataclasses.dataclass
 class Run:
     summary: dict
-    history: dict | None  # None when the history pickle is missing
+    history: dict | None  # None when the history file is missing
     path: Path  # the summary file
 
     @property
@@ -48,9 +49,15 @@ class Run:
 
     @property
     def accuracy(self) -> float:
-        """Percent: test accuracy at the best epoch when validation was held out."""
+        """Percent: test accuracy at the best epoch when validation was held out; NaN
+        for a run that diverged before any epoch had a finite validation accuracy."""
         held_out = self.summary.get("test_accuracy_at_best_epoch")
-        return 100 * (held_out if held_out is not None else self.summary["best_val_accuracy"])
+        value = held_out if held_out is not None else self.summary["best_val_accuracy"]
+        return math.nan if value is None else 100 * float(value)
+
+    @property
+    def diverged(self) -> bool:
+        return math.isnan(self.accuracy)
 
 
 def load_runs(runs_dir: str | Path) -> list[Run]:
@@ -90,12 +97,75 @@ def _read_run(path: Path) -> Run:
     missing = [key for key in REQUIRED if not isinstance(summary, dict) or key not in summary]
     if missing:
         raise BrainPropError(f"{path} is not a run summary (no {', '.join(missing)}); move it away")
+    files = summary.get("files", {})
+    if not isinstance(files, dict):
+        raise BrainPropError(f"{path} is not a run summary (files is not a mapping); move it away")
     history = None
-    history_path = path.parent / summary.get("files", {}).get("history", "")
-    if history_path.is_file():
-        with open(history_path, "rb") as f:
-            history = pickle.load(f)[2]
+    for kind, read in (("history_json", _read_json_history), ("history", _read_pickled_history)):
+        history_path = _named_file(path, files, kind)
+        if history_path is not None and history_path.is_file():
+            history = _checked_history(read(history_path), history_path)
+            break
     return Run(summary, history, path)
+
+
+def _named_file(summary_path: Path, files: dict, kind: str) -> Path | None:
+    """The file the summary names for `kind`, which must be a file of its own folder."""
+    name = files.get(kind)
+    if name is None:
+        return None
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
+        raise BrainPropError(
+            f"{summary_path} names {kind} file {name!r}, which is not a file beside it; "
+            "move the summary away"
+        )
+    return summary_path.parent / name
+
+
+def _read_json_history(path: Path) -> object:
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise BrainPropError(f"cannot read {path} ({_one_line(error)}); move it away") from None
+    return content.get("history") if isinstance(content, dict) else None
+
+
+def _read_pickled_history(path: Path) -> object:
+    """The history of an older run or of the original release, from its pickle
+    (`[dataset, algorithm, history]`), admitting only data types."""
+    try:
+        with open(path, "rb") as f:
+            content = safepickle.load(f, str(path), "a history pickle")
+    except BrainPropError:
+        raise
+    except Exception as error:  # truncated, or not a pickle at all
+        raise BrainPropError(
+            f"cannot read {path} ({type(error).__name__}: {_one_line(error)}); "
+            "it is truncated or not a history pickle: move it away"
+        ) from None
+    if isinstance(content, (list, tuple)) and len(content) == 3:
+        return content[2]
+    return None
+
+
+def _checked_history(history: object, path: Path) -> dict[str, list]:
+    """`history` as {metric: [float or list of floats, ...]}; NaN where it holds null."""
+    problem = "it holds no dict of metrics"
+    if isinstance(history, dict):
+        try:
+            return {
+                str(key): np.asarray(
+                    [math.nan if v is None else v for v in values], dtype=float
+                ).tolist()
+                for key, values in history.items()
+            }
+        except (TypeError, ValueError) as error:
+            problem = f"a metric is not a list of numbers: {_one_line(error)}"
+    raise BrainPropError(f"{path} is not a run history ({problem}); move it away")
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())[:200]
 
 
 # --- tables -------------------------------------------------------------------------------
@@ -345,16 +415,31 @@ def write_report(
         raise BrainPropError(
             f"no *_summary.json in {runs_dir}: run main.py with -s --output-dir {runs_dir} first"
         )
+    diverged = [run for run in runs if run.diverged]
+    for run in diverged:
+        print(f"report: {run.path.name} diverged (no epoch with a finite validation "
+              "accuracy); left out of the tables and figures", file=sys.stderr)
+    runs = [run for run in runs if not run.diverged]
     out = Path(out_dir) if out_dir is not None else Path(runs_dir) / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    rows = table_rows(runs)
-    written = [out / "tables.md", out / "tables.csv"]
-    write_atomically(written[0], lambda p: p.write_text(markdown_tables(rows)))
-    write_atomically(written[1], lambda p: p.write_text(csv_tables(rows)))
-    written += plot_figure5(runs, out)
-    chosen = class_discovery_run(runs, class_run)
-    if chosen is not None:
-        written += plot_class_discovery(chosen, out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        rows = table_rows(runs)
+        written = [out / "tables.md", out / "tables.csv"]
+        markdown = markdown_tables(rows)
+        if diverged:
+            names = ", ".join(run.path.name.removesuffix("_summary.json") for run in diverged)
+            markdown += f"\nLeft out: {names} (diverged, no finite validation accuracy).\n"
+        write_atomically(written[0], lambda p: p.write_text(markdown))
+        write_atomically(written[1], lambda p: p.write_text(csv_tables(rows)))
+        written += plot_figure5(runs, out)
+        chosen = class_discovery_run(runs, class_run)
+        if chosen is not None:
+            written += plot_class_discovery(chosen, out)
+    except OSError as error:
+        raise BrainPropError(
+            f"cannot write the report into {out} ({error.strerror or error}): "
+            "choose another folder with --out"
+        ) from None
     return written
 
 

@@ -53,7 +53,8 @@ def trained(tmp_path_factory):
 def test_save_writes_plot_history_weights_and_summary(trained):
     _, out, summary = trained
     files = {k: out / name for k, name in summary["files"].items()}
-    assert set(files) >= {"plot_pdf", "plot_png", "history", "weights", "summary", "log"}
+    assert set(files) >= {"plot_pdf", "plot_png", "history", "history_json", "weights",
+                          "summary", "log"}
     assert all(path.exists() for path in files.values())
     assert files["plot_pdf"].read_bytes().startswith(b"%PDF")
     with Image.open(files["plot_png"]) as image:
@@ -63,6 +64,9 @@ def test_save_writes_plot_history_weights_and_summary(trained):
     assert (dataset, algorithm) == ("MNIST", "BrainProp")
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history)
     assert len(history["val_accuracy"]) == summary["epochs_run"] == len(summary["epoch_seconds"])
+    # The JSON beside it holds the same numbers, and no code can hide in it.
+    assert json.loads(files["history_json"].read_text()) == {
+        "dataset": "MNIST", "algorithm": "BrainProp", "history": history}
     assert not list(out.glob(".*partial*"))
 
 

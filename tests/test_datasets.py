@@ -421,3 +421,46 @@ def test_download_channels_first_made_channels_last(monkeypatch):
     data = load_dataset("CIFAR10")
     np.testing.assert_array_equal(data.x_train, x)
     assert data.y_test.tolist() == [3, 4]
+
+
+# --- pickles that would run code ----------------------------------------------------------------
+
+
+def test_cifar_batch_that_runs_code_is_refused_and_never_run(tmp_path):
+    from hostile import Payload
+
+    write_cifar10(tmp_path)
+    marker = tmp_path / "marker"
+    # Stealth: the payload returns valid labels, so the batch would load as data.
+    n = 5
+    entries = {"data": cifar_rows(images(n, (32, 32, 3), 0)),
+               "labels": Payload(marker, [1] * n), "batch_label": b"b"}
+    cifar_pickle(tmp_path / "cifar-10-batches-py" / "data_batch_5", entries)
+    message = error_of("CIFAR10", tmp_path)
+    assert not marker.exists()
+    assert "data_batch_5" in message and "refused" in message and "eval" in message
+
+
+def test_cifar_tarball_member_that_runs_code_is_refused_and_never_run(tmp_path):
+    from hostile import Payload
+
+    write_cifar100(tmp_path)
+    marker = tmp_path / "marker"
+    with open(tmp_path / "cifar-100-python" / "test", "wb") as f:
+        pickle.dump(Payload(marker), f)
+    tar_folder(tmp_path, "cifar-100-python", "cifar-100-python.tar.gz")
+    message = error_of("CIFAR100", tmp_path)
+    assert not marker.exists()
+    assert "cifar-100-python.tar.gz" in message and "cifar-100-python/test" in message
+    assert "refused" in message
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_cifar_batches_of_every_pickle_protocol_still_load(tmp_path, monkeypatch, protocol):
+    def dump(path, entries):
+        with open(path, "wb") as f:
+            pickle.dump({k.encode(): v for k, v in entries.items()}, f, protocol=protocol)
+
+    monkeypatch.setattr(__import__(__name__), "cifar_pickle", dump)
+    expected = write_cifar100(tmp_path)
+    check_matches(load_dataset("CIFAR100", tmp_path), expected, "CIFAR100", (32, 32, 3))

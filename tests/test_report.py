@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainprop.report import curve_band, main, write_report
+from filesystems import read_only_folder
+
+from brainprop.report import curve_band, load_runs, main, write_report
 
 
 def write_run(folder, dataset, architecture, algorithm, seed, best_epoch, accuracy,
@@ -124,3 +126,120 @@ def test_bad_runs_folder_is_refused_in_one_line(tmp_path, capsys, setup):
     assert main([str(folder)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("report: error:")
+
+
+# --- untrusted runs folders ---------------------------------------------------------------
+
+
+def _one_error(capsys) -> str:
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("report: error:"), errors
+    return errors[0]
+
+
+def _history_names(summary_path):
+    return json.loads(summary_path.read_text())["files"]
+
+
+def test_history_pickle_that_runs_code_is_refused_and_never_run(tmp_path, capsys):
+    from hostile import Payload
+
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    marker = tmp_path / "marker"
+    history = {"val_accuracy": Payload(marker, [0.5, 0.9, 0.9])}
+    (tmp_path / "MNIST_dense_BrainProp_seed1_history.pkl").write_bytes(
+        pickle.dumps(["MNIST", "BrainProp", history]))
+    assert main([str(tmp_path)]) == 2
+    line = _one_error(capsys)
+    assert not marker.exists()
+    assert "MNIST_dense_BrainProp_seed1_history.pkl" in line and "refused" in line
+
+
+@pytest.mark.parametrize("name", ["../outside_history.pkl", "/tmp/x_history.pkl", "sub/x.pkl", ".."])
+def test_summary_naming_a_file_outside_its_folder_is_refused(tmp_path, capsys, name):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    write_run(runs, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    (tmp_path / "outside_history.pkl").write_bytes((runs / "MNIST_dense_BrainProp_seed1_history.pkl").read_bytes())
+    path = runs / "MNIST_dense_BrainProp_seed1_summary.json"
+    summary = json.loads(path.read_text())
+    summary["files"]["history"] = name
+    path.write_text(json.dumps(summary))
+    assert main([str(runs)]) == 2
+    assert "not a file beside it" in _one_error(capsys)
+
+
+@pytest.mark.parametrize("content", [
+    pickle.dumps({"val_accuracy": [0.5]}), pickle.dumps(["MNIST", "EBP"]),
+    pickle.dumps(["MNIST", "EBP", {"val_accuracy": "high"}]),
+    pickle.dumps(["MNIST", "EBP", {"val_accuracy": [0.5, 0.6]}])[:20], b"",
+    b"not a pickle at all",
+], ids=["dict", "short-list", "text-values", "truncated", "empty", "text"])
+def test_foreign_or_truncated_history_pickle_is_refused_in_one_line(tmp_path, capsys, content):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    (tmp_path / "MNIST_dense_BrainProp_seed1_history.pkl").write_bytes(content)
+    assert main([str(tmp_path)]) == 2
+    assert "MNIST_dense_BrainProp_seed1_history.pkl" in _one_error(capsys)
+
+
+def _release_history_pickle(protocol: int, numpy_1: bool = False) -> bytes:
+    """As the original release wrote it (tf.keras 2.x): floats for the metrics, NumPy
+    float32 scalars for the learning rate its LearningRateScheduler logs."""
+    history = {"loss": [1.1, 0.9], "accuracy": [0.3, 0.4], "val_loss": [1.0, 0.95],
+               "val_accuracy": [0.42, 0.5], "lr": [np.float32(0.1), np.float32(0.1)]}
+    data = pickle.dumps(["MNIST", "BrainProp", history], protocol=protocol)
+    if numpy_1:  # NumPy 1.x names its module numpy.core (text GLOBAL opcode in protocol 2)
+        assert b"numpy._core.multiarray\nscalar" in data
+        data = data.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    return data
+
+
+@pytest.mark.parametrize("protocol,numpy_1", [(2, True), (2, False), (3, False), (4, False)])
+def test_history_pickles_of_the_original_release_still_load(tmp_path, protocol, numpy_1):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.5, 2)
+    (tmp_path / "MNIST_dense_BrainProp_seed1_history.pkl").write_bytes(
+        _release_history_pickle(protocol, numpy_1))
+    [run] = load_runs(tmp_path)
+    assert run.history["val_accuracy"] == [0.42, 0.5]
+    assert run.history["lr"] == pytest.approx([0.1, 0.1])
+
+
+def test_json_history_is_read_and_the_pickle_left_alone(tmp_path):
+    from brainprop.outputs import write_history_json
+
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.5, 2)
+    stem = "MNIST_dense_BrainProp_seed1"
+    write_history_json(tmp_path / f"{stem}_history.json", "MNIST", "BrainProp",
+                       {"val_accuracy": [0.25, float("nan")], "accuracy": [0.1, 0.2]})
+    path = tmp_path / f"{stem}_summary.json"
+    summary = json.loads(path.read_text())
+    summary["files"]["history_json"] = f"{stem}_history.json"
+    path.write_text(json.dumps(summary))
+    (tmp_path / f"{stem}_history.pkl").write_bytes(b"never read")
+    [run] = load_runs(tmp_path)
+    assert run.history["accuracy"] == [0.1, 0.2]
+    assert run.history["val_accuracy"][0] == 0.25 and np.isnan(run.history["val_accuracy"][1])
+
+
+def test_report_on_a_diverged_run_leaves_it_out_and_says_so(tmp_path, capsys):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 2, 1, 0.5, 1)
+    path = tmp_path / "MNIST_dense_BrainProp_seed2_summary.json"
+    summary = json.loads(path.read_text())
+    summary.update(best_val_accuracy=None, best_epoch=0, stop_reason="nan_loss")
+    path.write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 0
+    assert "seed2_summary.json diverged" in capsys.readouterr().err
+    row = _csv_rows(tmp_path / "report")[("MNIST", "dense", "BrainProp")]
+    assert (row["n_seeds"], row["seeds"]) == ("1", "1")
+    assert "Left out: MNIST_dense_BrainProp_seed2" in (tmp_path / "report" / "tables.md").read_text()
+
+
+def test_report_into_a_folder_that_cannot_be_written_is_refused_in_one_line(tmp_path, capsys):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    (tmp_path / "a-file").write_text("")
+    assert main([str(tmp_path), "--out", str(tmp_path / "a-file" / "report")]) == 2
+    assert "--out" in _one_error(capsys)
+    with read_only_folder(tmp_path / "locked") as locked:
+        assert main([str(tmp_path), "--out", str(locked)]) == 2
+    assert "--out" in _one_error(capsys)
