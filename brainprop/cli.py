@@ -31,7 +31,7 @@ def _positive(kind):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+            raise argparse.ArgumentTypeError(_not_a(kind, text)) from None
         if not 0 < value < math.inf:
             raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
         return value
@@ -40,19 +40,70 @@ def _positive(kind):
     return parse
 
 
-def parse_seeds(text: str) -> list[int]:
-    """Seeds from `1-10`, `1,3,5`, `7` or a mix (`1-3,8`), in the order given."""
-    seeds: list[int] = []
+def _not_a(kind, text: str) -> str:
+    """Why `text` is not a `kind`: `1e9` is a number, but not a whole one."""
+    if kind is int:
+        try:
+            float(text)
+        except ValueError:
+            pass
+        else:
+            return f"{text!r} is not a whole number; write it in digits, such as 500"
+    return f"{text!r} is not a number"
+
+
+# NumPy and both backends take seeds from 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+# More runs than anyone starts from one command; checked before any list is made.
+MAX_SEEDS = 10_000
+
+
+def parse_seed(text: str) -> int:
+    """One seed, 0 to 2**32 - 1 (what NumPy and the backends accept)."""
     try:
-        for part in text.split(","):
-            first, _, last = part.strip().partition("-")
-            seeds += range(int(first), int(last or first) + 1)
+        seed = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a list of seeds; write 1-10, 1,3,5 or 7"
+            f"{text!r} is not a seed: give a whole number from 0 to {MAX_SEED}"
         ) from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"{text!r} names no seed or a seed twice")
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed {text} is out of range: seeds go from 0 to {MAX_SEED}")
+    return seed
+
+
+def _seed_number(text: str, whole: str) -> int:
+    try:
+        int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{whole!r} is not a list of seeds; write 1-10, 1,3,5 or 7"
+        ) from None
+    return parse_seed(text)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from `1-10`, `1,3,5`, `7` or a mix (`1-3,8`), in the order given.
+
+    Every part is checked (numbers, order, range, how many) before the list is made.
+    """
+    ranges = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        first = _seed_number(first, text)
+        last = _seed_number(last, text) if dash else first
+        if last < first:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} in {text!r} runs backwards; write {last}-{first}"
+            )
+        ranges.append(range(first, last + 1))
+    count = sum(len(r) for r in ranges)
+    if count > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names {count} seeds; at most {MAX_SEEDS} in one command"
+        )
+    seeds = [seed for r in ranges for seed in r]
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names a seed twice")
     return seeds
 
 
@@ -93,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop after this many epochs without a 0.001 gain in "
                         "validation accuracy (default: 45)")
     seeds = parser.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, default=1,
-                       help="seed for NumPy and the backend (default: 1)")
+    seeds.add_argument("--seed", type=parse_seed, default=1,
+                       help=f"seed for NumPy and the backend, 0 to {MAX_SEED} (default: 1)")
     seeds.add_argument("--seeds", type=parse_seeds,
                        help="train once per seed, one after another, each with its own "
                        "outputs: 1-10, 1,3,5 or 7")

@@ -57,6 +57,13 @@ def check_writable(output_dir: str | os.PathLike) -> Path:
     Checked before any training, so a mistyped folder costs seconds, not a run.
     """
     directory = Path(output_dir)
+    for part in (directory, *directory.parents):
+        if part.is_symlink() and not part.exists():
+            raise BrainPropError(
+                f"cannot write to output directory {directory}: {part} is a symbolic link "
+                "to nothing (or one of a loop of links); fix the link or choose another "
+                "--output-dir"
+            )
     existing = next(p for p in (directory, *directory.parents) if p.exists() or p == p.parent)
     if not existing.is_dir():
         raise BrainPropError(

@@ -128,6 +128,10 @@ def _check_fits(
 def check_weight_file(path: str | os.PathLike) -> Path:
     """Refuse a path that is not an existing HDF5 file (no model needed)."""
     path = Path(path)
+    if path.is_dir():
+        raise BrainPropError(
+            f"{path} is a folder, not a weight file: give -l the .weights.h5 (or .h5) file itself"
+        )
     if not path.is_file():
         raise BrainPropError(f"weight file {path} does not exist: check the path given to -l")
     if not h5py.is_hdf5(path):

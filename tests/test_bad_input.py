@@ -139,6 +139,47 @@ def test_zero_negative_or_non_numeric_numbers(workspace, capsys, option, value):
     assert option in line
 
 
+@pytest.mark.parametrize("args, expected", [
+    (["--seed", "-1"], "seed -1 is out of range: seeds go from 0 to 4294967295"),
+    (["--seed", "4294967296"], "out of range"),
+    (["--seed", "1.5"], "not a seed"),
+    (["--seeds", "1-10000000000"], "seed 10000000000 is out of range"),
+    (["--seeds", "0-4294967295"], "names 4294967296 seeds; at most 10000"),
+    (["--seeds", "1-2,5-3"], "'5-3' in '1-2,5-3' runs backwards; write 3-5"),
+    (["--epochs", "1e9"], "'1e9' is not a whole number"),
+], ids=["seed-negative", "seed-2**32", "seed-fraction", "seeds-huge", "seeds-too-many",
+        "seeds-backwards", "epochs-1e9"])
+def test_numbers_out_of_range_are_refused_before_anything_is_allocated(
+    workspace, capsys, args, expected
+):
+    assert expected in refused([*train_args(workspace), *args], workspace, capsys)
+
+
+def test_seeds_at_both_ends_of_the_range_train(workspace):
+    for seed in ("0", "4294967295"):
+        assert main([*train_args(workspace), "--seed", seed, "--batch-size", "32"]) == 0
+    names = sorted(p.name for p in (workspace / "out").glob("*_summary.json"))
+    assert names == ["MNIST_dense_EBP_seed0_summary.json",
+                     "MNIST_dense_EBP_seed4294967295_summary.json"]
+
+
+def test_weight_file_that_is_a_folder(workspace, capsys):
+    line = refused(load_args(workspace, workspace / "out"), workspace, capsys)
+    assert "is a folder, not a weight file" in line
+
+
+@pytest.mark.parametrize("link", ["dangling", "loop", "inside-loop"])
+def test_output_directory_that_is_a_broken_link(workspace, capsys, link):
+    (workspace / "dangling").symlink_to(workspace / "nowhere")
+    (workspace / "loop").symlink_to(workspace / "loop-back")
+    (workspace / "loop-back").symlink_to(workspace / "loop")
+    target = {"dangling": "dangling", "loop": "loop", "inside-loop": "loop/runs"}[link]
+    argv = train_args(workspace)
+    argv[argv.index("--output-dir") + 1] = str(workspace / target)
+    line = refused(argv, workspace, capsys)
+    assert "symbolic link to nothing (or one of a loop of links)" in line
+
+
 def test_unknown_option(workspace, capsys):
     assert "--epoch" in refused([*train_args(workspace), "--epoch", "3"], workspace, capsys)
 
