@@ -7,11 +7,14 @@ ModelCheckpoint for the weights of the best validation epoch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+import re
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import keras
 
 from brainprop.architectures import learning_rate_at
 from brainprop.datasets import Dataset
+from brainprop.errors import BrainPropError
 from brainprop.outputs import write_atomically
 from brainprop.pipeline import ImageBatches
 from brainprop.resume import (
@@ -173,6 +177,15 @@ def train(
             interrupted_by = stop.signal_number
         except KeyboardInterrupt:  # a second signal: stop at once
             interrupted_by = flag.signal_number or signal.SIGINT
+        except OSError as error:  # a full disk, a folder gone read-only
+            reason = _write_failure(error)
+            error = None  # frees the frames that hold the file being written
+            _close_failed_files()
+            then = ("continue with the same command and --resume" if backup_dir is not None
+                    else "run again")
+            raise BrainPropError(
+                f"training stopped: {reason}; make room or fix the folder, then {then}"
+            ) from None
     _publish(best_weights_path, csv_log_path, keep_partials=interrupted_by is not None)
     logged = backup.history if backup is not None else model.history.history
     history = {key: [plain(v) for v in values] for key, values in logged.items()}
@@ -182,6 +195,43 @@ def train(
         result.stop_reason = "interrupted"
         result.interrupted_by = interrupted_by
     return result
+
+
+def _write_failure(error: OSError) -> str:
+    """What failed, in one line: h5py's messages span lines and bury the reason."""
+    text = str(error)
+    found = dict(re.findall(r"(filename|error message) = '([^']*)'", text))
+    reason = found.get("error message") or (
+        os.strerror(error.errno) if error.errno else " ".join(text.split())[:160]
+    )
+    name = found.get("filename") or error.filename
+    return f"{reason} while writing {name}" if name else reason
+
+
+def _close_failed_files() -> None:
+    """Close and delete the HDF5 files a failed write left open.
+
+    Such a file is incomplete, and HDF5 cannot close it while the disk is full: it
+    would retry the write at exit, print tracebacks and can crash the process.  Its
+    contents are given up first (truncated), so the close has room to succeed.
+    """
+    import gc
+
+    import h5py
+
+    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+    try:
+        gc.collect()
+        for file_id in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+            with contextlib.suppress(Exception):
+                name = os.fsdecode(file_id.name)
+                os.ftruncate(file_id.get_vfd_handle(), 0)
+                while file_id.valid:
+                    file_id.close()
+                os.unlink(name)
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
 
 
 def _keep_completed_rows(log: Path, epochs: int) -> None:
