@@ -4,6 +4,7 @@ The zip is checked (a zip, the Tiny ImageNet layout, room on the disk) before an
 written, extracted into a hidden temporary folder beside it, and renamed to
 `tiny-imagenet-200/` only once every file came out intact: an interrupted or failed
 extraction never leaves a folder that looks complete.  An existing folder is left alone.
+Only one process extracts a zip at a time (a lock on the zip).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import zlib
 from pathlib import Path
 
 from brainprop.errors import EXIT_USER_ERROR, BrainPropError
+from brainprop.locks import LockHeld, exclusive
 from brainprop.tinyimagenet import ANNOTATIONS, FOLDER, URL, ZIP_NAME
 
 
@@ -32,6 +34,11 @@ def extract_tinyimagenet(zip_path: str | os.PathLike) -> tuple[Path, bool]:
     if zip_path.is_dir():
         zip_path = zip_path / ZIP_NAME
     target = zip_path.parent / FOLDER
+    if target.is_symlink() and not target.exists():
+        raise BrainPropError(
+            f"{target} is a symbolic link to nothing (or one of a loop of links): delete it, "
+            "or point it at an extracted tiny-imagenet-200 folder, and run again"
+        )
     if target.exists():
         return target, False
     if not zip_path.is_file():
@@ -39,6 +46,25 @@ def extract_tinyimagenet(zip_path: str | os.PathLike) -> tuple[Path, bool]:
             f"{zip_path} not found: download {ZIP_NAME} from the official Tiny ImageNet "
             f"page ({URL}), put it in {zip_path.parent} (or pass its path) and run again"
         )
+    try:
+        with exclusive(zip_path, record_pid=False):
+            if target.exists():  # another process extracted it while this one waited
+                return target, False
+            _extract(zip_path, target)
+    except LockHeld:
+        raise BrainPropError(
+            f"another process is extracting {zip_path} right now; wait for it to finish "
+            f"(then {target} is there)"
+        ) from None
+    except OSError as exc:  # the zip unreadable, or the folder not writable
+        raise BrainPropError(
+            f"cannot extract into {target.parent} ({exc.strerror or exc}): move the zip "
+            "into a folder you can write and run again"
+        ) from None
+    return target, True
+
+
+def _extract(zip_path: Path, target: Path) -> None:
     again = f"download {ZIP_NAME} again from {URL}"
     try:
         archive = zipfile.ZipFile(zip_path)
@@ -51,7 +77,6 @@ def extract_tinyimagenet(zip_path: str | os.PathLike) -> tuple[Path, bool]:
         _check_layout(zip_path, [m.filename for m in members], again)
         _check_space(zip_path, members)
         _extract_then_rename(archive, members, target, again)
-    return target, True
 
 
 def _check_layout(zip_path: Path, names: list[str], again: str) -> None:
@@ -124,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrainPropError as error:
         print(f"tinyimagenet.py: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("tinyimagenet.py: interrupted; nothing was extracted (run it again)",
+              file=sys.stderr)
+        return 130
     if not extracted:
         print(f"{folder} already exists; left it alone (delete it to extract again)")
         return 0

@@ -26,14 +26,21 @@ def small_filesystem(path: Path, size: str, read_only: bool = False):
 
 
 @contextlib.contextmanager
-def read_only_folder(path: Path):
-    """`path` as a folder nobody can write into: permissions, or for root a read-only mount."""
+def read_only_folder(path: Path, fill=None):
+    """`path` as a folder nobody can write into (permissions, or for root a read-only
+    mount), after `fill(path)` put files there."""
     if os.geteuid() != 0:
-        path.mkdir(mode=0o555)
+        path.mkdir()
+        if fill:
+            fill(path)
+        path.chmod(0o555)
         try:
             yield path
         finally:
             path.chmod(0o755)
         return
-    with small_filesystem(path, "1m", read_only=True):
+    with small_filesystem(path, "4m"):
+        if fill:
+            fill(path)
+        subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
         yield path

@@ -122,3 +122,55 @@ def test_root_script_runs_the_extraction(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("tinyimagenet.py: error: ") and URL in result.stderr
+
+
+def test_second_extraction_at_the_same_time_is_refused_in_one_line(good_zip, tmp_path, capsys):
+    zip_path = place(good_zip, tmp_path)
+    holder = subprocess.Popen(  # another extraction, holding the zip's lock
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+         str(zip_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        err = refusal([str(zip_path)], capsys, tmp_path)
+        assert "another process is extracting" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main([str(zip_path)]) == 0  # the lock died with its process
+
+
+def test_dangling_folder_link_is_refused_in_one_line(good_zip, tmp_path, capsys):
+    zip_path = place(good_zip, tmp_path)
+    (tmp_path / "tiny-imagenet-200").symlink_to(tmp_path / "gone")
+    assert main([str(zip_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "symbolic link to nothing" in err
+
+
+def test_zip_in_a_read_only_folder_is_refused_in_one_line(good_zip, tmp_path, capsys):
+    from filesystems import read_only_folder
+
+    with read_only_folder(tmp_path / "ro", fill=lambda folder: place(good_zip, folder)) as ro:
+        err = refusal([str(ro / "tiny-imagenet-200.zip")], capsys, ro)
+    assert "cannot extract into" in err
+
+
+def test_ctrl_c_during_extraction_ends_in_one_line_and_leaves_nothing(
+    good_zip, tmp_path, monkeypatch, capsys
+):
+    zip_path = place(good_zip, tmp_path)
+    calls = []
+
+    def extract(self, member, path=None, pwd=None):
+        calls.append(member)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, member, path, pwd)
+
+    original = zipfile.ZipFile.extract
+    monkeypatch.setattr(zipfile.ZipFile, "extract", extract)
+    assert main([str(zip_path)]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-imagenet-200.zip"]
