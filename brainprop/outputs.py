@@ -8,6 +8,7 @@ leaves a truncated file under a real name.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from brainprop.errors import BrainPropError  # noqa: E402
+from brainprop.locks import LockHeld, exclusive  # noqa: E402
 
 SUFFIXES = {
     "plot_pdf": "_accuracy.pdf",
@@ -123,6 +125,60 @@ def find_unfinished(output_dir: Path, base: str) -> RunFiles:
             "start it without --resume (or give the --output-dir and --seed it used)"
         )
     return unfinished
+
+
+LOCK_FILE = "lock"
+SETTINGS_FILE = "settings.json"
+
+
+@contextlib.contextmanager
+def hold_run(files: RunFiles) -> Iterator[None]:
+    """Be the only process working on this run (training, resuming, saving) for the block.
+
+    The lock lives in the run's backup folder and dies with its process, so a crash
+    or `kill -9` never leaves a run locked.
+    """
+    try:
+        with exclusive(backup_dir(files) / LOCK_FILE):
+            yield
+    except LockHeld as held:
+        who = f"process {held.pid}" if held.pid else "another process"
+        raise BrainPropError(
+            f"{files.stem.name} in {files.stem.parent} is being trained by {who} right now; "
+            "wait for it to end (or stop it) before resuming"
+        ) from None
+
+
+def record_settings(files: RunFiles, settings: dict) -> None:
+    """Keep the options that decide how the run trains, for `--resume` to compare."""
+    path = backup_dir(files) / SETTINGS_FILE
+    write_atomically(path, lambda partial: partial.write_text(json.dumps(settings) + "\n"))
+
+
+def check_settings(files: RunFiles, settings: dict) -> None:
+    """BrainPropError listing the options that differ from the interrupted run's."""
+    path = backup_dir(files) / SETTINGS_FILE
+    if not path.is_file():  # a backup from before settings were recorded
+        return
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    differences = [
+        f"{option} {_shown(settings.get(option))} (the run has {_shown(recorded.get(option))})"
+        for option in sorted(set(settings) | set(recorded))
+        if settings.get(option) != recorded.get(option)
+    ]
+    if differences:
+        raise BrainPropError(
+            f"--resume with other settings than the interrupted run {files.stem.name}: "
+            f"{'; '.join(differences)}; give the run's settings (the command it printed "
+            "when stopped), or start a new run without --resume"
+        )
+
+
+def _shown(value) -> str:
+    return "not given" if value is None else str(value)
 
 
 def write_atomically(path: Path, write) -> None:
