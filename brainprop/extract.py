@@ -9,7 +9,6 @@ Only one process extracts a zip at a time (a lock on the zip).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -18,7 +17,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from brainprop.errors import EXIT_USER_ERROR, BrainPropError
+from brainprop.errors import BrainPropError, Parser, run_command
 from brainprop.locks import LockHeld, exclusive
 from brainprop.tinyimagenet import ANNOTATIONS, FOLDER, URL, ZIP_NAME
 
@@ -50,7 +49,7 @@ def extract_tinyimagenet(zip_path: str | os.PathLike) -> tuple[Path, bool]:
         with exclusive(zip_path, record_pid=False):
             if target.exists():  # another process extracted it while this one waited
                 return target, False
-            _extract(zip_path, target)
+            _unpack(zip_path, target)
     except LockHeld:
         raise BrainPropError(
             f"another process is extracting {zip_path} right now; wait for it to finish "
@@ -64,7 +63,7 @@ def extract_tinyimagenet(zip_path: str | os.PathLike) -> tuple[Path, bool]:
     return target, True
 
 
-def _extract(zip_path: Path, target: Path) -> None:
+def _unpack(zip_path: Path, target: Path) -> None:
     again = f"download {ZIP_NAME} again from {URL}"
     try:
         archive = zipfile.ZipFile(zip_path)
@@ -137,22 +136,18 @@ def _extract_then_rename(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tinyimagenet.py",
         description=f"Extract {ZIP_NAME} (from {URL}) into {FOLDER}/ beside it.",
     )
     parser.add_argument("zip", nargs="?", default=ZIP_NAME,
                         help=f"the zip, or the folder holding it (default: ./{ZIP_NAME})")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        folder, extracted = extract_tinyimagenet(args.zip)
-    except BrainPropError as error:
-        print(f"tinyimagenet.py: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("tinyimagenet.py: interrupted; nothing was extracted (run it again)",
-              file=sys.stderr)
-        return 130
+    return run_command("tinyimagenet.py", lambda: _extract(args.zip))
+
+
+def _extract(zip_path: str) -> int:
+    folder, extracted = extract_tinyimagenet(zip_path)
     if not extracted:
         print(f"{folder} already exists; left it alone (delete it to extract again)")
         return 0
