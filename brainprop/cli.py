@@ -16,6 +16,7 @@ import sys
 from brainprop.architectures import combinations_text
 from brainprop.config import LOAD_ALONE, RunConfig, parse_seeds
 from brainprop.errors import BrainPropError, Parser, run_command
+from brainprop.signals import stop_signals
 
 PROG = "main.py"
 
@@ -46,9 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # a bad argument exits here, in one line
 
     def start() -> int:
-        from brainprop.run import run_all
+        # From here a Ctrl-C is noted, not raised wherever Python happens to be (an
+        # import of a backend could swallow it), and acted on at the next safe point.
+        with stop_signals():
+            from brainprop.run import run_all
 
-        return run_all(configs_from(args), command=shlex.join(["python", PROG, *argv]))
+            return run_all(configs_from(args), command=shlex.join(["python", PROG, *argv]))
 
     return run_command(PROG, start)
 

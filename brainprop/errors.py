@@ -45,6 +45,7 @@ def run_command(name: str, command: Callable[[], int]) -> int:
     except BrainPropError as error:
         print(f"{name}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:  # interrupted outside training, which stops on its own
+    except KeyboardInterrupt as stop:  # outside training, which stops on its own
         print(f"{name}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        # SIGTERM noted by brainprop.signals ends as a shell expects (143).
+        return getattr(stop, "exit_code", EXIT_INTERRUPTED)

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,6 +139,19 @@ def find_unfinished(output_dir: Path, base: str) -> RunFiles:
             "start it without --resume (or give the --output-dir and --seed it used)"
         )
     return unfinished
+
+
+def release_run_files(files: RunFiles) -> None:
+    """Give up the name of a new run that ended before its first epoch: nothing of it
+    is worth keeping, and the next run takes the name."""
+    from brainprop.training import partial_path
+    from brainprop.weights import partial_weights_path
+
+    for path in files.outputs().values():
+        path.unlink(missing_ok=True)
+    for partial in (partial_path(files.log), partial_weights_path(files.weights)):
+        partial.unlink(missing_ok=True)
+    shutil.rmtree(files.backup, ignore_errors=True)
 
 
 LOCK_FILE = "lock"

@@ -16,7 +16,6 @@ import contextlib
 import json
 import shutil
 import signal
-import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,6 +23,7 @@ import keras
 import numpy as np
 
 from brainprop.outputs import write_atomically
+from brainprop.signals import SignalFlag, stop_signals
 
 STATE_FILE = "run_state.json"
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -37,37 +37,15 @@ class TrainingInterrupted(Exception):
         self.signal_number = signal_number
 
 
-class SignalFlag:
-    """Which stop signal arrived, if any."""
-
-    def __init__(self):
-        self.signal_number: int | None = None
-
-
 @contextlib.contextmanager
 def catch_stop_signals() -> Iterator[SignalFlag]:
-    """Record SIGINT/SIGTERM in a flag instead of dying; a second one stops at once."""
-    flag = SignalFlag()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag  # signal handlers can only be set from the main thread
-        return
+    """Record SIGINT/SIGTERM in a flag instead of dying; a second one stops at once.
 
-    def handle(signal_number, frame):
-        if flag.signal_number is not None:
-            raise KeyboardInterrupt
-        flag.signal_number = signal_number
-        print(
-            f"\n{signal.Signals(signal_number).name}: stopping after this batch "
-            "(send it again to stop at once)",
-            flush=True,
-        )
-
-    previous = {s: signal.signal(s, handle) for s in SIGNAL_EXIT_CODES}
-    try:
+    Inside a command that already notes stop signals (`brainprop.signals`), the
+    same flag: a Ctrl-C that came before training stops it at the first batch.
+    """
+    with stop_signals("stopping after this batch") as flag:
         yield flag
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 class StopOnSignal(keras.callbacks.Callback):

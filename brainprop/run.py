@@ -17,6 +17,7 @@ from pathlib import Path
 
 from brainprop.config import LOAD_ALONE, RunConfig
 from brainprop.errors import BrainPropError
+from brainprop.signals import EXIT_CODES, raise_if_stopped
 
 
 def run(config: RunConfig, command: str | None = None) -> int:
@@ -52,24 +53,30 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
 
     data = load_dataset(first.dataset, first.data_dir)
     for number, config in enumerate(configs, start=1):
+        raise_if_stopped()  # a Ctrl-C while loading, or during the previous seed's save
         if len(configs) > 1:
             print(f"=== Seed {config.seed} ({number} of {len(configs)}) ===", flush=True)
-        interrupted_by = _run_one(config, data, output_dir, command or config.command())
+        interrupted_by, resumable = _run_one(config, data, output_dir,
+                                             command or config.command())
         if interrupted_by is not None:
-            from brainprop.resume import SIGNAL_EXIT_CODES
-
-            if config.saves:
+            if resumable:
                 resume = dataclasses.replace(config, resume=True)
                 print(f"Interrupted. To continue: {resume.command()}", flush=True)
+            elif config.saves:
+                print("Interrupted before the first epoch ended; nothing was saved", flush=True)
             else:
                 print("Interrupted; nothing was saved (run with -s to be able to resume)",
                       flush=True)
-            return SIGNAL_EXIT_CODES.get(interrupted_by, 1)
+            return EXIT_CODES.get(interrupted_by, 1)
+    raise_if_stopped()  # a signal during the last save: everything is saved, but stop
     return 0
 
 
-def _run_one(config: RunConfig, data, output_dir: Path | None, command: str) -> int | None:
-    """Train (or evaluate) one seed; the signal number if a signal stopped it."""
+def _run_one(
+    config: RunConfig, data, output_dir: Path | None, command: str
+) -> tuple[int | None, bool]:
+    """Train (or evaluate) one seed: the signal number if a signal stopped it, and
+    whether the stopped run can be resumed."""
     import keras
 
     from brainprop.architectures import ARCHITECTURES, build_model, compile_model
@@ -91,9 +98,7 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str) -> 
 
         load_weights(model, config.load)
         print(f"Test accuracy: {evaluate(model, data, training.batch_size):.4f}")
-        return None
-
-    from brainprop.training import train
+        return None, False
 
     print(
         f"Training {config.algorithm} on {config.dataset} ({config.architecture}): "
@@ -101,31 +106,60 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str) -> 
         f"init std {arch.init_std}, L2 {arch.l2}, at most {training.epochs} epochs, "
         f"patience {training.patience}, seed {config.seed}, backend {keras.backend.backend()}"
     )
-    files = None
-    if output_dir is not None:
-        from brainprop.outputs import find_unfinished, reserve_run_files
+    fit_data = data
+    if config.validation_split:  # may refuse the split: before any file is claimed
+        from brainprop.validation import hold_out
 
-        claim = find_unfinished if config.resume else reserve_run_files
-        files = claim(output_dir, config.name)
+        fit_data = hold_out(data, config.validation_split)
+    raise_if_stopped()  # a Ctrl-C while the backend started or the model was built
+    if output_dir is None:
+        return _train_and_save(config, model, data, fit_data, None, command)
+
+    from brainprop.outputs import find_unfinished, hold_run, reserve_run_files
+
+    # The run's name is claimed only now that every check passed, just before training.
+    claim = find_unfinished if config.resume else reserve_run_files
+    files = claim(output_dir, config.name)
+    with hold_run(files):
+        return _train_and_save(config, model, data, fit_data, files, command)
+
+
+def settings(config: RunConfig) -> dict:
+    """The options that decide how a run trains, as given on the command line: a
+    resumed run must use the interrupted run's."""
+    training = config.training()
+    return {"--epochs": training.epochs, "--patience": training.patience,
+            "--batch-size": training.batch_size, "--learning-rate": training.learning_rate,
+            "--validation-split": config.validation_split}
+
+
+def _train_and_save(config, model, data, fit_data, files, command) -> tuple[int | None, bool]:
+    from brainprop.outputs import check_settings, record_settings, release_run_files
+    from brainprop.training import train
+
+    if files is not None:
+        if config.resume:
+            check_settings(files, settings(config))
+        else:
+            record_settings(files, settings(config))
     started = datetime.datetime.now().astimezone()
     with tempfile.TemporaryDirectory() as scratch:
         # A held-out validation set needs the best weights even without -s.
         best_weights = files.weights if files else None
         if config.validation_split and best_weights is None:
             best_weights = Path(scratch) / "best.weights.h5"
-        fit_data = data
-        if config.validation_split:
-            from brainprop.validation import hold_out
-
-            fit_data = hold_out(data, config.validation_split)
         result = train(
             model,
             fit_data,
-            training,
+            config.training(),
             best_weights_path=best_weights,
             csv_log_path=files.log if files else None,
             backup_dir=files.backup if files else None,
         )
+        if result.interrupted_by is not None and not result.epoch_seconds and not config.resume:
+            if files is not None:  # nothing to resume: the name is free again
+                release_run_files(files)
+            return result.interrupted_by, False
         print(
             f"Best validation accuracy {result.best_val_accuracy:.4f} at epoch "
             f"{result.best_epoch} of {len(result.epoch_seconds)} ({result.stop_reason})"
@@ -133,7 +167,7 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str) -> 
         validation = _validation_summary(config, model, best_weights, data, fit_data)
     if files is not None:
         _save(config, model, data, result, files, started, validation, command)
-    return result.interrupted_by
+    return result.interrupted_by, files is not None
 
 
 def _validation_summary(config: RunConfig, model, best_weights, data, fit_data) -> dict:

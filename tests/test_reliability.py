@@ -2,7 +2,14 @@
 
 import errno
 import json
+import os
+import re
+import shlex
+import signal
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import keras
 import pytest
@@ -10,6 +17,7 @@ import pytest
 from brainprop.cli import main
 from filesystems import small_filesystem
 from test_cli import write_learnable_mnist
+from test_resume import send_signal_at
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +66,125 @@ def test_a_write_failing_during_training_ends_in_one_line(data_dir, tmp_path, mo
     line = one_error(capsys)
     assert "No space left on device while writing" in line and "_log.csv" in line
     assert "--resume" in line
+
+
+# --- Ctrl-C at any moment ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+TF_LOG = re.compile(r"^(WARNING: All log messages|[IWE]\d{4} )")
+
+
+def run_process(*args, timeout=300):
+    """A real process (the backend of this test session), its stderr without TF's log."""
+    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=timeout,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    errors = [line for line in result.stderr.splitlines() if line and not TF_LOG.match(line)]
+    return result, errors
+
+
+def test_ctrl_c_swallowed_by_library_code_during_the_backend_import_still_stops(
+    data_dir, tmp_path
+):
+    result, errors = run_process(ROOT / "tests" / "signal_at_import.py", "keras", "--",
+                                 *command(data_dir, tmp_path))
+    assert result.returncode == 130, result.stdout[-500:]
+    assert errors == ["main.py: interrupted"]
+    assert not list(tmp_path.iterdir())  # nothing claimed, nothing trained
+
+
+def test_ctrl_c_without_save_prints_no_resume_command(data_dir, tmp_path, monkeypatch, capsys):
+    send_signal_at(monkeypatch, signal.SIGINT, 0)
+    argv = [word for word in command(data_dir, tmp_path) if word != "-s"]
+    assert main(argv) == 130
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "--resume" not in last and "nothing was saved" in last
+
+
+def test_printed_resume_command_is_shell_quoted_and_works(data_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "my runs; rm -rf ~ ünïcode"
+    with monkeypatch.context() as patch:
+        send_signal_at(patch, signal.SIGINT, 0)
+        assert main(command(data_dir, out)) == 130
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    printed = last.removeprefix("Interrupted. To continue: ")
+    words = shlex.split(printed)
+    assert words[:2] == ["python", "main.py"] and str(out) in words and "--resume" in words
+    assert main(words[2:]) == 0
+    summary = json.loads(next(out.glob("*_summary.json")).read_text())
+    assert summary["epochs_run"] == 3 and summary["resumed"]
+
+
+# --- the run's name: claimed last, released if nothing was done -------------------------
+
+
+def test_refused_validation_split_claims_no_name(data_dir, tmp_path, capsys):
+    assert main([*command(data_dir, tmp_path), "--validation-split", "0.001"]) == 2
+    assert "--validation-split" in one_error(capsys)
+    assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_before_the_first_epoch_ends_leaves_nothing_and_frees_the_name(
+    data_dir, tmp_path, monkeypatch, capsys
+):
+    with monkeypatch.context() as patch:
+        send_signal_at(patch, signal.SIGINT, 0, batch=2)
+        assert main(command(data_dir, tmp_path)) == 130
+    assert "nothing was saved" in capsys.readouterr().out.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())
+    assert main(command(data_dir, tmp_path, "--resume")) == 2  # nothing to resume
+    assert "no interrupted run" in one_error(capsys)
+    assert main(command(data_dir, tmp_path)) == 0
+    assert [p.name for p in tmp_path.glob("*_summary.json")] == [
+        "MNIST_dense_EBP_seed1_summary.json"]
+
+
+# --- one process per run, with the run's settings -----------------------------------------
+
+
+@pytest.fixture
+def interrupted(data_dir, tmp_path, monkeypatch, capsys):
+    """A run stopped by Ctrl-C after its first epoch, waiting for --resume."""
+    with monkeypatch.context() as patch:
+        send_signal_at(patch, signal.SIGINT, 0)
+        assert main(command(data_dir, tmp_path)) == 130
+    capsys.readouterr()
+    return tmp_path
+
+
+def test_resume_with_other_settings_is_refused_listing_the_differences(
+    data_dir, interrupted, capsys
+):
+    before = {p: p.read_bytes() for p in interrupted.rglob("*") if p.is_file()}
+    argv = command(data_dir, interrupted, "--resume")
+    argv[argv.index("--batch-size") + 1] = "64"
+    assert main([*argv, "--learning-rate", "0.05"]) == 2
+    line = one_error(capsys)
+    assert "--batch-size 64 (the run has 32)" in line
+    assert "--learning-rate 0.05 (the run has 0.1)" in line
+    assert "--epochs" not in line
+    after = {p: p.read_bytes() for p in interrupted.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_second_resume_while_the_first_runs_is_refused_naming_its_process(
+    data_dir, interrupted, capsys
+):
+    argv = command(data_dir, interrupted, "--resume")
+    argv[argv.index("--epochs") + 1] = "3"
+    first = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), *argv[:-1], "--epochs", "3", "--resume"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    lock = interrupted / ".MNIST_dense_EBP_seed1.backup" / "lock"
+    try:
+        deadline = time.monotonic() + 240
+        while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert main(command(data_dir, interrupted, "--resume")) == 2
+        line = one_error(capsys)
+        assert f"being trained by process {first.pid}" in line
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=240)
