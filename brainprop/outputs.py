@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from brainprop.atomic import write_atomically
 from brainprop.errors import BrainPropError
 from brainprop.locks import LockHeld, exclusive
 
@@ -144,13 +145,8 @@ def find_unfinished(output_dir: Path, base: str) -> RunFiles:
 def release_run_files(files: RunFiles) -> None:
     """Give up the name of a new run that ended before its first epoch: nothing of it
     is worth keeping, and the next run takes the name."""
-    from brainprop.training import partial_path
-    from brainprop.weights import partial_weights_path
-
     for path in files.outputs().values():
         path.unlink(missing_ok=True)
-    for partial in (partial_path(files.log), partial_weights_path(files.weights)):
-        partial.unlink(missing_ok=True)
     shutil.rmtree(files.backup, ignore_errors=True)
 
 
@@ -206,16 +202,6 @@ def check_settings(files: RunFiles, settings: dict) -> None:
 
 def _shown(value) -> str:
     return "not given" if value is None else str(value)
-
-
-def write_atomically(path: Path, write) -> None:
-    """Call `write(partial)` on a hidden name beside `path`, then rename it to `path`."""
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def write_history(path: Path, dataset: str, algorithm: str, history: dict) -> None:

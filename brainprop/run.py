@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import math
 import platform
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -266,4 +267,7 @@ def _save(config, model, data, result, files, started, validation, command) -> N
     )
     record.update(validation)
     write_summary(files.summary, record)
+    if result.interrupted_by is None:
+        # Only now is the run complete: until here a crash leaves it resumable.
+        shutil.rmtree(files.backup, ignore_errors=True)
     print(f"Saved {', '.join(record['files'].values())} in {files.stem.parent}")

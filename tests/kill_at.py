@@ -6,7 +6,7 @@ The process kills itself with SIGKILL (no handler, no cleanup: as a power cut or
 the kernel's OOM killer would) at the CALL-th call of MODULE.NAME (`Class.method`
 allowed), before the call starts or after it returns.  With `half`, the call's
 first argument (a path) is cut to half its size after the call, then the process
-is killed: a file whose write never finished.
+is killed: a file whose write was cut short.
 """
 
 import importlib

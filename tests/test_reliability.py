@@ -1,5 +1,6 @@
 """Unlucky moments: a full disk, a crash at the wrong time, two processes on one run."""
 
+import csv
 import errno
 import json
 import os
@@ -188,3 +189,64 @@ def test_second_resume_while_the_first_runs_is_refused_naming_its_process(
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=240)
+
+
+# --- kill -9 at the worst moments, then --resume ------------------------------------------
+
+
+def stopping_early(data_dir, out, *extra):
+    """A run that stops early (patience 1) before its 10 epochs: the resumed run must
+    not train past the epoch where it stopped."""
+    argv = command(data_dir, out, *extra)
+    argv[argv.index("--epochs") + 1] = "10"
+    return [*argv, "--patience", "1"]
+
+
+def outputs(out: Path) -> tuple[dict, dict, str]:
+    """The summary (times left out), the JSON history and the log of the one run in `out`."""
+    [path] = out.glob("*_summary.json")
+    summary = json.loads(path.read_text())
+    for key in ("epoch_seconds", "started", "finished", "command", "resumed"):
+        summary.pop(key, None)
+    summary["config"].pop("resume")
+    summary["config"].pop("output_dir")
+    history = json.loads((out / summary["files"]["history_json"]).read_text())
+    with open(out / summary["files"]["log"], newline="") as f:
+        log = [{k: v for k, v in row.items() if k != "epoch_seconds"}  # times vary
+               for row in csv.DictReader(f)]
+    return summary, history, log
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    assert main(stopping_early(data_dir, out)) == 0
+    summary, history, log = outputs(out)
+    assert summary["stop_reason"] == "early_stopping" and summary["epochs_run"] < 10
+    return summary, history, log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target, call, when", [
+    ("brainprop.resume:write_atomically", 1, "before"),  # the first backup never written
+    ("brainprop.resume:write_atomically", 1, "half"),    # the first backup cut short
+    ("brainprop.resume:write_atomically", 3, "half"),    # a later backup cut short
+    ("brainprop.outputs:plot_accuracy", 1, "before"),    # the final save, first file
+    ("brainprop.outputs:write_summary", 1, "before"),    # the final save, last file
+    ("brainprop.outputs:write_summary", 1, "after"),     # summary written, backup not gone
+], ids=["first-backup", "first-backup-cut", "third-backup-cut", "final-save-start",
+        "final-save-summary", "final-save-cleanup"])
+def test_kill_9_then_resume_completes_as_an_uninterrupted_run(
+    data_dir, tmp_path, uninterrupted, capsys, target, call, when
+):
+    killed, _ = run_process(ROOT / "tests" / "kill_at.py", target, call, when, "--",
+                            *stopping_early(data_dir, tmp_path))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert main(stopping_early(data_dir, tmp_path, "--resume")) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    summary, history, log = outputs(tmp_path)
+    expected_summary, expected_history, expected_log = uninterrupted
+    assert summary == expected_summary
+    assert history == expected_history
+    assert log == expected_log
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
