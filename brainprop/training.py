@@ -183,7 +183,7 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
             reason = _write_failure(error)
             error = None  # frees the frames that hold the file being written
             _close_failed_files()
-            then = ("continue with the same command and --resume" if backup_dir is not None
+            then = ("continue with the same command and --resume" if backed_up
                     else "run again")
             raise BrainPropError(
                 f"training stopped: {reason}; make room or fix the folder, then {then}"

@@ -65,7 +65,7 @@ def test_a_write_failing_during_training_ends_in_one_line(data_dir, tmp_path, mo
     monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", full)
     assert main(command(data_dir, tmp_path)) == 2
     line = one_error(capsys)
-    assert "No space left on device while writing" in line and "_log.csv" in line
+    assert "No space left on device while writing" in line and "log.csv" in line
     assert "--resume" in line
 
 

@@ -76,7 +76,7 @@ def test_reproduce_again_skips_the_runs_whose_summary_exists(reproduced, capsys)
     assert {name: after[name] for name in before} == before
     assert sorted(set(after) - set(before)) == sorted(
         f"MNIST_dense_EBP_seed2{suffix}"
-        for suffix in ("_accuracy.pdf", "_accuracy.png", "_history.pkl", "_log.csv",
+        for suffix in ("_accuracy.pdf", "_accuracy.png", "_history.json", "_history.pkl", "_log.csv",
                        "_summary.json", "_weights.weights.h5"))
     assert json.loads((runs / "MNIST_dense_EBP_seed2_summary.json").read_text())["seed"] == 2
     ebp = [row for row in (runs / "report" / "tables.csv").read_text().splitlines()
