@@ -1,4 +1,4 @@
-"""Goal 2: locally connected layers at a practical speed.
+"""Locally connected layers at a practical speed.
 
 Four measurements, each side by side in one process:
 
