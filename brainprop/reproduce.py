@@ -24,6 +24,7 @@ from brainprop.architectures import ALGORITHMS
 from brainprop.config import RunConfig, parse_seeds
 from brainprop.errors import BrainPropError, Parser, run_command
 from brainprop.paper import TABLES
+from brainprop.signals import raise_if_stopped, stop_signals
 
 Config = tuple[str, str, str]  # dataset, architecture, algorithm
 
@@ -128,6 +129,7 @@ def reproduce(args: argparse.Namespace) -> int:
             return status
         progress.finished(config, time.monotonic() - started)
     print(f"[reproduce] {progress.line([])}", flush=True)
+    raise_if_stopped()
     if not args.no_report:
         from brainprop.report import write_report
 
@@ -180,7 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command("reproduce", lambda: reproduce(args))
+
+    def start() -> int:
+        # A Ctrl-C is noted and acted on between epochs and runs, never mid-save.
+        with stop_signals():
+            return reproduce(args)
+
+    return run_command("reproduce", start)
 
 
 if __name__ == "__main__":

@@ -229,13 +229,10 @@ def uninterrupted(data_dir, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("target, call, when", [
     ("brainprop.resume:write_atomically", 1, "before"),  # the first backup never written
-    ("brainprop.resume:write_atomically", 1, "half"),    # the first backup cut short
     ("brainprop.resume:write_atomically", 3, "half"),    # a later backup cut short
     ("brainprop.outputs:plot_accuracy", 1, "before"),    # the final save, first file
-    ("brainprop.outputs:write_summary", 1, "before"),    # the final save, last file
     ("brainprop.outputs:write_summary", 1, "after"),     # summary written, backup not gone
-], ids=["first-backup", "first-backup-cut", "third-backup-cut", "final-save-start",
-        "final-save-summary", "final-save-cleanup"])
+], ids=["first-backup", "third-backup-cut", "final-save-start", "final-save-cleanup"])
 def test_kill_9_then_resume_completes_as_an_uninterrupted_run(
     data_dir, tmp_path, uninterrupted, capsys, target, call, when
 ):
@@ -250,3 +247,45 @@ def test_kill_9_then_resume_completes_as_an_uninterrupted_run(
     assert history == expected_history
     assert log == expected_log
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_ctrl_c_during_the_final_save_finishes_it_then_stops(
+    data_dir, tmp_path, monkeypatch, capsys
+):
+    import brainprop.outputs
+
+    original = brainprop.outputs.write_summary
+
+    def interrupted_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # noted: the save goes on to its end
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(brainprop.outputs, "write_summary", interrupted_save)
+    assert main(command(data_dir, tmp_path)) == 130
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == ["main.py: interrupted"]
+    summary = json.loads(next(tmp_path.glob("*_summary.json")).read_text())
+    assert summary["epochs_run"] == 3 and not summary["interrupted"]
+    assert all((tmp_path / name).exists() for name in summary["files"].values())
+    assert not list(tmp_path.glob(".*"))  # complete: no backup left
+
+
+@pytest.mark.parametrize("command_main, target", [
+    ("brainprop.report:main", "brainprop.report.load_runs"),
+    ("brainprop.reproduce:main", "brainprop.reproduce._done_runs"),
+], ids=["report", "reproduce"])
+def test_ctrl_c_in_report_and_reproduce_ends_in_one_line(
+    tmp_path, monkeypatch, capsys, command_main, target
+):
+    import importlib
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupted)
+    module, _, name = command_main.partition(":")
+    run = getattr(importlib.import_module(module), name)
+    argv = [str(tmp_path)] if "report" in module else ["table1", "--runs-dir", str(tmp_path)]
+    assert run(argv) == 130
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].endswith("interrupted")
