@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "training (default: current directory)")
     parser.add_argument("--data-dir",
                         help="read the data set from the standard files in this folder "
-                        "instead of downloading it: mnist.npz, cifar-10-batches-py/ or its "
+                        "instead of downloading it: mnist.npz or MNIST's four idx files "
+                        "(gzipped or not), cifar-10-batches-py/ or its "
                         ".tar.gz, cifar-100-python/ or its .tar.gz, tiny-imagenet-200/ "
                         "(see README)")
     parser.add_argument("--validation-split", type=_fraction, metavar="F",
