@@ -102,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="batch size (default: 128, or 32 for loccon)")
     parser.add_argument("--learning-rate", type=_positive(float),
                         help="initial learning rate, halved every 100 epochs (default: 0.1)")
+    parser.add_argument("--init-std", type=_positive(float), metavar="X",
+                        help="standard deviation of the initial weights (default: 0.01 for "
+                        "dense, 0.005 otherwise, as the release; the paper's text gives "
+                        "0.1 for dense)")
+    parser.add_argument("--class-order", metavar="{sorted,listdir,FILE}",
+                        help="TinyImageNet only: how classes map to output units: sorted "
+                        "wnids (default), os.listdir order of train/ (the release's, which "
+                        "differs between machines) or a file of wnids, one per line, as "
+                        "python -m brainprop.classorder writes for a weight file")
     parser.add_argument("--output-dir", default=".",
                         help="where -s writes its files; created if needed, checked before "
                         "training (default: current directory)")
@@ -144,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from brainprop.datasets import load_dataset
 
-    data = load_dataset(args.dataset, args.data_dir)
+    data = load_dataset(args.dataset, args.data_dir, args.class_order)
     seeds = args.seeds or [args.seed]
     for number, seed in enumerate(seeds, start=1):
         if len(seeds) > 1:
@@ -166,7 +175,8 @@ def _resume_command(args: argparse.Namespace) -> str:
              "-s", "--seed", str(args.seed), "--output-dir", args.output_dir]
     options = {"--data-dir": args.data_dir, "--epochs": args.epochs,
                "--patience": args.patience, "--batch-size": args.batch_size,
-               "--learning-rate": args.learning_rate,
+               "--learning-rate": args.learning_rate, "--init-std": args.init_std,
+               "--class-order": args.class_order,
                "--validation-split": args.validation_split}
     for option, value in options.items():
         if value is not None:
@@ -186,8 +196,10 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> int | None:
     arch = ARCHITECTURES[args.architecture]
     batch_size = args.batch_size or arch.batch_size
     learning_rate = args.learning_rate or arch.learning_rate
+    init_std = args.init_std or arch.init_std
     model = build_model(
-        args.architecture, args.algorithm, data.input_shape, data.n_classes, seed=args.seed
+        args.architecture, args.algorithm, data.input_shape, data.n_classes,
+        seed=args.seed, batch_size=batch_size, init_std=init_std,
     )
     compile_model(model, learning_rate)
     model.summary()
@@ -211,7 +223,7 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> int | None:
     )
     print(
         f"Training {args.algorithm} on {args.dataset} ({args.architecture}): "
-        f"batch {batch_size}, learning rate {learning_rate}, init std {arch.init_std}, "
+        f"batch {batch_size}, learning rate {learning_rate}, init std {init_std}, "
         f"L2 {arch.l2}, at most {args.epochs} epochs, patience {args.patience}, "
         f"seed {args.seed}, backend {keras.backend.backend()}"
     )
@@ -243,7 +255,7 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> int | None:
         )
         validation = _validation_summary(args, model, best_weights, data, fit_data, batch_size)
     if files is not None:
-        _save(args, model, data, config, arch, result, files, started, validation)
+        _save(args, model, data, config, arch, init_std, result, files, started, validation)
     return result.interrupted_by
 
 
@@ -274,7 +286,7 @@ def _validation_summary(args, model, best_weights, data, fit_data, batch_size) -
     }
 
 
-def _save(args, model, data, config, arch, result, files, started, validation) -> None:
+def _save(args, model, data, config, arch, init_std, result, files, started, validation) -> None:
     import keras
 
     from brainprop.outputs import plot_accuracy, write_history, write_summary
@@ -298,6 +310,9 @@ def _save(args, model, data, config, arch, result, files, started, validation) -
         "n_classes": data.n_classes,
         "train_images": int(len(data.y_train)),
         "test_images": int(len(data.y_test)),
+        # Which class each output unit stands for, where the data name classes.
+        "class_order": (args.class_order or "sorted") if data.classes else None,
+        "classes": list(data.classes) if data.classes else None,
         "epochs_run": len(result.epoch_seconds),
         "best_epoch": result.best_epoch,
         "best_val_accuracy": (
@@ -311,7 +326,7 @@ def _save(args, model, data, config, arch, result, files, started, validation) -
             "batch_size": config.batch_size,
             "learning_rate": config.learning_rate,
             "lr_schedule": "learning_rate * 0.5 ** (epoch // 100)",
-            "init_std": arch.init_std,
+            "init_std": init_std,
             "l2": arch.l2,
             "padding": arch.padding,
             "max_epochs": config.epochs,

@@ -58,6 +58,8 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
+    # The name of each class in label (output-unit) order, where the data name them.
+    classes: tuple[str, ...] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -66,11 +68,15 @@ class Dataset:
         return (int(height), int(width), int(channels))
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, class_order: str | None = None
+) -> Dataset:
     """Load `name` from `keras.datasets`, or from the standard files in `data_dir`.
 
     TinyImageNet comes from `tiny-imagenet-200/` in `data_dir` or, without one, in the
-    current directory (where the original looked).
+    current directory (where the original looked); `class_order` numbers its classes
+    (`sorted`, the default, `listdir` or a file: see `brainprop.tinyimagenet`), and the
+    Dataset's `classes` are its wnids in that order.
 
     Raises BrainPropError (a one-line message saying what to do) for an unknown name,
     a failed download, a missing file, or a file that is corrupt or holds arrays of the
@@ -79,11 +85,16 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
     if name == TINY_IMAGENET:
         from brainprop.tinyimagenet import read_tinyimagenet
 
-        splits, n_classes, source = read_tinyimagenet(data_dir)
-        return build_dataset(name, *splits, n_classes=n_classes, source=source)
+        splits, classes, source = read_tinyimagenet(data_dir, class_order or "sorted")
+        data = build_dataset(name, *splits, n_classes=len(classes), source=source)
+        return dataclasses.replace(data, classes=tuple(classes))
     if name not in DATASET_CLASSES:
         known = ", ".join(DATASETS)
         raise BrainPropError(f"unknown dataset {name!r}; known datasets: {known}")
+    if class_order is not None:
+        raise BrainPropError(
+            f"--class-order numbers the classes of {TINY_IMAGENET} only; drop it for {name}"
+        )
     if data_dir is None:
         splits, source = _download(name), f"keras.datasets ({name})"
     else:

@@ -8,6 +8,7 @@ and for choosing the best epoch, and the test set is used once, on that epoch's 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,13 +42,12 @@ def hold_out(data: Dataset, fraction: float, seed: int = SPLIT_SEED) -> Dataset:
     order = np.random.default_rng(seed).permutation(n)
     # Sorted indices keep the gathered copies in the data's own order.
     held, kept = np.sort(order[:n_held]), np.sort(order[n_held:])
-    return Dataset(
-        data.name,
-        data.x_train[kept],
-        data.y_train[kept],
-        data.x_train[held],
-        data.y_train[held],
-        data.n_classes,
+    return dataclasses.replace(
+        data,
+        x_train=data.x_train[kept],
+        y_train=data.y_train[kept],
+        x_test=data.x_train[held],
+        y_test=data.y_train[held],
     )
 
 
