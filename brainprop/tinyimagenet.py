@@ -149,7 +149,10 @@ def _few(names: list[str], shown: int = 5) -> str:
 def list_files(folder: Path) -> Listing:
     """Classes, training and test images with labels; BrainPropError if the layout is off."""
     redo = f"extract {ZIP_NAME} again (python tinyimagenet.py)"
-    classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+    # Hidden folders are no classes (the original skipped them too).
+    classes = sorted(
+        p.name for p in (folder / "train").iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     if not classes:
         raise BrainPropError(f"{folder}/train has no class folders; {redo}")
     train, y_train = [], []
