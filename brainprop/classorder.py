@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainprop.errors import EXIT_USER_ERROR, BrainPropError
+from brainprop.errors import BrainPropError, Parser, run_command
 
 # The only architecture the paper trained on Tiny ImageNet.
 DATASET, ARCHITECTURE = "TinyImageNet", "deep"
@@ -105,9 +105,8 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m brainprop.classorder",
-        allow_abbrev=False,
         description="Recover the class order a Tiny ImageNet weight file (deep network, "
         "either rule; the release's TinyImageNet_BrainProp_weights.h5 or a file of -s) "
         "was trained with, from its predictions on the training images; write it as a "
@@ -162,12 +161,12 @@ def run(args: argparse.Namespace) -> RecoveredOrder:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def recover() -> int:
         run(args)
-    except BrainPropError as error:
-        print(f"classorder: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    return 0
+        return 0
+
+    return run_command("classorder", recover)
 
 
 if __name__ == "__main__":

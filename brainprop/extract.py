@@ -8,7 +8,6 @@ extraction never leaves a folder that looks complete.  An existing folder is lef
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -17,7 +16,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from brainprop.errors import EXIT_USER_ERROR, BrainPropError
+from brainprop.errors import BrainPropError, Parser, run_command
 from brainprop.tinyimagenet import ANNOTATIONS, FOLDER, URL, ZIP_NAME
 
 
@@ -112,18 +111,18 @@ def _extract_then_rename(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tinyimagenet.py",
         description=f"Extract {ZIP_NAME} (from {URL}) into {FOLDER}/ beside it.",
     )
     parser.add_argument("zip", nargs="?", default=ZIP_NAME,
                         help=f"the zip, or the folder holding it (default: ./{ZIP_NAME})")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        folder, extracted = extract_tinyimagenet(args.zip)
-    except BrainPropError as error:
-        print(f"tinyimagenet.py: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return run_command("tinyimagenet.py", lambda: _extract(args.zip))
+
+
+def _extract(zip_path: str) -> int:
+    folder, extracted = extract_tinyimagenet(zip_path)
     if not extracted:
         print(f"{folder} already exists; left it alone (delete it to extract again)")
         return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 
 from brainprop.architectures import learning_rate_at
+from brainprop.config import TrainingConfig
 from brainprop.datasets import Dataset
 from brainprop.outputs import write_atomically
 from brainprop.pipeline import ImageBatches
@@ -29,18 +30,6 @@ from brainprop.resume import (
     plain,
 )
 from brainprop.weights import partial_weights_path
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    """How long and how fast to train (defaults: the original release)."""
-
-    batch_size: int
-    learning_rate: float
-    epochs: int = 500
-    patience: int = 45
-    min_delta: float = 0.001
-    seed: int = 1
 
 
 @dataclasses.dataclass
