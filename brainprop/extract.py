@@ -1,7 +1,7 @@
 """Extracting the official `tiny-imagenet-200.zip`: `python tinyimagenet.py [ZIP]`.
 
 The zip is checked (a zip, the Tiny ImageNet layout, room on the disk) before anything is
-written, extracted into a hidden temporary folder beside it, and renamed to
+written, extracted into a hidden folder beside it (`.partial.tiny-imagenet-200`), and renamed to
 `tiny-imagenet-200/` only once every file came out intact: an interrupted or failed
 extraction never leaves a folder that looks complete.  An existing folder is left alone.
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
+from brainprop.atomic import partial_path
 from brainprop.errors import BrainPropError, Parser, run_command
 from brainprop.tinyimagenet import ANNOTATIONS, FOLDER, URL, ZIP_NAME
 
@@ -92,7 +92,14 @@ def _extract_then_rename(
 ) -> None:
     import keras  # only for the progress bar
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.partial-", dir=target.parent))
+    staging = partial_path(target)
+    try:
+        staging.mkdir()
+    except FileExistsError:
+        raise BrainPropError(
+            f"{staging} exists: another extraction is running, or one was killed; "
+            "if none is running, delete it and run again"
+        ) from None
     try:
         progress = keras.utils.Progbar(len(members), unit_name="file")
         for count, member in enumerate(members, start=1):

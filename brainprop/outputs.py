@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from brainprop.atomic import write_atomically
 from brainprop.errors import BrainPropError
 
 @dataclasses.dataclass(frozen=True)
@@ -123,16 +124,6 @@ def find_unfinished(output_dir: Path, base: str) -> RunFiles:
             "start it without --resume (or give the --output-dir and --seed it used)"
         )
     return unfinished
-
-
-def write_atomically(path: Path, write) -> None:
-    """Call `write(partial)` on a hidden name beside `path`, then rename it to `path`."""
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def write_history(path: Path, dataset: str, algorithm: str, history: dict) -> None:

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from brainprop.outputs import write_atomically  # noqa: E402
+from brainprop.atomic import write_atomically  # noqa: E402
 
 __all__ = ["plt", "save_figure"]
 

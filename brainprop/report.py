@@ -29,7 +29,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from brainprop.errors import BrainPropError, Parser, run_command
-from brainprop.outputs import write_atomically
+from brainprop.atomic import write_atomically
 from brainprop.plotting import plt, save_figure
 from brainprop.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
 
