@@ -93,7 +93,7 @@ def first_per_class(labels: np.ndarray, count: int) -> np.ndarray:
 
 def write_order(path: Path, classes: list[str]) -> None:
     """One wnid per line, output unit 0 first; written atomically."""
-    from brainprop.outputs import write_atomically
+    from brainprop.atomic import write_atomically
 
     write_atomically(path, lambda partial: partial.write_text("".join(f"{c}\n" for c in classes)))
 
