@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 from pathlib import Path
 
@@ -39,7 +40,7 @@ class RecoveredOrder:
     agreement: float  # fraction of images whose unit is assigned their wnid
     sorted_agreement: float  # the same with the sorted wnids (this project's default)
     images: int
-    clear_units: int  # units whose assigned wnid is also the one they chose most often
+    clear_units: int  # units given the wnid they were chosen for most often
 
 
 def confusion_matrix(units: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -151,11 +152,12 @@ def run(args: argparse.Namespace) -> RecoveredOrder:
     print(
         f"Agreement {result.agreement:.4f} on {result.images} training images with the "
         f"recovered order (sorted wnids: {result.sorted_agreement:.4f}; chance: {1 / n:.4f}); "
-        f"{result.clear_units} of {n} units chose their assigned wnid most often."
+        f"{result.clear_units} of {n} units are given the wnid they were chosen for most often."
     )
-    data_dir = f" --data-dir {args.data_dir}" if args.data_dir else ""
-    print(f"Wrote {output}. Evaluate with: python main.py {DATASET} {ARCHITECTURE} BrainProp "
-          f"-l {weights} --class-order {output}{data_dir}")
+    evaluate = ["python", "main.py", DATASET, ARCHITECTURE, "BrainProp", "-l", str(weights),
+                "--class-order", str(output)]
+    evaluate += ["--data-dir", args.data_dir] if args.data_dir else []
+    print(f"Wrote {output}. Evaluate with: {shlex.join(evaluate)}")
     return result
 
 

@@ -158,8 +158,8 @@ class RunConfig:
     )
     init_std: float | None = option(
         "--init-std", type=positive(float), metavar="X", shown_default=_init_stds(),
-        help="standard deviation of the normal distribution the initial weights are drawn "
-        "from (the release's; the paper's text gives 0.1 for dense)",
+        help="standard deviation of the initial weights (normal, mean 0); the paper's text "
+        "gives 0.1 for dense, where the release, and the default, use 0.01",
     )
     class_order: str | None = option(
         "--class-order", metavar="{sorted,listdir,FILE}", forward=False,
