@@ -30,7 +30,7 @@ LayerSpec = tuple  # ("conv", filters, strides), ("dense", units), ("relu",), ..
 
 
 def _conv_block(kind: str, filters: int, strides: int = 1) -> list[LayerSpec]:
-    # BatchNorm comes after the ReLU everywhere (SPEC 3).
+    # BatchNorm comes after the ReLU everywhere, as in the original release.
     return [(kind, filters, strides), ("relu",), ("batchnorm",)]
 
 
@@ -69,7 +69,7 @@ _DEEP = [
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """One row of SPEC 2: the layers (output layer excluded) and hyperparameters."""
+    """One architecture: the layers (output layer excluded) and hyperparameters."""
 
     layers: tuple[LayerSpec, ...]
     batch_size: int
@@ -178,7 +178,7 @@ def build_model(
     batch_size: int | None = None,
     init_std: float | None = None,
 ) -> keras.Model:
-    """Build the network of the paper's Section 3 (uncompiled).
+    """Build the network as the original release did (uncompiled).
 
     The output layer is linear for both rules.  BrainProp gets the `BrainProp`
     model class (the rule), whose loss is divided by `batch_size`, the batch

@@ -27,10 +27,10 @@ SPLIT_SEED = 0
 
 
 def hold_out(data: Dataset, fraction: float, seed: int = SPLIT_SEED) -> Dataset:
-    """`data` with a random `fraction` of its training images moved to the test split.
+    """`data` with a random `fraction` of its training images moved to a validation split.
 
     The returned Dataset trains on the rest and validates on the held-out images; its
-    test split is no longer the real test set.  The same `seed` gives the same split.
+    test split is untouched.  The same `seed` gives the same split.
     """
     n = len(data.y_train)
     n_held = int(round(n * fraction))
@@ -46,8 +46,8 @@ def hold_out(data: Dataset, fraction: float, seed: int = SPLIT_SEED) -> Dataset:
         data,
         x_train=data.x_train[kept],
         y_train=data.y_train[kept],
-        x_test=data.x_train[held],
-        y_test=data.y_train[held],
+        x_val=data.x_train[held],
+        y_val=data.y_train[held],
     )
 
 
