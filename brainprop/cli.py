@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "for early stopping and the best epoch, then report the test "
                         "accuracy of that epoch (default: validate on the test set, as "
                         "the paper did)")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2),
+                        help="as in Keras' fit: 0 silent, 1 a progress bar per epoch, 2 one "
+                        "line per epoch (default: 1 on a terminal, 2 when the output goes "
+                        "to a file)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the newest interrupted or crashed run of this "
                         "dataset, architecture, algorithm and seed in --output-dir from its "
@@ -175,13 +179,14 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 def _run_seed(args: argparse.Namespace, data, output_dir) -> int | None:
     """Train (or evaluate) one seed; the signal number if a signal stopped it."""
-    import keras
+    from brainprop import backend
 
+    keras = backend.start()
     from brainprop.architectures import build_model, compile_model
 
     # A fresh session per seed: seed 2 after seed 1 trains as seed 2 alone would.
     keras.backend.clear_session()
-    keras.utils.set_random_seed(args.seed)
+    backend.set_random_seed(args.seed)
     arch = ARCHITECTURES[args.architecture]
     batch_size = args.batch_size or arch.batch_size
     learning_rate = args.learning_rate or arch.learning_rate
@@ -235,6 +240,8 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> int | None:
             best_weights_path=best_weights,
             csv_log_path=files.log if files else None,
             backup_dir=backup_dir(files) if files else None,
+            verbose=args.verbose,
+            chance_hint_classes=data.n_classes if args.algorithm == "BrainProp" else None,
         )
         print(
             f"Best validation accuracy {result.best_val_accuracy:.4f} at epoch "

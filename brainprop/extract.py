@@ -17,6 +17,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from tqdm import tqdm
+
 from brainprop.errors import EXIT_USER_ERROR, BrainPropError
 from brainprop.tinyimagenet import ANNOTATIONS, FOLDER, URL, ZIP_NAME
 
@@ -91,12 +93,10 @@ def _check_space(zip_path: Path, members: list[zipfile.ZipInfo]) -> None:
 def _extract_then_rename(
     archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], target: Path, again: str
 ) -> None:
-    import keras  # only for the progress bar
-
     staging = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.partial-", dir=target.parent))
     try:
-        progress = keras.utils.Progbar(len(members), unit_name="file")
-        for count, member in enumerate(members, start=1):
+        # A bar on a terminal; nothing in a log file, where redraws would pile up.
+        for member in tqdm(members, unit="file", desc="Extracting", disable=None):
             try:
                 archive.extract(member, staging)  # checks each file's CRC
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
@@ -105,7 +105,6 @@ def _extract_then_rename(
                 ) from exc
             except OSError as exc:
                 raise BrainPropError(f"cannot extract into {target.parent} ({exc})") from exc
-            progress.update(count)
         os.rename(staging / FOLDER, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 
 from brainprop.architectures import learning_rate_at
+from brainprop.console import ChanceHint, CSVLog, EpochLine, default_verbosity
 from brainprop.datasets import Dataset
 from brainprop.outputs import write_atomically
 from brainprop.pipeline import ImageBatches
@@ -103,7 +104,8 @@ def train(
     best_weights_path: str | os.PathLike | None = None,
     csv_log_path: str | os.PathLike | None = None,
     backup_dir: str | os.PathLike | None = None,
-    verbose: int | str = "auto",
+    verbose: int | None = None,
+    chance_hint_classes: int | None = None,
 ) -> TrainingResult:
     """Train `model` (compiled) on `data`, validating on the test set each epoch.
 
@@ -113,7 +115,13 @@ def train(
     `best_weights_path`, the weights of the best validation epoch end up
     there.  With `backup_dir`, every completed epoch is backed up there and a
     run found there is continued from its last completed epoch.
+
+    `verbose` is Keras' (0 silent, 1 a progress bar, 2 one line per epoch);
+    None picks 1 on a terminal and 2 otherwise.  With `chance_hint_classes`
+    (the number of classes), a validation accuracy at chance in the first
+    epochs is explained once (the plateau BrainProp starts with).
     """
+    verbose = default_verbosity() if verbose is None else verbose
     train_batches = ImageBatches(
         data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
     )
@@ -155,8 +163,12 @@ def train(
         log = partial_path(Path(csv_log_path))
         if backup is not None:
             _keep_completed_rows(log, backup.completed_epochs())
-        callbacks.append(keras.callbacks.CSVLogger(str(log), append=backup is not None))
+        callbacks.append(CSVLog(str(log), append=backup is not None))
     callbacks += [backup] if backup is not None else []
+    if verbose == 2:  # after the timer: the line shows the epoch's seconds
+        callbacks.append(EpochLine())
+    if verbose and chance_hint_classes:
+        callbacks.append(ChanceHint(chance_hint_classes))
 
     interrupted_by = None
     with catch_stop_signals() as flag:
@@ -167,7 +179,7 @@ def train(
                 epochs=config.epochs,
                 callbacks=[*callbacks, StopOnSignal(flag)],
                 shuffle=False,  # ImageBatches shuffles, reproducibly per (seed, epoch)
-                verbose=verbose,
+                verbose=1 if verbose == 1 else 0,  # 2: EpochLine, one plain line
             )
         except TrainingInterrupted as stop:
             interrupted_by = stop.signal_number

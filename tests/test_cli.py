@@ -76,6 +76,17 @@ def test_epoch_seconds_are_logged_per_epoch_and_kept_out_of_the_history(trained)
         assert "epoch_seconds" not in pickle.load(f)[2]
 
 
+def test_csv_log_counts_epochs_as_printed_and_holds_per_class_accuracy_as_json(trained):
+    _, out, summary = trained
+    with open(out / summary["files"]["log"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(out / summary["files"]["history"], "rb") as f:
+        history = pickle.load(f)[2]
+    assert [int(row["epoch"]) for row in rows] == list(range(1, summary["epochs_run"] + 1))
+    logged = [json.loads(row["val_class_accuracy"]) for row in rows]
+    np.testing.assert_allclose(logged, history["val_class_accuracy"], rtol=1e-6)
+
+
 def test_summary_records_run_and_best_epoch(trained):
     _, out, summary = trained
     with open(out / summary["files"]["history"], "rb") as f:

@@ -1,0 +1,76 @@
+"""What a run prints per epoch, and its CSV log."""
+
+import csv
+import io
+import json
+
+from brainprop.console import ChanceHint, CSVLog, EpochLine, default_verbosity, epoch_line
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_default_verbosity_is_a_bar_on_a_terminal_and_a_line_per_epoch_in_a_file():
+    assert default_verbosity(Terminal()) == 1
+    assert default_verbosity(io.StringIO()) == 2
+
+
+def test_epoch_line_is_one_plain_line_without_per_class_lists():
+    logs = {"val_accuracy": 0.25, "accuracy": 0.5, "loss": 0.125, "val_loss": 0.0625,
+            "learning_rate": 0.05, "epoch_seconds": 2.26, "class_accuracy": [0.1, 0.9],
+            "val_class_accuracy": [0.2, 0.8]}
+    assert epoch_line(3, 500, logs) == (
+        "Epoch 3/500 - 2.3s - loss: 0.1250 - accuracy: 0.5000 - val_loss: 0.0625 - "
+        "val_accuracy: 0.2500 - learning_rate: 0.05"
+    )
+
+
+def test_epoch_line_callback_prints_epochs_from_one():
+    stream = io.StringIO()
+    callback = EpochLine(stream)
+    callback.set_params({"epochs": 2})
+    for epoch in range(2):
+        callback.on_epoch_end(epoch, {"loss": 1.0})
+    assert stream.getvalue() == "Epoch 1/2 - loss: 1.0000\nEpoch 2/2 - loss: 1.0000\n"
+
+
+def run_hint(accuracies, n_classes=10):
+    stream = io.StringIO()
+    hint = ChanceHint(n_classes, stream=stream)
+    printed = []
+    for epoch, accuracy in enumerate(accuracies):
+        hint.on_epoch_begin(epoch)
+        hint.on_epoch_end(epoch, {"val_accuracy": accuracy})
+        printed.append(stream.getvalue())  # what the epoch's end left printed
+    hint.on_train_end()
+    return printed, stream.getvalue()
+
+
+def test_chance_hint_is_said_once_before_the_next_epoch():
+    printed, text = run_hint([0.11, 0.10, 0.12])
+    assert printed[0] == ""  # not before Keras' progress bar ends epoch 1's line
+    assert printed[1] == printed[2] == text and text.count("\n") == 1
+    assert "0.110 is at chance (1/10 = 0.100) after epoch 1" in text
+    assert "What learning looks like" in text
+
+
+def test_chance_hint_is_silent_above_chance_and_after_the_first_epochs():
+    assert run_hint([0.5, 0.6, 0.7])[1] == ""
+    assert run_hint([0.5, 0.6, 0.7, 0.1])[1] == ""  # a late collapse is another matter
+    assert "1/100" in run_hint([0.011], n_classes=100)[1]
+
+
+def test_csv_log_counts_epochs_from_one_and_writes_lists_as_json(tmp_path):
+    path = tmp_path / "log.csv"
+    log = CSVLog(str(path))
+    log.on_train_begin()
+    for epoch in range(2):
+        log.on_epoch_end(epoch, {"loss": 0.5, "class_accuracy": [0.25, 1.0, 0.0]})
+    log.on_train_end()
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert [json.loads(row["class_accuracy"]) for row in rows] == [[0.25, 1.0, 0.0]] * 2
+    assert float(rows[0]["loss"]) == 0.5
