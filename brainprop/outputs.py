@@ -144,24 +144,42 @@ def write_summary(path: Path, summary: dict) -> None:
     write_atomically(path, write)
 
 
+def curve_style(n_epochs: int) -> dict:
+    """Markers on a curve, about twenty at most: a one-epoch run still shows a point."""
+    return {"marker": "o", "markersize": 3.5, "markevery": max(1, n_epochs // 20)}
+
+
+def epoch_axis(ax, n_epochs: int) -> None:
+    """Whole epochs on the x axis, from 1 to `n_epochs` with half an epoch to spare."""
+    ax.set_xlim(0.5, max(n_epochs, 1) + 0.5)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("epoch")
+
+
+def legend_below(ax, ncols: int = 3) -> None:
+    """The legend under the axes, where it covers no curve."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=ncols, frameon=False,
+              fontsize="small")
+
+
 def plot_accuracy(history: dict, title: str, pdf_path: Path, png_path: Path) -> None:
     """Training and validation accuracy per epoch, best validation epoch marked."""
     train = history.get("accuracy", [])
     val = history.get("val_accuracy", [])
-    epochs = range(1, len(train) + 1)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(epochs, train, label="training (reward rate)" if "BrainProp" in title else "training")
-    ax.plot(range(1, len(val) + 1), val, label="validation")
+    n_epochs = max(len(train), len(val))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    ax.plot(range(1, len(train) + 1), train, **curve_style(n_epochs),
+            label="training (reward rate)" if "BrainProp" in title else "training")
+    ax.plot(range(1, len(val) + 1), val, **curve_style(n_epochs), label="validation")
     finite = [i for i, v in enumerate(val) if math.isfinite(v)]
     if finite:
         best = max(finite, key=lambda i: (val[i], -i))
-        ax.plot(best + 1, val[best], "k*", markersize=12,
+        ax.plot(best + 1, val[best], "k*", markersize=12, linestyle="none",
                 label=f"best: {val[best]:.4f} at epoch {best + 1}")
-    ax.set(xlabel="epoch", ylabel="accuracy", title=title, ylim=(0, 1))
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set(ylabel="accuracy", title=title, ylim=(0, 1))
+    epoch_axis(ax, n_epochs)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    legend_below(ax)
     for path in (pdf_path, png_path):
         write_atomically(path, lambda partial: fig.savefig(partial, format=path.suffix[1:]))
     plt.close(fig)
