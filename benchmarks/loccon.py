@@ -1,4 +1,4 @@
-"""Goal 2: locally connected layers at a practical speed.
+"""Locally connected layers at a practical speed.
 
 Four measurements, each side by side in one process:
 
@@ -271,7 +271,7 @@ def keras2_layers(batches: list[int], steps: int, warmup: int) -> dict:
 
 
 def _keras2_loccon_network():
-    """The loccon EBP network of SPEC 3 built from Keras 2 layers, as the original did."""
+    """The loccon EBP network (docs/architectures.md) built from Keras 2 layers, as the original did."""
     import tf_keras
 
     init = tf_keras.initializers.RandomNormal(0.0, 0.005)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 ALGORITHMS = ("BrainProp", "EBP")
 
-# Which architectures the paper ran on which dataset (SPEC 1).
+# Which architectures the paper ran on which dataset (Tables 1 and 2 of the paper).
 ALLOWED = {
     "MNIST": ("dense", "loccon", "conv"),
     "CIFAR10": ("loccon", "conv", "deep"),
@@ -30,7 +30,7 @@ LayerSpec = tuple  # ("conv", filters, strides), ("dense", units), ("relu",), ..
 
 
 def _conv_block(kind: str, filters: int, strides: int = 1) -> list[LayerSpec]:
-    # BatchNorm comes after the ReLU everywhere (SPEC 3).
+    # BatchNorm comes after the ReLU everywhere, as in the release.
     return [(kind, filters, strides), ("relu",), ("batchnorm",)]
 
 
@@ -69,7 +69,7 @@ _DEEP = [
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """One row of SPEC 2: the layers (output layer excluded) and hyperparameters."""
+    """One network: the layers (output layer excluded) and hyperparameters."""
 
     layers: tuple[LayerSpec, ...]
     batch_size: int
@@ -164,7 +164,7 @@ def build_model(
     n_classes: int,
     seed: int = 1,
 ) -> keras.Model:
-    """Build the network of SPEC 3 (uncompiled).
+    """Build the network (docs/architectures.md), uncompiled.
 
     BrainProp gets a linear output and the `BrainProp` model class (the rule);
     EBP gets a softmax output in a plain `keras.Model`.  Weight initialisation

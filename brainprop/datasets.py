@@ -1,4 +1,4 @@
-"""The data sets (SPEC 5): MNIST, CIFAR10, CIFAR100 and Tiny ImageNet as uint8 arrays.
+"""The data sets: MNIST, CIFAR10, CIFAR100 and Tiny ImageNet as uint8 arrays.
 
 Without a data folder the data come from `keras.datasets` (downloaded once, then cached
 by Keras).  Offline, `--data-dir` points at the standard files instead: `mnist.npz`,
