@@ -8,6 +8,7 @@ ModelCheckpoint for the weights of the best validation epoch.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
 import shutil
@@ -185,6 +186,11 @@ def train(
             interrupted_by = stop.signal_number
         except KeyboardInterrupt:  # a second signal: stop at once
             interrupted_by = flag.signal_number or signal.SIGINT
+    if interrupted_by is not None:
+        # The interrupted fit's frames, and with them its data iterators, are held in
+        # reference cycles; freed at interpreter exit, TensorFlow's generator iterator
+        # logs "Error occurred when finalizing GeneratorDataset iterator".  Free them now.
+        gc.collect()
     _publish(best_weights_path, csv_log_path, keep_partials=interrupted_by is not None)
     logged = backup.history if backup is not None else model.history.history
     history = {key: [plain(v) for v in values] for key, values in logged.items()}
