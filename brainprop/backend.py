@@ -38,6 +38,14 @@ def start():
     return keras
 
 
+def import_tensorflow():
+    """TensorFlow, for what needs it under any backend (TensorBoard's summaries), quietly."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_TF_LOG_LEVEL)
+    with _filtered_stderr(already_loaded="tensorflow" in sys.modules):
+        import tensorflow
+    return tensorflow
+
+
 def filter_log(text: str, level: int) -> str:
     """`text` without the absl log messages below `level` (and their continuation lines)."""
     kept, dropping = [], False

@@ -115,3 +115,36 @@ class CSVLog(keras.callbacks.CSVLogger):
             value = plain(value)
             cells[key] = json.dumps(value) if isinstance(value, list) else value
         super().on_epoch_end(epoch + 1, cells)
+
+
+class TensorBoardLog(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, once per epoch: every logged number, each class's
+    accuracy as a scalar of its own (`epoch_class_accuracy/3`), and the learning rate.
+
+    Steps are epochs counted from 1, as printed and in the CSV log.  TensorBoard's
+    summaries are TensorFlow's: it is imported for them under any backend.
+    """
+
+    def __init__(self, log_dir):
+        super().__init__(str(log_dir), write_graph=False, write_steps_per_second=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, _scalars(logs))
+
+    def on_test_end(self, logs=None):
+        super().on_test_end(_scalars(logs))
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, None)  # per epoch only: no per-batch scalars
+
+
+def _scalars(logs: dict | None) -> dict[str, float]:
+    """`logs` with every list spread into one number per entry: `class_accuracy/3`."""
+    scalars = {}
+    for key, value in (logs or {}).items():
+        value = plain(value)
+        if isinstance(value, list):
+            scalars.update({f"{key}/{k}": v for k, v in enumerate(value)})
+        elif value is not None:
+            scalars[key] = value
+    return scalars

@@ -19,7 +19,14 @@ from pathlib import Path
 import keras
 
 from brainprop.architectures import learning_rate_at
-from brainprop.console import ChanceHint, CSVLog, EpochLine, default_verbosity
+from brainprop.backend import import_tensorflow
+from brainprop.console import (
+    ChanceHint,
+    CSVLog,
+    EpochLine,
+    TensorBoardLog,
+    default_verbosity,
+)
 from brainprop.datasets import Dataset
 from brainprop.outputs import write_atomically
 from brainprop.pipeline import ImageBatches
@@ -107,6 +114,7 @@ def train(
     backup_dir: str | os.PathLike | None = None,
     verbose: int | None = None,
     chance_hint_classes: int | None = None,
+    tensorboard_dir: str | os.PathLike | None = None,
 ) -> TrainingResult:
     """Train `model` (compiled) on `data`, validating on the test set each epoch.
 
@@ -120,7 +128,8 @@ def train(
     `verbose` is Keras' (0 silent, 1 a progress bar, 2 one line per epoch);
     None picks 1 on a terminal and 2 otherwise.  With `chance_hint_classes`
     (the number of classes), a validation accuracy at chance in the first
-    epochs is explained once (the plateau BrainProp starts with).
+    epochs is explained once (the plateau BrainProp starts with).  With
+    `tensorboard_dir`, every epoch's numbers are written there for TensorBoard.
     """
     verbose = default_verbosity() if verbose is None else verbose
     train_batches = ImageBatches(
@@ -170,6 +179,9 @@ def train(
         callbacks.append(EpochLine())
     if verbose and chance_hint_classes:
         callbacks.append(ChanceHint(chance_hint_classes))
+    if tensorboard_dir is not None:
+        import_tensorflow()  # quietly, before the callback does
+        callbacks.append(TensorBoardLog(tensorboard_dir))
 
     interrupted_by = None
     with catch_stop_signals() as flag:

@@ -74,3 +74,40 @@ def test_csv_log_counts_epochs_from_one_and_writes_lists_as_json(tmp_path):
     assert [row["epoch"] for row in rows] == ["1", "2"]
     assert [json.loads(row["class_accuracy"]) for row in rows] == [[0.25, 1.0, 0.0]] * 2
     assert float(rows[0]["loss"]) == 0.5
+
+
+def test_tensorboard_gets_every_epoch_number_each_class_and_the_learning_rate(tmp_path):
+    import numpy as np
+    import pytest
+
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from brainprop.architectures import build_model, compile_model
+    from brainprop.datasets import build_dataset
+    from brainprop.training import TrainingConfig, train
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (64, 28, 28, 1)).astype("uint8")
+    y = np.arange(64) % 10
+    data = build_dataset("MNIST", x, y, x[:30], y[:30], n_classes=10, source="test")
+    model = compile_model(build_model("dense", "BrainProp", (28, 28, 1), 10), 0.1)
+    result = train(model, data, TrainingConfig(batch_size=16, learning_rate=0.1, epochs=2),
+                   verbose=0, tensorboard_dir=tmp_path)
+
+    def scalars(split):
+        events = event_accumulator.EventAccumulator(str(tmp_path / split),
+                                                    size_guidance={"tensors": 0})
+        events.Reload()
+        return {tag: [(e.step, float(np.asarray(
+                    __import__("tensorflow").make_ndarray(e.tensor_proto))))
+                      for e in events.Tensors(tag)]
+                for tag in events.Tags()["tensors"]}
+
+    train_scalars, val_scalars = scalars("train"), scalars("validation")
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_epoch_seconds",
+            *(f"epoch_class_accuracy/{k}" for k in range(10))} <= set(train_scalars)
+    assert [step for step, _ in train_scalars["epoch_loss"]] == [1, 2]
+    assert [v for _, v in train_scalars["epoch_learning_rate"]] == pytest.approx([0.1, 0.1])
+    assert [v for _, v in val_scalars["epoch_accuracy"]] == pytest.approx(
+        result.history["val_accuracy"], abs=1e-6)
+    assert [v for _, v in val_scalars["epoch_class_accuracy/3"]] == pytest.approx(
+        [epoch[3] for epoch in result.history["val_class_accuracy"]], abs=1e-6)
