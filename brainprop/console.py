@@ -14,7 +14,7 @@ import sys
 
 import keras
 
-from brainprop.resume import plain
+from brainprop.resume import as_python as plain
 
 README_SECTION = "What learning looks like"
 

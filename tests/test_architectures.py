@@ -8,7 +8,7 @@ import pytest
 
 from brainprop.architectures import (
     ALGORITHMS,
-    ALLOWED,
+    PAPER_COMBINATIONS,
     ARCHITECTURES,
     build_model,
     check_combination,
@@ -159,12 +159,12 @@ def test_same_seed_builds_identical_weights():
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-ALL = itertools.product(list(ALLOWED), ["dense", "loccon", "conv", "deep"], ALGORITHMS)
+ALL = itertools.product(list(PAPER_COMBINATIONS), ["dense", "loccon", "conv", "deep"], ALGORITHMS)
 
 
 @pytest.mark.parametrize("dataset,architecture,algorithm", list(ALL))
 def test_only_the_papers_combinations_are_allowed(dataset, architecture, algorithm):
-    if architecture in ALLOWED[dataset]:
+    if architecture in PAPER_COMBINATIONS[dataset]:
         check_combination(dataset, architecture, algorithm)
         return
     with pytest.raises(BrainPropError) as error:
@@ -188,6 +188,6 @@ def test_parameter_counts_in_the_docs_are_those_of_the_networks():
         for dataset, cell in zip(shapes, cells[1:]):
             if cell:
                 documented[(dataset, cells[0])] = int(cell.replace(",", ""))
-    assert set(documented) == {(d, a) for d, archs in ALLOWED.items() for a in archs}
+    assert set(documented) == {(d, a) for d, archs in PAPER_COMBINATIONS.items() for a in archs}
     for (dataset, architecture), count in documented.items():
         assert build_model(architecture, "BrainProp", *shapes[dataset]).count_params() == count

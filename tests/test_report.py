@@ -175,7 +175,8 @@ def test_run_plot_has_markers_and_a_legend_off_the_curves(tmp_path, monkeypatch)
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)
     history = {"accuracy": [0.1], "val_accuracy": [0.2]}
-    outputs.plot_accuracy(history, "MNIST dense EBP", tmp_path / "a.pdf", tmp_path / "a.png")
+    outputs.plot_accuracy(history, "MNIST dense EBP", "training", tmp_path / "a.pdf",
+                          tmp_path / "a.png")
     fig = figures[0]
     fig.canvas.draw()
     ax = fig.axes[0]
