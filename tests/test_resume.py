@@ -88,6 +88,9 @@ def test_interrupted_then_resumed_run_equals_uninterrupted_run(
     assert "--resume" in capsys.readouterr().out.strip().splitlines()[-1]
 
     assert main(command(data_dir, tmp_path, "--resume")) == 0
+    completed = stopped["epochs_run"]
+    assert (f"Resuming MNIST_conv_BrainProp_seed1 from epoch {completed + 1} of 7 "
+            f"({completed} completed)") in capsys.readouterr().out.splitlines()
     resumed, resumed_history = run_summary(tmp_path)
     assert resumed["resumed"] and not resumed["interrupted"]
     assert resumed["epochs_run"] == expected["epochs_run"]
