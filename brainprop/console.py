@@ -14,7 +14,7 @@ import sys
 
 import keras
 
-from brainprop.resume import as_python as plain
+from brainprop.resume import as_python
 
 README_SECTION = "What learning looks like"
 
@@ -38,7 +38,7 @@ def epoch_line(epoch: int, epochs: int, logs: dict) -> str:
     # Keras' order: training metrics, then validation ones, then the learning rate.
     for key in sorted(logs, key=lambda k: (k == "learning_rate", k.startswith("val_"), k != "loss"
                                            and k != "val_loss", k)):
-        value = plain(logs[key])
+        value = as_python(logs[key])
         if key == "epoch_seconds" or isinstance(value, list) or value is None:
             continue
         parts.append(f"{key}: {value:.4g}" if key == "learning_rate" else f"{key}: {value:.4f}")
@@ -112,7 +112,7 @@ class CSVLog(keras.callbacks.CSVLogger):
     def on_epoch_end(self, epoch, logs=None):
         cells = {}
         for key, value in (logs or {}).items():
-            value = plain(value)
+            value = as_python(value)
             cells[key] = json.dumps(value) if isinstance(value, list) else value
         super().on_epoch_end(epoch + 1, cells)
 
@@ -142,7 +142,7 @@ def _scalars(logs: dict | None) -> dict[str, float]:
     """`logs` with every list spread into one number per entry: `class_accuracy/3`."""
     scalars = {}
     for key, value in (logs or {}).items():
-        value = plain(value)
+        value = as_python(value)
         if isinstance(value, list):
             scalars.update({f"{key}/{k}": v for k, v in enumerate(value)})
         elif value is not None:

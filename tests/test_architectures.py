@@ -1,4 +1,4 @@
-"""The architectures and hyperparameters (docs/architectures.md)."""
+"""The architectures and hyperparameters of the paper and the original release."""
 
 import itertools
 

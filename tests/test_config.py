@@ -149,3 +149,13 @@ def test_reproduce_decides_which_run_and_where_itself(field):
     flags = field.metadata["flags"]
     if flags:
         assert not any(f in reproduce.build_parser()._option_string_actions for f in flags)
+
+
+def test_reproduce_resumes_a_run_left_unfinished_in_the_runs_folder(tmp_path):
+    args = reproduce.build_parser().parse_args(["table1", "--runs-dir", str(tmp_path)])
+    run = ("MNIST", "dense", "EBP")
+    assert not reproduce.child_config(args, run, 5, tmp_path).resume
+    (tmp_path / ".MNIST_dense_EBP_seed5.backup").mkdir()  # what an interrupted run leaves
+    child = reproduce.child_config(args, run, 5, tmp_path)
+    assert child.resume and child.saves
+    assert "--resume" in child.argv()
