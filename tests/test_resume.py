@@ -109,13 +109,14 @@ def test_resume_without_an_interrupted_run_is_refused_in_one_line(data_dir, tmp_
     assert not list(tmp_path.iterdir())
 
 
-INTERRUPT_INSIDE_EPOCH_1 = """\
+# Inside epoch 2: a run stopped before its first epoch ends leaves nothing to resume.
+INTERRUPT_INSIDE_EPOCH_2 = """\
 import os, signal, sys
 from brainprop.cli import main
 from brainprop.training import EpochTimer
 
 def on_train_batch_end(self, batch, logs=None):
-    if batch == 2:
+    if len(self.seconds) == 1 and batch == 2:
         os.kill(os.getpid(), signal.SIGINT)
 
 EpochTimer.on_train_batch_end = on_train_batch_end
@@ -131,7 +132,7 @@ def test_ctrl_c_leaves_no_tensorflow_error_at_exit(data_dir, tmp_path):
     # Every TensorFlow log line shown, so that nothing hides the one looked for.
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
     result = subprocess.run(
-        [sys.executable, "-c", INTERRUPT_INSIDE_EPOCH_1, *command(data_dir, tmp_path / "out")],
+        [sys.executable, "-c", INTERRUPT_INSIDE_EPOCH_2, *command(data_dir, tmp_path / "out")],
         capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1],
     )
     assert result.returncode == 130, result.stderr
