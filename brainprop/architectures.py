@@ -128,6 +128,7 @@ def check_combination(dataset: str, architecture: str, algorithm: str) -> None:
 def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers.Layer:
     import keras
 
+    from brainprop.devices import replicated_batch_statistics
     from brainprop.layers import LocallyConnected2D
 
     kind, *args = spec
@@ -149,7 +150,10 @@ def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers
         return keras.layers.Dense(args[0], name=name, **weights)
     simple = {
         "relu": lambda: keras.layers.ReLU(name=name),
-        "batchnorm": lambda: keras.layers.BatchNormalization(name=name),
+        # Over the global batch when data-parallel, as on one device.
+        "batchnorm": lambda: keras.layers.BatchNormalization(
+            name=name, synchronized=replicated_batch_statistics()
+        ),
         "maxpool": lambda: keras.layers.MaxPooling2D(args[0] if args else 2, name=name),
         "dropout": lambda: keras.layers.Dropout(args[0] if args else 0.0, name=name),
         "flatten": lambda: keras.layers.Flatten(name=name),
@@ -185,6 +189,8 @@ def build_model(
         activation=None if algorithm == "BrainProp" else "softmax",
         kernel_initializer=keras.initializers.RandomNormal(0.0, arch.init_std),
         kernel_regularizer=keras.regularizers.L2(arch.l2) if arch.l2 else None,
+        # float32 under mixed precision too: Q values, softmax and loss stay exact.
+        dtype="float32",
         name="output",
     )(x)
     name = f"{architecture}_{algorithm}"

@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue the newest interrupted or crashed run of this "
                         "dataset, architecture, algorithm and seed in --output-dir from its "
                         "last completed epoch (implies -s)")
+    parser.add_argument("--distribute", action="store_true",
+                        help="train one run data-parallel over every GPU (or TPU) of this "
+                        "machine, the batch size staying the global batch (see README)")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="compute in float16 with float32 weights, output layer and "
+                        "loss (Keras' mixed_float16 policy, with loss scaling); for GPUs")
     return parser
 
 
@@ -170,6 +176,8 @@ def _resume_command(args: argparse.Namespace) -> str:
     for option, value in options.items():
         if value is not None:
             words += [option, str(value)]
+    words += [flag for flag, on in (("--distribute", args.distribute),
+                                    ("--mixed-precision", args.mixed_precision)) if on]
     return " ".join([*words, "--resume"])
 
 
@@ -177,14 +185,29 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> int | None:
     """Train (or evaluate) one seed; the signal number if a signal stopped it."""
     import keras
 
-    from brainprop.architectures import build_model, compile_model
+    from brainprop.devices import placement
 
     # A fresh session per seed: seed 2 after seed 1 trains as seed 2 alone would.
     keras.backend.clear_session()
+    with placement(args.distribute, args.mixed_precision) as place:
+        return _run_placed_seed(args, data, output_dir, place)
+
+
+def _run_placed_seed(args: argparse.Namespace, data, output_dir, place) -> int | None:
+    import keras
+
+    from brainprop.architectures import build_model, compile_model
+    from brainprop.devices import check_even_split
+
     keras.utils.set_random_seed(args.seed)
     arch = ARCHITECTURES[args.architecture]
     batch_size = args.batch_size or arch.batch_size
     learning_rate = args.learning_rate or arch.learning_rate
+    fit_data = data if args.load else _hold_out(args, data)
+    check_even_split(place.replicas, batch_size, {
+        "training": len(fit_data.y_train), "validation": len(fit_data.y_test),
+        "test": len(data.y_test),
+    })
     model = build_model(
         args.architecture, args.algorithm, data.input_shape, data.n_classes, seed=args.seed
     )
@@ -212,7 +235,7 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> int | None:
         f"Training {args.algorithm} on {args.dataset} ({args.architecture}): "
         f"batch {batch_size}, learning rate {learning_rate}, init std {arch.init_std}, "
         f"L2 {arch.l2}, at most {args.epochs} epochs, patience {args.patience}, "
-        f"seed {args.seed}, backend {keras.backend.backend()}"
+        f"seed {args.seed}, backend {keras.backend.backend()}, {place.describe()}"
     )
     files = None
     if output_dir is not None:
@@ -227,7 +250,6 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> int | None:
         best_weights = files.weights if files else None
         if args.validation_split and best_weights is None:
             best_weights = Path(scratch) / "best.weights.h5"
-        fit_data = _hold_out(args, data)
         result = train(
             model,
             fit_data,
@@ -242,6 +264,8 @@ def _run_seed(args: argparse.Namespace, data, output_dir) -> int | None:
         )
         validation = _validation_summary(args, model, best_weights, data, fit_data, batch_size)
     if files is not None:
+        validation["devices"] = list(place.devices)
+        validation["dtype_policy"] = place.policy
         _save(args, model, data, config, arch, result, files, started, validation)
     return result.interrupted_by
 
