@@ -33,6 +33,9 @@ import common
 
 
 def child(mode: str, architecture: str, images: int, epochs: int, out: str) -> None:
+    # JAX: a thread pool larger than the cores, for both processes alike (with
+    # one thread per core, two virtual devices can deadlock in their all-reduce).
+    os.environ.setdefault("PJRT_NPROC", "8")
     if mode == "two":
         if os.environ.get("KERAS_BACKEND") == "jax":
             os.environ["XLA_FLAGS"] = (
