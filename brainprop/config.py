@@ -175,8 +175,8 @@ class RunConfig:
     )
     distribute: bool = option(
         "--distribute", default=False, action="store_true",
-        help="train this run data-parallel over every GPU (or TPU) of this machine, or "
-        "of every host (see README); the batch size stays the global batch",
+        help="train this run data-parallel over every GPU (or TPU) of this machine "
+        "(see README); the batch size stays the global batch",
     )
     mixed_precision: bool = option(
         "--mixed-precision", default=False, action="store_true",

@@ -14,10 +14,11 @@
   and `compile` wraps the optimizer in Keras' `LossScaleOptimizer` (dynamic
   loss scaling).
 
-Several hosts (JAX only): `keras.distribution.initialize()` reads
-KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES and
-KERAS_DISTRIBUTION_PROCESS_ID; `initialize_hosts` calls it when they are set.
-Each process then feeds its share of every global batch (`this_process_share`).
+Several hosts are not covered yet: Keras' launch (`keras.distribution.initialize()`,
+reading KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES and
+KERAS_DISTRIBUTION_PROCESS_ID; JAX only) would also need each process to feed its
+own share of every batch and one process alone to write the outputs.  A launch
+that sets them is refused (`check_one_host`) rather than trained wrongly.
 """
 
 from __future__ import annotations
@@ -54,8 +55,7 @@ class Placement:
 
 def local_devices() -> list[str]:
     """This machine's accelerators (GPUs or TPUs), else its CPU devices, as
-    Keras names them (`gpu:0`, `cpu:1`, ...); all hosts' devices after
-    `initialize_hosts`."""
+    Keras names them (`gpu:0`, `cpu:1`, ...)."""
     import keras
 
     return list(keras.distribution.list_devices())
@@ -78,19 +78,14 @@ def replicated_batch_statistics() -> bool:
     return tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
 
 
-def initialize_hosts() -> bool:
-    """Join a run over several hosts when its environment describes one (JAX)."""
-    if not os.environ.get(HOSTS_VARIABLE):
-        return False
-    import keras
-
-    if keras.backend.backend() != "jax":
+def check_one_host() -> None:
+    """Refuse a launch over several hosts, which `--distribute` does not do yet."""
+    if int(os.environ.get(HOSTS_VARIABLE) or 1) > 1:
         raise BrainPropError(
-            f"{HOSTS_VARIABLE} is set, but one run over several hosts needs the JAX "
-            "backend: run with KERAS_BACKEND=jax, or unset it"
+            f"{HOSTS_VARIABLE} is set for a run over several hosts, which --distribute "
+            "does not do yet (it uses this machine's devices): unset it, or run seeds "
+            "on separate hosts (see README)"
         )
-    keras.distribution.initialize()
-    return True
 
 
 def check_even_split(replicas: int, batch_size: int, set_sizes: dict[str, int]) -> None:
@@ -131,6 +126,8 @@ def placement(
     """
     import keras
 
+    if distribute:
+        check_one_host()
     devices = local_devices()
     if distribute and len(devices) == 1:
         say(f"--distribute: only one device ({devices[0]}) here; training on it")

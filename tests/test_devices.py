@@ -154,3 +154,13 @@ def test_main_distributes_with_mixed_precision_and_refuses_uneven_batches(two_de
     assert result["devices"] == ["cpu:0", "cpu:1"]
     assert result["dtype_policy"] == "mixed_float16"
     assert result["best_val_accuracy"] > 0.5  # EBP learns the rows in one epoch
+
+
+def test_a_launch_over_several_hosts_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    with pytest.raises(BrainPropError, match="several hosts, which --distribute does not do"):
+        with devices.placement(distribute=True, say=lambda line: None):
+            pass
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")
+    with devices.placement(distribute=True, say=lambda line: None) as place:
+        assert place.replicas >= 1
