@@ -80,7 +80,7 @@ def replicated_batch_statistics() -> bool:
 
 def check_one_host() -> None:
     """Refuse a launch over several hosts, which `--distribute` does not do yet."""
-    if int(os.environ.get(HOSTS_VARIABLE) or 1) > 1:
+    if os.environ.get(HOSTS_VARIABLE, "1").strip() not in ("", "1"):
         raise BrainPropError(
             f"{HOSTS_VARIABLE} is set for a run over several hosts, which --distribute "
             "does not do yet (it uses this machine's devices): unset it, or run seeds "
