@@ -78,6 +78,7 @@ def configs(draw):
         output_dir=draw(text), data_dir=draw(st.none() | text),
         validation_split=None if load else draw(st.none() | st.floats(1e-6, 1 - 1e-6)),
         resume=resume,
+        distribute=draw(st.booleans()), mixed_precision=draw(st.booleans()),
     )
 
 
