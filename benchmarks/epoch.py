@@ -108,7 +108,7 @@ def measure(architecture: str, policy: str, jit: str, images: int, epochs: int,
     keras.config.set_dtype_policy(policy)
     try:
         keras.utils.set_random_seed(1)
-        model = build_model(architecture, "BrainProp", shape, common.N_CLASSES)
+        model = build_model(architecture, "BrainProp", shape, common.N_CLASSES, batch_size=batch)
         compile_model(model, arch.learning_rate, jit_compile=JIT_CHOICES[jit])
     finally:
         keras.config.set_dtype_policy("float32")

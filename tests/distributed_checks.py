@@ -58,7 +58,7 @@ def train(distribute: bool, algorithm: str, epochs: int, epsilon: float | None =
     keras.backend.clear_session()
     keras.utils.set_random_seed(1)
     with devices.placement(distribute=distribute, say=lambda line: None) as place:
-        model = build_model("dense", algorithm, SHAPE, CLASSES, seed=1)
+        model = build_model("dense", algorithm, SHAPE, CLASSES, seed=1, batch_size=BATCH)
         if epsilon is not None:
             model.epsilon = epsilon
         compile_model(model, learning_rate)

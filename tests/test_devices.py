@@ -135,7 +135,7 @@ def test_mixed_precision_learns_as_float32():
         keras.backend.clear_session()
         keras.utils.set_random_seed(1)
         with devices.placement(mixed_precision=mixed, say=lambda line: None):
-            model = build_model("dense", "BrainProp", SHAPE, 10)
+            model = build_model("dense", "BrainProp", SHAPE, 10, batch_size=64)
             compile_model(model, 1.0)
             history = model.fit(
                 ImageBatches(*train, 64, shuffle=True), validation_data=ImageBatches(*test, 64),
