@@ -168,13 +168,33 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
     from brainprop import backend
 
     keras = backend.start()
-    from brainprop.architectures import ARCHITECTURES, build_model, compile_model
+    from brainprop.devices import placement
 
     # A fresh session per seed: seed 2 after seed 1 trains as seed 2 alone would.
     keras.backend.clear_session()
+    with placement(config.distribute, config.mixed_precision) as place:
+        return _run_placed(config, data, output_dir, command, place)
+
+
+def _run_placed(config: RunConfig, data, output_dir: Path | None, command: str, place):
+    from brainprop import backend
+
+    keras = backend.start()
+    from brainprop.architectures import ARCHITECTURES, build_model, compile_model
+    from brainprop.devices import check_even_split
+
     backend.set_random_seed(config.seed)
     arch = ARCHITECTURES[config.architecture]
     training = config.training()
+    fit_data = data
+    if config.validation_split:  # may refuse the split: before any file is claimed
+        from brainprop.validation import hold_out
+
+        fit_data = hold_out(data, config.validation_split)
+    check_even_split(place.replicas, training.batch_size, {
+        "training": len(fit_data.y_train), "validation": len(fit_data.validation[1]),
+        "test": len(data.y_test),
+    })
     model = build_model(
         config.architecture, config.algorithm, data.input_shape, data.n_classes,
         seed=config.seed, batch_size=training.batch_size, init_std=config.weight_std,
@@ -195,16 +215,12 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
         f"Training {config.algorithm} on {config.dataset} ({config.architecture}): "
         f"batch {training.batch_size}, learning rate {training.learning_rate}, "
         f"init std {config.weight_std}, L2 {arch.l2}, at most {training.epochs} epochs, "
-        f"patience {training.patience}, seed {config.seed}, backend {keras.backend.backend()}"
+        f"patience {training.patience}, seed {config.seed}, backend {keras.backend.backend()}, "
+        f"{place.describe()}"
     )
-    fit_data = data
-    if config.validation_split:  # may refuse the split: before any file is claimed
-        from brainprop.validation import hold_out
-
-        fit_data = hold_out(data, config.validation_split)
     raise_if_stopped()  # a Ctrl-C while the backend started or the model was built
     if output_dir is None:
-        return _train_and_save(config, model, data, fit_data, None, command)
+        return _train_and_save(config, model, data, fit_data, None, command, place)
 
     from brainprop.outputs import find_unfinished, hold_run, reserve_run_files
 
@@ -212,7 +228,7 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
     claim = find_unfinished if config.resume else reserve_run_files
     files = claim(output_dir, config.name)
     with hold_run(files):
-        return _train_and_save(config, model, data, fit_data, files, command)
+        return _train_and_save(config, model, data, fit_data, files, command, place)
 
 
 def settings(config: RunConfig) -> dict:
@@ -225,7 +241,7 @@ def settings(config: RunConfig) -> dict:
             "--weight-std": config.weight_std}
 
 
-def _train_and_save(config, model, data, fit_data, files, command):
+def _train_and_save(config, model, data, fit_data, files, command, place):
     from brainprop.outputs import check_settings, record_settings, release_run_files
     from brainprop.training import train
 
@@ -268,7 +284,8 @@ def _train_and_save(config, model, data, fit_data, files, command):
         )
         validation = _validation_summary(config, model, best_weights, fit_data)
     if files is not None:
-        _save(config, model, data, result, files, started, validation, command)
+        where = {"devices": list(place.devices), "dtype_policy": place.policy}
+        _save(config, model, data, result, files, started, {**validation, **where}, command)
     return result, files is not None
 
 
