@@ -30,7 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from brainprop.errors import BrainPropError
@@ -405,22 +405,41 @@ class SlurmTask:
                 stderr=subprocess.STDOUT, env=_child_environment(None),
                 preexec_fn=_ignore_preemption_signal,
             )
-            status = self._process.wait()
+            status = self._wait()
         if status != 0:
             raise RuntimeError(f"{run.name}: main.py ended with {_exit_reason(status)}; "
                                f"log: {run.log}: {_last_line(run.log)}")
         return run.name
 
+    def _wait(self, timeout: float | None = None) -> int | None:
+        """The child's exit status, or None if it still runs after `timeout` seconds.
+
+        Reaped with a non-blocking waitpid, not Popen.wait, whose lock the signal handler
+        (`checkpoint`) would wait on forever while this very thread holds it.
+        """
+        process = self._process
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while process.returncode is None:
+            try:
+                pid, status = os.waitpid(process.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by the other caller of this method
+                pid, status = process.pid, 0
+            if pid:
+                if process.returncode is None:
+                    process.returncode = os.waitstatus_to_exitcode(status)
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            time.sleep(0.2)
+        return process.returncode
+
     def checkpoint(self):
         import submitit
 
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # stop at the end of this batch
-            try:
-                process.wait(timeout=600)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if self._process is not None and self._process.returncode is None:
+            self._process.send_signal(signal.SIGTERM)  # stop at the end of this batch
+            if self._wait(timeout=600) is None:
+                self._process.kill()
         return submitit.helpers.DelayedSubmission(SlurmTask(self.run))
 
 
@@ -472,40 +491,41 @@ def wait_for_slurm(
     jobs: Sequence,
     *,
     prefix: str = "[jobs]",
+    parallelism: int | None = None,
     poll_seconds: float = 5.0,
-    gone: Callable[[str], bool] | None = None,
 ) -> list[Failure]:
     """Wait until every task has ended; the failures.
 
-    A task ends with a result (or an error) that submitit reads back, or by leaving the
-    queue without one (killed, or a cluster that keeps no accounting for `sacct`).
+    A task has ended when submitit can read its result (or its error) back, or when it
+    has left the queue without one (killed; `squeue` is asked, so no accounting is
+    needed).
     """
-    gone = gone or _left_the_queue
-    progress = Progress(len(runs), jobs=len(runs))
+    progress = Progress(len(runs), jobs=parallelism or len(runs))
     display = _Display(progress, prefix)
-    pending = dict(zip((r.name for r in runs), zip(runs, jobs)))
+    pending = {job.job_id: (run, job) for run, job in zip(runs, jobs)}
     failures: list[Failure] = []
     try:
         while pending:
-            for name, (run, job) in list(pending.items()):
-                state = job.state
-                if name not in progress.running and state in ("RUNNING", "COMPLETING"):
+            queued = queue_states(array_id(jobs))
+            for job_id, (run, job) in list(pending.items()):
+                state = queued.get(job_id)
+                if run.name not in progress.running and state in ("RUNNING", "COMPLETING"):
                     progress.start(run)
-                    display.event(f"{run.name} running as job {job.job_id}", [])
+                    display.event(f"{run.name} running as job {job_id}", [])
                 result_ready = job.paths.result_pickle.exists()
-                if not result_ready and not gone(job.job_id):
+                if not result_ready and state is not None:
                     continue
-                del pending[name]
-                if name not in progress.running:
+                del pending[job_id]
+                if run.name not in progress.running:
                     progress.start(run)
                 failure = None
                 if not result_ready:
-                    failure = Failure(run, f"job {job.job_id} left the queue without a result")
+                    failure = Failure(run, f"SLURM job {job_id} ended without a result")
                 else:
                     try:
                         job.result()
-                    except Exception as error:  # submitit re-raises the task's error
-                        failure = Failure(run, f"job {job.job_id}: {_first_line(error)}")
+                    except Exception:  # submitit re-raises the task's error
+                        failure = Failure(run, f"SLURM job {job_id}")
                 progress.finish(run, ok=failure is None)
                 if failure:
                     failures.append(failure)
@@ -520,21 +540,25 @@ def wait_for_slurm(
     return failures
 
 
+def queue_states(job_id: str) -> dict[str, str]:
+    """`squeue`'s state of every task still queued of a job array, by task id."""
+    try:
+        out = subprocess.run(
+            ["squeue", "--noheader", "--array", "--format=%i %T", "--jobs", job_id],
+            capture_output=True, text=True, timeout=120,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        raise BrainPropError(f"squeue failed ({error}); is SLURM up?") from None
+    if out.returncode != 0:
+        if "Invalid job id" in out.stderr:  # forgotten: every task has long ended
+            return {}
+        raise BrainPropError(f"squeue failed: {_first_line(RuntimeError(out.stderr))}")
+    return dict(line.split(maxsplit=1) for line in out.stdout.splitlines() if line.strip())
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return next((ln for ln in reversed(text) if ln.strip()), type(error).__name__)[:300]
-
-
-def _left_the_queue(job_id: str) -> bool:
-    """True when squeue no longer lists the task (pending, running or requeued)."""
-    try:
-        out = subprocess.run(["squeue", "--noheader", "--format=%T", "--jobs", job_id],
-                             capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    if out.returncode != 0:
-        return "Invalid job id" in out.stderr
-    return not out.stdout.strip()
 
 
 # --- The child process ------------------------------------------------------------------
