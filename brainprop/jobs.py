@@ -359,10 +359,32 @@ class SlurmOptions:
     signal_delay_s: int = 120  # how long before the time limit a task is told to stop
 
 
+def _submitit():
+    """submitit, imported without the logging set-up it does on import.
+
+    That set-up (`logging.config.dictConfig`) closes every logging handler already
+    installed, those of the program importing it included; its warnings still reach
+    stderr through logging's last-resort handler.  Jobs on the cluster import it as usual.
+    """
+    if "submitit" not in sys.modules:
+        previous = os.environ.get("SUBMITIT_LOG_LEVEL")
+        os.environ["SUBMITIT_LOG_LEVEL"] = "NOCONFIG"
+        try:
+            import submitit  # noqa: F401
+        finally:
+            if previous is None:
+                del os.environ["SUBMITIT_LOG_LEVEL"]
+            else:
+                os.environ["SUBMITIT_LOG_LEVEL"] = previous
+    import submitit
+
+    return submitit
+
+
 def check_slurm() -> None:
     """submitit importable and the SLURM commands on PATH, or a one-line error."""
     try:
-        import submitit  # noqa: F401
+        _submitit()
     except ImportError:
         raise BrainPropError(
             "--executor slurm needs submitit: pip install submitit"
@@ -450,7 +472,7 @@ def _ignore_preemption_signal() -> None:
 
 def slurm_executor(folder: Path, options: SlurmOptions):
     """A submitit executor for SLURM, its own logs under `folder`."""
-    import submitit
+    submitit = _submitit()
 
     executor = submitit.AutoExecutor(folder=folder / "%A", cluster="slurm")
     parameters = dict(
