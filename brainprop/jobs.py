@@ -23,6 +23,7 @@ waits in the output folder).  Nothing here knows what a run computes.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import shutil
 import signal
@@ -370,7 +371,7 @@ def _submitit():
         previous = os.environ.get("SUBMITIT_LOG_LEVEL")
         os.environ["SUBMITIT_LOG_LEVEL"] = "NOCONFIG"
         try:
-            import submitit  # noqa: F401
+            importlib.import_module("submitit")
         finally:
             if previous is None:
                 del os.environ["SUBMITIT_LOG_LEVEL"]

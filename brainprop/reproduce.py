@@ -9,8 +9,9 @@
 Runs every configuration of the table (both rules) for every seed, each run its own
 `main.py -s` process (so each run writes its usual files, and its output goes to
 RUNS_DIR/logs/), `--jobs` of them at once, or as one SLURM job array (`brainprop.jobs`).
-A run whose summary is already in the runs folder is skipped, and an interrupted one
-resumed: stop and start again at will.  Every data set is read once before the first
+Every option of `main.py` that is not about which run or where (`--epochs`, `--data-dir`,
+...) is passed on to every run.  A run whose summary is already in the runs folder is
+skipped, and an interrupted one resumed: stop and start again at will.  Every data set is read once before the first
 run starts; a failing run does not stop the others.
 """
 
@@ -21,8 +22,8 @@ import sys
 from pathlib import Path
 
 from brainprop.architectures import ALGORITHMS
-from brainprop.cli import _fraction, _Parser, _positive, parse_seeds
-from brainprop.errors import EXIT_USER_ERROR, BrainPropError
+from brainprop.config import RunConfig, parse_seeds, positive
+from brainprop.errors import EXIT_INTERRUPTED, BrainPropError, Parser, run_command
 from brainprop.paper import TABLES
 
 Config = tuple[str, str, str]  # dataset, architecture, algorithm
@@ -94,13 +95,20 @@ def check_data(datasets: list[str], data_dir: str | None) -> None:
         load_dataset(dataset, data_dir)
 
 
+def child_config(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path) -> RunConfig:
+    """The run of `config` and `seed`, saved in the runs folder, with every option given
+    to reproduce that main.py takes.  Whether it resumes is decided when it starts."""
+    dataset, architecture, algorithm = config
+    return RunConfig(dataset, architecture, algorithm, save=True, seed=seed,
+                     output_dir=str(runs_dir), **RunConfig.forwarded(args))
+
+
 def _job_run(args: argparse.Namespace, runs_dir: Path, config: Config, seed: int):
     from brainprop.jobs import Run
 
-    stem = "_".join([*config, f"seed{seed}"])
-    argv = (*config, "-s", "--seed", str(seed), "--output-dir", str(runs_dir),
-            *_passed_on(args))
-    return Run(stem, argv, runs_dir, runs_dir / "logs" / f"{stem}.log", kind=" ".join(config))
+    child = child_config(args, config, seed, runs_dir)
+    return Run(child.name, tuple(child.argv()), runs_dir,
+               runs_dir / "logs" / f"{child.name}.log", kind=" ".join(config))
 
 
 def reproduce(args: argparse.Namespace) -> int:
@@ -140,7 +148,7 @@ def reproduce(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("[reproduce] interrupted: the runs that were training keep their backups; "
                   "the same command continues them", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         print(f"[reproduce] {progress.line()}", flush=True)
     for failure in failures:
         print(f"[reproduce] {failure.line()}", file=sys.stderr)
@@ -183,21 +191,11 @@ def _on_slurm(args: argparse.Namespace, runs: list, runs_dir: Path):
     except KeyboardInterrupt:
         print(f"[reproduce] stopped waiting; job array {job} goes on; when it has ended: "
               f"{report}", file=sys.stderr)
-        raise SystemExit(130) from None
-
-
-def _passed_on(args: argparse.Namespace) -> list[str]:
-    """The options handed to every main.py run."""
-    options = ["--epochs", str(args.epochs), "--patience", str(args.patience)]
-    if args.data_dir:
-        options += ["--data-dir", args.data_dir]
-    if args.validation_split:
-        options += ["--validation-split", str(args.validation_split)]
-    return options
+        raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="python -m brainprop.reproduce",
         description="Run every configuration of Table 1 or 2 of the paper for the given "
         "seeds (skipping runs already in --runs-dir), then write the report.",
@@ -211,23 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the runs write and are looked for (default: runs)")
     parser.add_argument("--only", nargs="+", metavar="DATASET/ARCH[/RULE]",
                         help="run only these rows of the table, e.g. CIFAR10/conv/BrainProp")
-    parser.add_argument("--data-dir", help="passed to main.py (see its --help)")
-    parser.add_argument("--epochs", type=_positive(int), default=500,
-                        help="at most this many epochs per run (default: 500; less for a "
-                        "quick trial, in its own --runs-dir)")
-    parser.add_argument("--patience", type=_positive(int), default=45,
-                        help="early-stopping patience (default: 45)")
-    parser.add_argument("--validation-split", type=_fraction, metavar="F",
-                        help="passed to main.py: hold out F of the training set")
     parser.add_argument("--report-dir", help="where the report goes (default: RUNS_DIR/report)")
     parser.add_argument("--no-report", action="store_true", help="run, but write no report")
+    passed_on = parser.add_argument_group("options passed on to every run (see main.py --help)")
+    RunConfig.add_arguments(passed_on, forwarded_only=True)
     local = parser.add_argument_group(
         "on this machine (--executor local)",
         "every run is its own process; a failing run does not stop the others")
     local.add_argument("--executor", choices=("local", "slurm"), default="local",
                        help="local: processes on this machine (default); slurm: one SLURM "
                        "job array, one task per run, through submitit")
-    local.add_argument("--jobs", type=_positive(int), metavar="N",
+    local.add_argument("--jobs", type=positive(int), metavar="N",
                        help="run N runs at once (default: 1); with GPUs they are handed out "
                        "round-robin, otherwise the CPU cores are shared out")
     local.add_argument("--gpus", metavar="0,2,3",
@@ -236,14 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     slurm = parser.add_argument_group("on a SLURM cluster (--executor slurm)")
     slurm.add_argument("--partition", help="the partition to submit to (default: the "
                        "cluster's)")
-    slurm.add_argument("--time-limit", type=_positive(int), metavar="MINUTES",
+    slurm.add_argument("--time-limit", type=positive(int), metavar="MINUTES",
                        help="time limit of each task (default: 1440); a run still training "
                        "at its limit is requeued and resumes where it stopped")
-    slurm.add_argument("--gpus-per-run", type=_positive(int), metavar="N",
+    slurm.add_argument("--gpus-per-run", type=positive(int), metavar="N",
                        help="GPUs per task (default: none)")
-    slurm.add_argument("--cpus-per-run", type=_positive(int), metavar="N",
+    slurm.add_argument("--cpus-per-run", type=positive(int), metavar="N",
                        help="CPUs per task (default: 1)")
-    slurm.add_argument("--array-parallelism", type=_positive(int), metavar="N",
+    slurm.add_argument("--array-parallelism", type=positive(int), metavar="N",
                        help="at most N tasks at once (default: as many as SLURM allows)")
     slurm.add_argument("--wait", action="store_true",
                        help="wait for every task, then write the report (default: print the "
@@ -253,11 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return reproduce(args)
-    except BrainPropError as error:
-        print(f"reproduce: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return run_command("reproduce", lambda: reproduce(args))
 
 
 if __name__ == "__main__":
