@@ -78,7 +78,9 @@ class Failure:
     reason: str  # e.g. "exit status 1" or "killed by SIGKILL"
 
     def line(self) -> str:
-        return f"{self.run.name} failed ({self.reason}): {_last_line(self.run.log)} (log: {self.run.log})"
+        """`NAME failed (REASON): LAST LOG LINE (log: PATH)`."""
+        return (f"{self.run.name} failed ({self.reason}): {_last_line(self.run.log)} "
+                f"(log: {self.run.log})")
 
 
 def _last_line(path: Path) -> str:
@@ -296,10 +298,8 @@ def run_locally(
     def stop(signal_number, frame):
         nonlocal stopping
         stopping = signal_number
-        for _, process, _ in running.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM if signal_number == signal.SIGTERM
-                                    else signal.SIGINT)
+        for _, process, _ in running.values():  # a second signal stops them at once
+            process.send_signal(signal_number)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -79,11 +79,9 @@ def _check_executor(args: argparse.Namespace) -> list[str]:
     if given:
         raise BrainPropError(f"{', '.join(given)} only apply to --executor slurm: add it, or "
                              "drop them")
-    if args.gpus is None:
-        return []
-    from brainprop.jobs import parse_gpus
+    from brainprop.jobs import parse_gpus, visible_gpus
 
-    return parse_gpus(args.gpus)
+    return visible_gpus() if args.gpus is None else parse_gpus(args.gpus)
 
 
 def check_data(datasets: list[str], data_dir: str | None) -> None:

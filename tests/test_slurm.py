@@ -91,7 +91,7 @@ def test_a_table_runs_as_a_job_array_and_is_reported(cluster, tmp_path, capsys):
         assert summary["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
         assert len(_history(runs / f"{stem}_history.pkl")["val_accuracy"]) == 2
         log = (runs / "logs" / f"{stem}.log").read_text()
-        assert f"[jobs] main.py {' '.join(stem.split('_')[:3])} -s --seed" in log
+        assert f"[jobs] main.py {' '.join(stem.split('_')[:3])} -s" in log
         assert "Saved " in log
     # submitit's own files: one task of the array per run.
     assert len(list((runs / "slurm" / job).glob(f"{job}_*_result.pkl"))) == 4
@@ -131,8 +131,10 @@ def test_a_requeued_task_ends_as_the_uninterrupted_run(cluster, tmp_path, capsys
         time.sleep(1)
     text = log.read_text()
     assert "Interrupted. To continue:" in text  # the first attempt stopped mid-run ...
-    assert f"[jobs] main.py MNIST dense EBP -s --seed 1 --output-dir {runs}" in text
-    assert text.count("[jobs] main.py") == 2 and " --resume\n" in text  # ... the second resumed
+    starts = [ln for ln in text.splitlines() if ln.startswith("[jobs] main.py ")]
+    assert len(starts) == 2  # ... and the second resumed it
+    assert starts[0].startswith("[jobs] main.py MNIST dense EBP -s") and starts[1] == (
+        starts[0] + " --resume")
 
     requeued = json.loads((runs / f"{stem}_summary.json").read_text())
     assert requeued["resumed"] and not requeued["interrupted"]
