@@ -138,3 +138,44 @@ def test_several_runs_share_one_gpu_each_taking_only_what_it_uses(tmp_path):
     finally:
         for process in processes:
             process.kill()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_run_with_its_backup_and_the_same_call_resumes_them(tmp_path):
+    import json
+    import signal
+    import threading
+    import time
+
+    from test_cli import write_learnable_mnist
+
+    data = write_learnable_mnist(tmp_path / "data", n_train=3000, n_test=200)
+    out = tmp_path / "out"
+    runs = [
+        Run(f"MNIST_dense_{rule}_seed1",
+            ("MNIST", "dense", rule, "-s", "--output-dir", str(out), "--data-dir", str(data),
+             "--epochs", "4"), out, tmp_path / "logs" / f"{rule}.log")
+        for rule in ("BrainProp", "EBP")
+    ]
+    first = runs[0]
+
+    def interrupt_in_second_epoch():
+        deadline = time.monotonic() + 300
+        while not (first.log.exists() and "Epoch 2/4" in first.log.read_text()):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+
+    threading.Thread(target=interrupt_in_second_epoch, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_locally(runs, jobs=2)
+    assert "Interrupted. To continue:" in first.log.read_text()
+    assert (out / f".{first.name}.backup").is_dir()
+
+    assert run_locally(runs, jobs=2) == []  # the same call again: resumed, then finished
+    starts = [ln for ln in first.log.read_text().splitlines() if ln.startswith("[jobs] main.py")]
+    assert len(starts) == 2 and starts[1] == starts[0] + " --resume"
+    for run in runs:
+        summary = json.loads((out / f"{run.name}_summary.json").read_text())
+        assert summary["epochs_run"] == 4 and not summary["interrupted"]

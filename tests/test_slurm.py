@@ -120,14 +120,13 @@ def test_a_requeued_task_ends_as_the_uninterrupted_run(cluster, tmp_path, capsys
         time.sleep(0.2)
     # What SLURM sends before a time limit or pre-emption (submitit's --signal).
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    summary = runs / f"{stem}_summary.json"
     deadline = time.monotonic() + 600
-    released = False
-    while states := _squeue(job):
-        if states == ["PENDING"] and not released:
-            # SLURM holds a requeued job for about two minutes; start it now.
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
-            released = True
-        assert time.monotonic() < deadline, f"job {job} still queued: {states}"
+    # Until the job has left the queue with the run finished (a requeued job waits
+    # AuthInfo=cred_expire seconds before it starts again).
+    while (states := _squeue(job)) or not (
+            summary.exists() and not json.loads(summary.read_text())["interrupted"]):
+        assert time.monotonic() < deadline, f"job {job} not finished: {states}"
         time.sleep(1)
     text = log.read_text()
     assert "Interrupted. To continue:" in text  # the first attempt stopped mid-run ...
@@ -136,7 +135,7 @@ def test_a_requeued_task_ends_as_the_uninterrupted_run(cluster, tmp_path, capsys
     assert starts[0].startswith("[jobs] main.py MNIST dense EBP -s") and starts[1] == (
         starts[0] + " --resume")
 
-    requeued = json.loads((runs / f"{stem}_summary.json").read_text())
+    requeued = json.loads(summary.read_text())
     assert requeued["resumed"] and not requeued["interrupted"]
     # The same run, never stopped, in a process of its own.
     alone = tmp_path / "alone"
