@@ -159,15 +159,15 @@ def test_ctrl_c_stops_every_run_with_its_backup_and_the_same_call_resumes_them(t
     ]
     first = runs[0]
 
-    def interrupt_in_second_epoch():
+    def interrupt_after_the_first_epoch():
         deadline = time.monotonic() + 300
-        while not (first.log.exists() and "Epoch 2/4" in first.log.read_text()):
+        while not (first.log.exists() and "Epoch 1/4" in first.log.read_text()):
             if time.monotonic() > deadline:
                 return
             time.sleep(0.1)
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
 
-    threading.Thread(target=interrupt_in_second_epoch, daemon=True).start()
+    threading.Thread(target=interrupt_after_the_first_epoch, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         run_locally(runs, jobs=2)
     assert "Interrupted. To continue:" in first.log.read_text()
