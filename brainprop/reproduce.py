@@ -18,6 +18,7 @@ run starts; a failing run does not stop the others.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -94,17 +95,31 @@ def check_data(datasets: list[str], data_dir: str | None) -> None:
 
 
 def child_config(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path) -> RunConfig:
-    """The run of `config` and `seed`, saved in the runs folder, with every option given
-    to reproduce that main.py takes.  Whether it resumes is decided when it starts."""
+    """The run of `config` and `seed`: saved in the runs folder, resumed if unfinished,
+    with every option given to reproduce that main.py takes."""
     dataset, architecture, algorithm = config
-    return RunConfig(dataset, architecture, algorithm, save=True, seed=seed,
-                     output_dir=str(runs_dir), **RunConfig.forwarded(args))
+    child = RunConfig(dataset, architecture, algorithm, save=True, seed=seed,
+                      output_dir=str(runs_dir), **RunConfig.forwarded(args))
+    return dataclasses.replace(child, resume=_unfinished(child))
+
+
+def _unfinished(child: RunConfig) -> bool:
+    """Whether an interrupted or crashed run of this seed waits in the folder."""
+    from brainprop.outputs import find_unfinished
+
+    try:
+        find_unfinished(Path(child.output_dir), child.name)
+    except BrainPropError:
+        return False
+    return True
 
 
 def _job_run(args: argparse.Namespace, runs_dir: Path, config: Config, seed: int):
+    """The run as `brainprop.jobs` takes it: whether it resumes is decided each time it
+    starts (a SLURM task requeued mid-run resumes)."""
     from brainprop.jobs import Run
 
-    child = child_config(args, config, seed, runs_dir)
+    child = dataclasses.replace(child_config(args, config, seed, runs_dir), resume=False)
     return Run(child.name, tuple(child.argv()), runs_dir,
                runs_dir / "logs" / f"{child.name}.log", kind=" ".join(config))
 
