@@ -107,6 +107,11 @@ def _batch_sizes() -> str:
     return ", or ".join([str(usual), *others])
 
 
+def _init_stds() -> str:
+    stds = {name: arch.init_std for name, arch in ARCHITECTURES.items()}
+    return ", ".join(f"{std:g} for {name}" for name, std in stds.items())
+
+
 def _learning_rates() -> str:
     rates = {arch.learning_rate for arch in ARCHITECTURES.values()}
     return "/".join(f"{rate:g}" for rate in sorted(rates))
@@ -155,6 +160,19 @@ class RunConfig:
         "--learning-rate", type=positive(float), shown_default=_learning_rates(),
         help=f"initial learning rate, halved every {LR_HALVING_EPOCHS} epochs",
     )
+    init_std: float | None = option(
+        "--init-std", type=positive(float), metavar="X", shown_default=_init_stds(),
+        help="standard deviation of the initial weights (normal, mean 0); the paper's text "
+        "gives 0.1 for dense, where the release, and the default, use 0.01",
+    )
+    class_order: str | None = option(
+        "--class-order", metavar="{sorted,listdir,FILE}", forward=False,
+        shown_default="sorted",
+        help="TinyImageNet: which wnid each output unit stands for: the sorted wnids, the "
+        "os.listdir order of train/ (how the release numbered them; it differs between "
+        "machines), or a file of wnids, one per line, in output-unit order, such as "
+        "python -m brainprop.classorder writes for a weight file",
+    )
     output_dir: str = option(
         "--output-dir", default=".", forward=False, shown_default="current directory",
         help="where -s writes its files; created if needed, checked before training",
@@ -162,7 +180,8 @@ class RunConfig:
     data_dir: str | None = option(
         "--data-dir",
         help="read the data set from the standard files in this folder instead of "
-        "downloading it: mnist.npz, cifar-10-batches-py/ or its .tar.gz, "
+        "downloading it: mnist.npz or MNIST's four idx files (gzipped or not), "
+        "cifar-10-batches-py/ or its .tar.gz, "
         "cifar-100-python/ or its .tar.gz, tiny-imagenet-200/ (see README)",
     )
     validation_split: float | None = option(
@@ -197,6 +216,11 @@ class RunConfig:
     def name(self) -> str:
         """The stem of the run's files: `MNIST_dense_BrainProp_seed1`."""
         return f"{self.dataset}_{self.architecture}_{self.algorithm}_seed{self.seed}"
+
+    @property
+    def weight_std(self) -> float:
+        """The standard deviation of the initial weights: --init-std or the architecture's."""
+        return self.init_std or ARCHITECTURES[self.architecture].init_std
 
     def check(self) -> None:
         """BrainPropError for a run the paper did not do or options that exclude each other."""

@@ -42,30 +42,52 @@ def reward_for(selected_class, labels):
     return ops.cast(ops.equal(selected_class, labels), "float32")
 
 
-def brainprop_loss(q_values, reward, selected_class):
-    """Mean over the batch of 1/2 (r - Q_s)^2; only Q_s receives a gradient."""
+def brainprop_loss(q_values, reward, selected_class, batch_size: int | None = None):
+    """1/2 (r - Q_s)^2 summed over the examples and divided by `batch_size`.
+
+    Only Q_s receives a gradient.  With `batch_size` the configured batch size
+    (the original release's rule), every example moves the weights equally,
+    and a smaller last batch of an epoch takes a proportionally smaller step.
+    `batch_size=None` divides by the number of examples given (the mean).
+    """
     mask = ops.one_hot(selected_class, ops.shape(q_values)[-1], dtype=q_values.dtype)
     q_selected = ops.sum(q_values * ops.stop_gradient(mask), axis=-1)
     rpe = ops.cast(reward, q_values.dtype) - q_selected
-    return 0.5 * ops.mean(ops.square(rpe))
+    if batch_size is None:
+        return 0.5 * ops.mean(ops.square(rpe))
+    return 0.5 * ops.sum(ops.square(rpe)) / batch_size
 
 
 class BrainProp(keras.Model):
     """A functional model trained with the BrainProp rule.
 
     Build it like any functional model, with a linear output of one unit per
-    class: `BrainProp(inputs, q_values)`.  Compile it with an optimizer and no
-    loss.  Labels are integer classes; the model uses them only to compute the
-    reward of its own choice.
+    class: `BrainProp(inputs, q_values, batch_size=128)`.  Compile it with an
+    optimizer and no loss.  Labels are integer classes; the model uses them
+    only to compute the reward of its own choice.
+
+    `batch_size` is the configured batch size: a training batch's loss is the
+    sum of its examples' losses divided by it, as in the original release, so
+    the last, smaller batch of an epoch steps in proportion to its size.
+    Without it (None) the loss is the mean over the batch.  Evaluation always
+    reports the mean, whatever the batches.
 
     The logged "accuracy" is the reward rate: during training the fraction of
     rewarded Max-Boltzmann choices, during evaluation (greedy choices) the
     classification accuracy.  Predictions are argmax Q.
     """
 
-    def __init__(self, *args, epsilon: float = EPSILON, seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        epsilon: float = EPSILON,
+        seed: int | None = None,
+        batch_size: int | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.epsilon = epsilon
+        self.batch_size = batch_size
         self.selection_seed = keras.random.SeedGenerator(seed, name="selection_seed")
         self.reward_rate = keras.metrics.Mean(name="accuracy")
 
@@ -77,7 +99,7 @@ class BrainProp(keras.Model):
         selected = ops.stop_gradient(selected)
         reward = reward_for(selected, y)
         self.reward_rate.update_state(reward)
-        loss = brainprop_loss(y_pred, reward, selected)
+        loss = brainprop_loss(y_pred, reward, selected, self.batch_size if training else None)
         regularization = self.losses
         if regularization:
             loss = loss + ops.sum(ops.stack(regularization))

@@ -31,7 +31,7 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
     (default: the one that runs each config alone).  Stops at the first interrupted
     run and returns the exit status of its signal, after saying how to continue it.
     """
-    if len({(c.dataset, c.data_dir) for c in configs}) > 1:
+    if len({(c.dataset, c.data_dir, c.class_order) for c in configs}) > 1:
         raise ValueError("run_all runs the seeds of one data set")
     for config in configs:
         config.check()
@@ -52,7 +52,7 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
 
     from brainprop.datasets import load_dataset
 
-    data = load_dataset(first.dataset, first.data_dir)
+    data = load_dataset(first.dataset, first.data_dir, first.class_order)
     results = []
     for number, config in enumerate(configs, start=1):
         if len(configs) > 1:
@@ -171,7 +171,8 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
     arch = ARCHITECTURES[config.architecture]
     training = config.training()
     model = build_model(
-        config.architecture, config.algorithm, data.input_shape, data.n_classes, seed=config.seed
+        config.architecture, config.algorithm, data.input_shape, data.n_classes,
+        seed=config.seed, batch_size=training.batch_size, init_std=config.weight_std,
     )
     compile_model(model, training.learning_rate)
 
@@ -190,7 +191,7 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
     print(
         f"Training {config.algorithm} on {config.dataset} ({config.architecture}): "
         f"batch {training.batch_size}, learning rate {training.learning_rate}, "
-        f"init std {arch.init_std}, L2 {arch.l2}, at most {training.epochs} epochs, "
+        f"init std {config.weight_std}, L2 {arch.l2}, at most {training.epochs} epochs, "
         f"patience {training.patience}, seed {config.seed}, backend {keras.backend.backend()}"
     )
     files = None
@@ -280,6 +281,9 @@ def summary(config: RunConfig, model, data, result) -> dict:
         "n_classes": data.n_classes,
         "train_images": int(len(data.y_train)),
         "test_images": int(len(data.y_test)),
+        # Which class each output unit stands for, where the data name their classes.
+        "class_order": (config.class_order or "sorted") if data.classes else None,
+        "classes": list(data.classes) if data.classes else None,
         "epochs_run": len(result.epoch_seconds),
         "best_epoch": result.best_epoch,
         "best_val_accuracy": (
@@ -293,7 +297,7 @@ def summary(config: RunConfig, model, data, result) -> dict:
             "batch_size": training.batch_size,
             "learning_rate": training.learning_rate,
             "lr_schedule": LR_SCHEDULE,
-            "init_std": arch.init_std,
+            "init_std": config.weight_std,
             "l2": arch.l2,
             "padding": arch.padding,
             "max_epochs": training.epochs,

@@ -112,6 +112,17 @@ def test_summary_records_run_and_best_epoch(trained):
     assert summary["backend"] in ("tensorflow", "jax")
 
 
+def test_paper_dense_setting_is_recorded_in_the_summary(tmp_path):
+    data = write_learnable_mnist(tmp_path / "data", n_train=300, n_test=100)
+    out = tmp_path / "out"
+    assert main(["MNIST", "dense", "BrainProp", "-s", "--learning-rate", "1", "--init-std",
+                 "0.1", "--epochs", "1", "--data-dir", str(data), "--output-dir", str(out)]) == 0
+    summary = json.loads(next(out.glob("*_summary.json")).read_text())
+    assert summary["hyperparameters"]["init_std"] == 0.1
+    assert summary["hyperparameters"]["learning_rate"] == 1.0
+    assert summary["class_order"] is None and summary["classes"] is None  # MNIST: digits
+
+
 def test_brainprop_learns_the_synthetic_task_well_above_chance(trained):
     assert trained[2]["best_val_accuracy"] > 0.8  # chance is 0.1
 

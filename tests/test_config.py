@@ -84,6 +84,8 @@ def configs(draw):
         output_dir=draw(text), data_dir=draw(st.none() | text),
         validation_split=None if load else draw(st.none() | st.floats(1e-6, 1 - 1e-6)),
         resume=resume,
+        init_std=draw(st.none() | st.floats(1e-6, 10)),
+        class_order=draw(st.none() | st.sampled_from(["sorted", "listdir"]) | text),
     )
 
 
