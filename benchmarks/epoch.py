@@ -1,4 +1,4 @@
-"""Goal 5: seconds per epoch of CIFAR10 deep BrainProp, and the share of the chip's peak.
+"""Seconds per epoch of CIFAR10 deep BrainProp, and the share of the chip's peak.
 
 Trains the real model through the real input pipeline (`ImageBatches`, uint8 images
 scaled per batch) on synthetic images of CIFAR shape, one epoch of `--images` images

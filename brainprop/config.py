@@ -32,6 +32,10 @@ DEFAULT_EPOCHS = 500
 DEFAULT_PATIENCE = 45
 MIN_DELTA = 0.001
 
+LOAD_AND_SAVE = (
+    "-s saves what training produces and -l evaluates weights without training: drop -s "
+    "(or -l to train)"
+)
 LOAD_ALONE = (
     "-l evaluates one weight file on the test set: drop --seeds, --validation-split and --resume"
 )
@@ -186,6 +190,16 @@ class RunConfig:
         help="hold out this fraction of the training set (a fixed split) for early "
         "stopping and the best epoch, then report the test accuracy of that epoch",
     )
+    verbose: int | None = option(
+        "--verbose", type=int, choices=(0, 1, 2),
+        shown_default="1 on a terminal, 2 when the output goes to a file",
+        help="as in Keras' fit: 0 silent, 1 a progress bar per epoch, 2 one line per epoch",
+    )
+    tensorboard: str | None = option(
+        "--tensorboard", metavar="DIR",
+        help="write every epoch's numbers (each class's accuracy and the learning rate "
+        "included) for TensorBoard into DIR/<run name>/ (needs `pip install tensorboard`)",
+    )
     resume: bool = option(
         "--resume", default=False, action="store_true", forward=False,
         help="continue the newest interrupted or crashed run of this dataset, "
@@ -213,6 +227,10 @@ class RunConfig:
         check_combination(self.dataset, self.architecture, self.algorithm)
         if self.load and (self.validation_split or self.resume):
             raise BrainPropError(LOAD_ALONE)
+        if self.load and self.save:
+            raise BrainPropError(LOAD_AND_SAVE)
+        if self.tensorboard and self.load:
+            raise BrainPropError("--tensorboard records training; -l only evaluates: drop one")
 
     def training(self) -> TrainingConfig:
         """The resolved hyperparameters: the architecture's where none were given."""

@@ -211,14 +211,18 @@ def _reading(name: str) -> Iterator[None]:
 
 
 def _download_mnist() -> Splits:
-    import keras  # only for downloads: reading local files needs no backend
+    from brainprop.backend import start  # only for downloads: local files need no backend
+
+    keras = start()
 
     (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     return x_train[..., None], y_train, x_test[..., None], y_test
 
 
 def _download_cifar(module: str, **kwargs) -> Splits:
-    import keras
+    from brainprop.backend import start
+
+    keras = start()
 
     (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, module).load_data(**kwargs)
     if keras.config.image_data_format() == "channels_first":  # Keras gave (N, 3, 32, 32)

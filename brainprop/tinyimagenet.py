@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from brainprop.errors import BrainPropError
 from brainprop.imagecache import fingerprint, load_cache, save_cache
@@ -200,33 +201,33 @@ def decode_images(paths: list[Path]) -> np.ndarray:
     height, width = _decode(paths[0]).shape[:2]
     images = np.empty((len(paths), height, width, 3), np.uint8)
     starts = range(0, len(paths), CHUNK)
-    import keras  # only for the progress bar
+    # A bar on a terminal; nothing in a log file, where redraws would pile up.
+    with tqdm(total=len(paths), unit="image", desc="Decoding", disable=None) as progress:
+        _decode_into(images, paths, starts, progress)
+    return images
 
-    progress = keras.utils.Progbar(len(paths), unit_name="image")
+
+def _decode_into(images: np.ndarray, paths: list[Path], starts: range, progress) -> None:
+    size = images.shape[1:3]
     workers = _workers()
     if len(paths) < POOL_MIN or workers < 2:
         for start in starts:
-            images[start : start + CHUNK] = decode_chunk(paths[start : start + CHUNK], (height, width))
-            progress.update(min(start + CHUNK, len(paths)))
-        return images
+            images[start : start + CHUNK] = decode_chunk(paths[start : start + CHUNK], size)
+            progress.update(min(CHUNK, len(paths) - start))
+        return
     # spawn: forking a process that already runs a backend's threads can deadlock.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        tasks = {
-            pool.submit(decode_chunk, paths[start : start + CHUNK], (height, width)): start
-            for start in starts
-        }
-        done = 0
+        tasks = {pool.submit(decode_chunk, paths[start : start + CHUNK], size): start
+                 for start in starts}
         try:
             for task in as_completed(tasks):
                 chunk = task.result()
                 images[tasks[task] : tasks[task] + len(chunk)] = chunk
-                done += len(chunk)
-                progress.update(done)
+                progress.update(len(chunk))
         except BaseException:
             pool.shutdown(cancel_futures=True)  # a bad image: do not decode the rest
             raise
-    return images
 
 
 def decode_chunk(paths: list[Path], size: tuple[int, int]) -> np.ndarray:

@@ -210,3 +210,23 @@ def test_only_the_papers_combinations_are_allowed(dataset, architecture, algorit
         check_combination(dataset, architecture, algorithm)
     message = str(error.value)
     assert "\n" not in message and "MNIST: dense, loccon, conv" in message
+
+
+def test_parameter_counts_in_the_docs_are_those_of_the_networks():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "architectures.md").read_text()
+    table = docs.split("| network | MNIST | CIFAR10 | CIFAR100 | TinyImageNet |")[1]
+    shapes = {"MNIST": ((28, 28, 1), 10), "CIFAR10": ((32, 32, 3), 10),
+              "CIFAR100": ((32, 32, 3), 100), "TinyImageNet": ((64, 64, 3), 200)}
+    documented = {}
+    for line in table.strip().splitlines()[1:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        for dataset, cell in zip(shapes, cells[1:]):
+            if cell:
+                documented[(dataset, cells[0])] = int(cell.replace(",", ""))
+    assert set(documented) == {(d, a) for d, archs in PAPER_COMBINATIONS.items() for a in archs}
+    for (dataset, architecture), count in documented.items():
+        assert build_model(architecture, "BrainProp", *shapes[dataset]).count_params() == count
