@@ -144,6 +144,7 @@ def _kernel_options(arch: Architecture) -> dict:
 def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers.Layer:
     import keras
 
+    from brainprop.devices import replicated_batch_statistics
     from brainprop.layers import LocallyConnected2D
 
     kind, *args = spec
@@ -161,7 +162,10 @@ def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers
         return keras.layers.Dense(args[0], name=name, **weights)
     simple = {
         "relu": lambda: keras.layers.ReLU(name=name),
-        "batchnorm": lambda: keras.layers.BatchNormalization(name=name),
+        # Over the global batch when data-parallel, as on one device.
+        "batchnorm": lambda: keras.layers.BatchNormalization(
+            name=name, synchronized=replicated_batch_statistics()
+        ),
         "maxpool": lambda: keras.layers.MaxPooling2D(args[0] if args else 2, name=name),
         "dropout": lambda: keras.layers.Dropout(args[0] if args else 0.0, name=name),
         "flatten": lambda: keras.layers.Flatten(name=name),
@@ -201,7 +205,9 @@ def build_model(
     x = inputs
     for index, spec in enumerate(arch.layers, start=1):
         x = _make_layer(spec, arch, index)(x)
-    output = keras.layers.Dense(n_classes, name="output", **_kernel_options(arch))(x)
+    # float32 under mixed precision too: the Q values (or logits) and the loss stay exact.
+    output = keras.layers.Dense(n_classes, name="output", dtype="float32",
+                                **_kernel_options(arch))(x)
     name = f"{architecture}_{algorithm}"
     if algorithm == "BrainProp":
         return BrainProp(

@@ -206,6 +206,16 @@ class RunConfig:
         "architecture, algorithm and seed in --output-dir from its last completed "
         "epoch (implies -s)",
     )
+    distribute: bool = option(
+        "--distribute", default=False, action="store_true",
+        help="train this run data-parallel over every GPU (or TPU) of this machine "
+        "(see README); the batch size stays the global batch",
+    )
+    mixed_precision: bool = option(
+        "--mixed-precision", default=False, action="store_true",
+        help="compute in float16 with float32 weights, output layer and loss (Keras' "
+        "mixed_float16 policy, with dynamic loss scaling); for GPUs",
+    )
 
     @property
     def saves(self) -> bool:

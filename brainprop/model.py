@@ -17,6 +17,24 @@ from keras import ops
 EPSILON = 0.02
 
 
+def replica_of_step() -> tuple[object, int]:
+    """(index, number) of the replica running this step.
+
+    Under TensorFlow's `MirroredStrategy` every device runs the whole step on
+    its share of the batch, each with its own copy of every variable, random
+    seed state included.  Everywhere else one program runs over the whole
+    batch (one device, or JAX's data parallelism, where a random draw covers
+    the global batch at once): (0, 1).
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            return context.replica_id_in_sync_group, context.num_replicas_in_sync
+    return 0, 1
+
+
 def select_action(q_values, epsilon: float, seed_generator):
     """Max-Boltzmann selection: argmax Q with probability 1 - epsilon, else a
     sample from softmax(Q) (temperature 1).
@@ -29,11 +47,27 @@ def select_action(q_values, epsilon: float, seed_generator):
 
     Returns:
         (batch,) int32 tensor of selected classes.
+
+    Replicas of one data-parallel step (`replica_of_step`) start from the
+    same seed state, so each draws for all replicas and keeps its own share:
+    no two replicas make the same draws, and each share is distributed
+    exactly as one replica's draws would be.  (Keras seeds are integers or
+    generators, so the replica cannot be folded into the seed itself.)
     """
     greedy = ops.cast(ops.argmax(q_values, axis=-1), "int32")
-    explore = keras.random.uniform(ops.shape(greedy), seed=seed_generator) < epsilon
-    boltzmann = keras.random.categorical(q_values, 1, seed=seed_generator, dtype="int32")
-    return ops.where(explore, boltzmann[:, 0], greedy)
+    replica, replicas = replica_of_step()
+    if replicas == 1:
+        uniform = keras.random.uniform(ops.shape(greedy), seed=seed_generator)
+        boltzmann = keras.random.categorical(q_values, 1, seed=seed_generator, dtype="int32")
+        return ops.where(uniform < epsilon, boltzmann[:, 0], greedy)
+    everyone = (replicas, ops.shape(greedy)[0])
+    uniform = keras.random.uniform(everyone, seed=seed_generator)
+    boltzmann = keras.random.categorical(
+        ops.tile(q_values, (replicas, 1)), 1, seed=seed_generator, dtype="int32"
+    )
+    uniform = ops.take(uniform, replica, axis=0)
+    boltzmann = ops.take(ops.reshape(boltzmann, everyone), replica, axis=0)
+    return ops.where(uniform < epsilon, boltzmann, greedy)
 
 
 def reward_for(selected_class, labels):
@@ -92,6 +126,9 @@ class BrainProp(keras.Model):
         self.reward_rate = keras.metrics.Mean(name="accuracy")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # Under mixed precision the output layer already computes in float32;
+        # the rule (choice, reward, error) never runs in float16 either way.
+        y_pred = ops.cast(y_pred, "float32")
         if training:
             selected = select_action(y_pred, self.epsilon, self.selection_seed)
         else:
@@ -99,10 +136,19 @@ class BrainProp(keras.Model):
         selected = ops.stop_gradient(selected)
         reward = reward_for(selected, y)
         self.reward_rate.update_state(reward)
-        loss = brainprop_loss(y_pred, reward, selected, self.batch_size if training else None)
+        divisor = self.batch_size if training else None
+        loss = brainprop_loss(y_pred, reward, selected, divisor)
+        # Replicas of a TensorFlow data-parallel step sum their gradients: each
+        # returns its share of the global batch's loss (Keras scales its own
+        # losses the same way).  A sum over this replica's images divided by the
+        # configured, global, batch size is that share already; a mean, and the
+        # L2 penalty that every replica adds in full, are divided among replicas.
+        _, replicas = replica_of_step()
+        if divisor is None:
+            loss = loss / replicas
         regularization = self.losses
         if regularization:
-            loss = loss + ops.sum(ops.stack(regularization))
+            loss = loss + ops.cast(ops.sum(ops.stack(regularization)), "float32") / replicas
         return loss
 
 

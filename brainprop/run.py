@@ -139,12 +139,13 @@ def describe(configs: Sequence[RunConfig]) -> dict:
             "max_epochs": training.epochs,
             "patience": training.patience,
             "min_delta": training.min_delta,
-            "init_std": arch.init_std,
+            "init_std": first.weight_std,
             "l2": arch.l2,
             "padding": arch.padding,
             "optimizer": "SGD, no momentum",
             "epsilon": EPSILON if first.algorithm == "BrainProp" else None,
         },
+        "class_order": first.class_order,
         "validation": f"{first.validation_split:g} of the training set held out"
         if first.validation_split else "test set",
         "data": absolute(first.data_dir) or "keras.datasets (downloaded once to ~/.keras/datasets)",
@@ -163,13 +164,33 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
     from brainprop import backend
 
     keras = backend.start()
-    from brainprop.architectures import ARCHITECTURES, build_model, compile_model
+    from brainprop.devices import placement
 
     # A fresh session per seed: seed 2 after seed 1 trains as seed 2 alone would.
     keras.backend.clear_session()
+    with placement(config.distribute, config.mixed_precision) as place:
+        return _run_placed(config, data, output_dir, command, place)
+
+
+def _run_placed(config: RunConfig, data, output_dir: Path | None, command: str, place):
+    from brainprop import backend
+
+    keras = backend.start()
+    from brainprop.architectures import ARCHITECTURES, build_model, compile_model
+    from brainprop.devices import check_even_split
+
     backend.set_random_seed(config.seed)
     arch = ARCHITECTURES[config.architecture]
     training = config.training()
+    fit_data = data
+    if config.validation_split:
+        from brainprop.validation import hold_out
+
+        fit_data = hold_out(data, config.validation_split)
+    check_even_split(place.replicas, training.batch_size, {
+        "training": len(fit_data.y_train), "validation": len(fit_data.validation[1]),
+        "test": len(data.y_test),
+    })
     model = build_model(
         config.architecture, config.algorithm, data.input_shape, data.n_classes,
         seed=config.seed, batch_size=training.batch_size, init_std=config.weight_std,
@@ -192,7 +213,8 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
         f"Training {config.algorithm} on {config.dataset} ({config.architecture}): "
         f"batch {training.batch_size}, learning rate {training.learning_rate}, "
         f"init std {config.weight_std}, L2 {arch.l2}, at most {training.epochs} epochs, "
-        f"patience {training.patience}, seed {config.seed}, backend {keras.backend.backend()}"
+        f"patience {training.patience}, seed {config.seed}, backend {keras.backend.backend()}, "
+        f"{place.describe()}"
     )
     files = None
     if output_dir is not None:
@@ -212,11 +234,6 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
         best_weights = files.weights if files else None
         if config.validation_split and best_weights is None:
             best_weights = Path(scratch) / "best.weights.h5"
-        fit_data = data
-        if config.validation_split:
-            from brainprop.validation import hold_out
-
-            fit_data = hold_out(data, config.validation_split)
         result = train(
             model,
             fit_data,
@@ -235,7 +252,8 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
         )
         validation = _validation_summary(config, model, best_weights, fit_data)
     if files is not None:
-        _save(config, model, data, result, files, started, validation, command)
+        where = {"devices": list(place.devices), "dtype_policy": place.policy}
+        _save(config, model, data, result, files, started, {**validation, **where}, command)
     return result
 
 

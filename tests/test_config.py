@@ -86,6 +86,7 @@ def configs(draw):
         resume=resume,
         init_std=draw(st.none() | st.floats(1e-6, 10)),
         class_order=draw(st.none() | st.sampled_from(["sorted", "listdir"]) | text),
+        distribute=draw(st.booleans()), mixed_precision=draw(st.booleans()),
     )
 
 
