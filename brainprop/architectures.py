@@ -128,7 +128,7 @@ def check_combination(dataset: str, architecture: str, algorithm: str) -> None:
 def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers.Layer:
     import keras
 
-    from brainprop.layers import LocallyConnected2D
+    from brainprop.layers import BatchNormalization, LocallyConnected2D
 
     kind, *args = spec
     weights = {
@@ -149,7 +149,7 @@ def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers
         return keras.layers.Dense(args[0], name=name, **weights)
     simple = {
         "relu": lambda: keras.layers.ReLU(name=name),
-        "batchnorm": lambda: keras.layers.BatchNormalization(name=name),
+        "batchnorm": lambda: BatchNormalization(name=name),
         "maxpool": lambda: keras.layers.MaxPooling2D(args[0] if args else 2, name=name),
         "dropout": lambda: keras.layers.Dropout(args[0] if args else 0.0, name=name),
         "flatten": lambda: keras.layers.Flatten(name=name),
