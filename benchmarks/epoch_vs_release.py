@@ -57,6 +57,7 @@ RESULTS = REPO / "benchmarks" / "RESULTS.md"
 ARCHITECTURES = ("dense", "conv", "loccon", "deep")
 DATASET_OF = {"dense": "MNIST", "conv": "CIFAR10", "loccon": "CIFAR10", "deep": "CIFAR10"}
 RULES = ("BrainProp", "EBP")
+PARTS = ("total", "train", "validation", "other", "cpu")
 CONTENDERS = ("release", "ours-tensorflow", "ours-jax")
 
 # (training, test) images: the full run is the issue's CIFAR10 10,000 / 2,000.
@@ -82,23 +83,48 @@ class Marks:
     }
 
     def __init__(self):
-        self.marks: list[tuple[str, float]] = []
+        self.marks: list[tuple[str, float, float]] = []  # event, wall, process CPU
         self.done = False
+        # Seconds of each callback's on_epoch_end, per epoch, by the callback's class.
+        self.epoch_end_seconds: dict[str, list[float]] = {}
 
     def instrument(self, callback_list_class) -> None:
         for name, at_entry in self.EVENTS.items():
             setattr(callback_list_class, name, self._timed(
                 getattr(callback_list_class, name), name, at_entry))
+        on_train_begin = callback_list_class.on_train_begin
+        marks = self
+
+        def time_each_callback(callback_list, *args, **kwargs):
+            if not marks.done:
+                for callback in callback_list.callbacks:
+                    marks._time_epoch_end(callback)
+            return on_train_begin(callback_list, *args, **kwargs)
+
+        callback_list_class.on_train_begin = time_each_callback
+
+    def _time_epoch_end(self, callback) -> None:
+        method, seconds = callback.on_epoch_end, []
+        self.epoch_end_seconds[type(callback).__name__] = seconds
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                seconds.append(time.perf_counter() - start)
+
+        callback.on_epoch_end = timed
 
     def _timed(self, method, name, at_entry):
         marks = self
 
         def timed(callback_list, *args, **kwargs):
             if at_entry and not marks.done:
-                marks.marks.append((name, time.perf_counter()))
+                marks.marks.append((name, time.perf_counter(), time.process_time()))
             result = method(callback_list, *args, **kwargs)
             if not at_entry and not marks.done:
-                marks.marks.append((name, time.perf_counter()))
+                marks.marks.append((name, time.perf_counter(), time.process_time()))
             if name == "on_train_end":
                 marks.done = True  # later evaluate() calls are not epochs
             return result
@@ -106,19 +132,20 @@ class Marks:
         return timed
 
     def epochs(self) -> list[dict[str, float]]:
-        """Seconds of each epoch: total, train, validation, other."""
+        """Seconds of each epoch: total, train, validation, other, and CPU seconds."""
         epochs, current = [], None
-        for name, at in self.marks:
+        for name, at, cpu in self.marks:
             if name in ("on_epoch_begin", "on_train_end") and current is not None:
                 total = at - current["on_epoch_begin"]
                 train = current.get("on_test_begin", at) - current["on_epoch_begin"]
                 validation = current.get("on_test_end", current.get("on_test_begin", at)) - (
                     current.get("on_test_begin", at))
                 epochs.append({"total": total, "train": train, "validation": validation,
-                               "other": total - train - validation})
+                               "other": total - train - validation,
+                               "cpu": cpu - current["cpu"]})
                 current = None
             if name == "on_epoch_begin":
-                current = {name: at}
+                current = {name: at, "cpu": cpu}
             elif current is not None:
                 current.setdefault(name, at)
         return epochs
@@ -128,7 +155,7 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def run_ours(args) -> list[dict[str, float]]:
+def run_ours(args) -> Marks:
     """This project's main.py, as a user runs it, with `-s`."""
     _quiet_tensorflow()
     import keras
@@ -143,10 +170,10 @@ def run_ours(args) -> list[dict[str, float]]:
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             raise
-    return marks.epochs()
+    return marks
 
 
-def run_release(args) -> list[dict[str, float]]:
+def run_release(args) -> Marks:
     """The release's main.py through tf_keras, reading the synthetic files."""
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         raise SystemExit("the release runs through tf_keras: set TF_USE_LEGACY_KERAS=1")
@@ -191,14 +218,15 @@ def run_release(args) -> list[dict[str, float]]:
     sys.path.insert(0, str(release))
     sys.argv = ["main.py", args.dataset, args.arch, args.rule]
     runpy.run_path(str(release / "main.py"), run_name="__main__")
-    return marks.epochs()
+    return marks
 
 
 def child(args) -> None:
     start = time.perf_counter()
-    epochs = run_release(args) if args.child == "release" else run_ours(args)
+    marks = run_release(args) if args.child == "release" else run_ours(args)
     Path(args.timings).write_text(json.dumps(
-        {"epochs": epochs, "process_seconds": time.perf_counter() - start}))
+        {"epochs": marks.epochs(), "epoch_end_seconds": marks.epoch_end_seconds,
+         "process_seconds": time.perf_counter() - start}))
 
 
 # --- the parent: data, rounds, table ------------------------------------------------------
@@ -265,10 +293,14 @@ def run_contender(contender, arch, rule, data_dir, epochs, release_dir, scratch)
     return result
 
 
-def mean_parts(epochs: list[dict[str, float]]) -> dict[str, float]:
-    counted = epochs[1:]  # the first epoch compiles
-    return {part: statistics.fmean(e[part] for e in counted)
-            for part in ("total", "train", "validation", "other")}
+def mean_parts(result: dict) -> dict:
+    """Means over the counted epochs: the parts, and each callback's epoch end."""
+    counted = result["epochs"][1:]  # the first epoch compiles
+    parts = {part: statistics.fmean(e[part] for e in counted) for part in PARTS}
+    parts["callbacks"] = {name: statistics.fmean(seconds[1:])
+                          for name, seconds in result.get("epoch_end_seconds", {}).items()
+                          if len(seconds) > 1}
+    return parts
 
 
 def summarize(runs: dict, rows, contenders) -> list[dict]:
@@ -277,16 +309,20 @@ def summarize(runs: dict, rows, contenders) -> list[dict]:
     for arch, rule in rows:
         for contender in contenders:
             rounds = runs[(arch, rule, contender)]
-            parts = {part: statistics.median(r[part] for r in rounds)
-                     for part in ("total", "train", "validation", "other")}
+            parts = {part: statistics.median(r[part] for r in rounds) for part in PARTS}
             row = {"architecture": arch, "dataset": DATASET_OF[arch], "rule": rule,
                    "contender": contender, "rounds": len(rounds), **parts,
                    "other_share": parts["other"] / parts["total"],
+                   "callbacks": {name: statistics.median(r["callbacks"].get(name, 0.0)
+                                                         for r in rounds)
+                                 for name in rounds[0]["callbacks"]},
                    "epoch_seconds_by_round": [round(r["total"], 3) for r in rounds]}
             release = runs.get((arch, rule, "release"))
             if contender != "release" and release:
                 row["ratio"] = statistics.median(
                     r["total"] / b["total"] for r, b in zip(rounds, release))
+                row["cpu_ratio"] = statistics.median(
+                    r["cpu"] / b["cpu"] for r, b in zip(rounds, release))
             table.append(row)
     return table
 
@@ -307,15 +343,30 @@ def markdown(table, images, args, machine) -> str:
                     dict.fromkeys(r["architecture"] for r in table)) + ".",
         "",
         "| architecture | rule | contender | epoch s | train s | validation s | other s "
-        "| other % | ours / release |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| other % | ours / release | CPU s | CPU ours / release |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in table:
         ratio = f"**{row['ratio']:.2f}**" if "ratio" in row else ""
+        cpu_ratio = f"{row['cpu_ratio']:.2f}" if "cpu_ratio" in row else ""
         lines.append(
             f"| {row['dataset']} {row['architecture']} | {row['rule']} | {row['contender']} "
             f"| {row['total']:.2f} | {row['train']:.2f} | {row['validation']:.2f} "
-            f"| {row['other']:.3f} | {100 * row['other_share']:.1f} | {ratio} |")
+            f"| {row['other']:.3f} | {100 * row['other_share']:.1f} | {ratio} "
+            f"| {row['cpu']:.2f} | {cpu_ratio} |")
+    lines += [
+        "",
+        "Where *other* goes: seconds per epoch in each callback's `on_epoch_end` "
+        "(those above 1 ms), same runs.",
+        "",
+        "| architecture | rule | contender | callbacks at the end of an epoch |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in table:
+        spent = sorted(row["callbacks"].items(), key=lambda item: -item[1])
+        cells = ", ".join(f"{name} {seconds:.3f}" for name, seconds in spent if seconds >= 1e-3)
+        lines.append(f"| {row['dataset']} {row['architecture']} | {row['rule']} "
+                     f"| {row['contender']} | {cells or 'none above 1 ms'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -382,12 +433,13 @@ def parent(args) -> None:
                 for contender in order[shift:] + order[:shift]:
                     result = run_contender(contender, arch, rule, folders[arch], args.epochs,
                                            release_dir, scratch)
-                    parts = mean_parts(result["epochs"])
+                    parts = mean_parts(result)
                     runs[(arch, rule, contender)].append(parts)
                     print(f"[{time.perf_counter() - started:6.0f} s] round {round_ + 1}: "
                           f"{DATASET_OF[arch]} {arch} {rule} {contender}: "
                           f"{parts['total']:.2f} s/epoch (train {parts['train']:.2f}, "
-                          f"validation {parts['validation']:.2f}, other {parts['other']:.3f})",
+                          f"validation {parts['validation']:.2f}, other {parts['other']:.3f}; "
+                          f"CPU {parts['cpu']:.2f} s)",
                           flush=True)
     machine["load_end"] = f"{os.getloadavg()[0]:.1f}"
     table = summarize(runs, rows, args.contenders)
