@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 ALGORITHMS = ("BrainProp", "EBP")
 
-# Which architectures the paper ran on which dataset (SPEC 1).
-ALLOWED = {
+# Which architectures the paper ran on which dataset (Tables 1 and 2 of the paper).
+PAPER_COMBINATIONS = {
     "MNIST": ("dense", "loccon", "conv"),
     "CIFAR10": ("loccon", "conv", "deep"),
     "CIFAR100": ("loccon", "conv", "deep"),
@@ -103,10 +103,11 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 # Learning-rate schedule of the release: halve every 100 epochs.
 LR_HALVING_EPOCHS = 100
+LR_SCHEDULE = f"learning_rate * 0.5 ** (epoch // {LR_HALVING_EPOCHS})"
 
 
 def learning_rate_at(epoch: int, initial: float) -> float:
-    """Learning rate for a 0-based `epoch`: `initial * 0.5 ** (epoch // 100)`."""
+    """Learning rate for a 0-based `epoch`: LR_SCHEDULE with `learning_rate=initial`."""
     return initial * 0.5 ** (epoch // LR_HALVING_EPOCHS)
 
 
@@ -116,13 +117,17 @@ def check_combination(dataset: str, architecture: str, algorithm: str) -> None:
         raise BrainPropError(
             f"unknown algorithm {algorithm!r}: choose {' or '.join(ALGORITHMS)}"
         )
-    if architecture in ALLOWED.get(dataset, ()):
+    if architecture in PAPER_COMBINATIONS.get(dataset, ()):
         return
-    allowed = "; ".join(f"{d}: {', '.join(a)}" for d, a in ALLOWED.items())
     raise BrainPropError(
         f"{dataset} with {architecture} is not a combination of the paper; "
-        f"allowed: {allowed}"
+        f"allowed: {combinations_text()}"
     )
+
+
+def combinations_text() -> str:
+    """`MNIST: dense, loccon, conv; CIFAR10: ...`: the combinations the paper ran."""
+    return "; ".join(f"{d}: {', '.join(a)}" for d, a in PAPER_COMBINATIONS.items())
 
 
 def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers.Layer:

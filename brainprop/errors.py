@@ -1,7 +1,21 @@
-"""The one exception type for mistakes a user can fix, and the exit status it ends in."""
+"""Mistakes a user can fix, and how every command of the project reports them.
+
+`Parser` and `run_command` are shared by `main.py`, `tinyimagenet.py`,
+`python -m brainprop.report` and `python -m brainprop.reproduce`: the same
+refusal of abbreviated options, one line on stderr for any mistake, and the
+same exit statuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
 
 # What every command line of the project returns after a one-line error.
 EXIT_USER_ERROR = 2
+# What a shell reports for a process stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 class BrainPropError(Exception):
@@ -10,3 +24,27 @@ class BrainPropError(Exception):
     The CLI prints its message as a single line and exits non-zero, so the
     message must say what is wrong and what to do about it.
     """
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that takes no abbreviated option and errs in one line."""
+
+    def __init__(self, *args, **kwargs):
+        # A typo must not silently become another option.
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        # One line, no usage block: the full usage is one --help away.
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run_command(name: str, command: Callable[[], int]) -> int:
+    """`command()`'s exit status, or a one-line error for a BrainPropError or a Ctrl-C."""
+    try:
+        return command()
+    except BrainPropError as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # interrupted outside training, which stops on its own
+        print(f"{name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

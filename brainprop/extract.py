@@ -1,23 +1,22 @@
 """Extracting the official `tiny-imagenet-200.zip`: `python tinyimagenet.py [ZIP]`.
 
 The zip is checked (a zip, the Tiny ImageNet layout, room on the disk) before anything is
-written, extracted into a hidden temporary folder beside it, and renamed to
+written, extracted into a hidden folder beside it (`.partial.tiny-imagenet-200`), and renamed to
 `tiny-imagenet-200/` only once every file came out intact: an interrupted or failed
 extraction never leaves a folder that looks complete.  An existing folder is left alone.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
-from brainprop.errors import EXIT_USER_ERROR, BrainPropError
+from brainprop.atomic import partial_path
+from brainprop.errors import BrainPropError, Parser, run_command
 from brainprop.tinyimagenet import ANNOTATIONS, FOLDER, URL, ZIP_NAME
 
 
@@ -93,7 +92,14 @@ def _extract_then_rename(
 ) -> None:
     import keras  # only for the progress bar
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.partial-", dir=target.parent))
+    staging = partial_path(target)
+    try:
+        staging.mkdir()
+    except FileExistsError:
+        raise BrainPropError(
+            f"{staging} exists: another extraction is running, or one was killed; "
+            "if none is running, delete it and run again"
+        ) from None
     try:
         progress = keras.utils.Progbar(len(members), unit_name="file")
         for count, member in enumerate(members, start=1):
@@ -112,18 +118,18 @@ def _extract_then_rename(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tinyimagenet.py",
         description=f"Extract {ZIP_NAME} (from {URL}) into {FOLDER}/ beside it.",
     )
     parser.add_argument("zip", nargs="?", default=ZIP_NAME,
                         help=f"the zip, or the folder holding it (default: ./{ZIP_NAME})")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        folder, extracted = extract_tinyimagenet(args.zip)
-    except BrainPropError as error:
-        print(f"tinyimagenet.py: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return run_command("tinyimagenet.py", lambda: _extract(args.zip))
+
+
+def _extract(zip_path: str) -> int:
+    folder, extracted = extract_tinyimagenet(zip_path)
     if not extracted:
         print(f"{folder} already exists; left it alone (delete it to extract again)")
         return 0

@@ -9,13 +9,14 @@ or fingerprint differs, or that cannot be read: the caller decodes again and rew
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+from brainprop.atomic import write_atomically
 
 # Bump when what the cache holds, or how it is laid out, changes.
 CACHE_VERSION = 1
@@ -47,13 +48,13 @@ def load_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
 
 def save_cache(path: Path, key: str, arrays: dict[str, np.ndarray]) -> bool:
     """Write `arrays` to `path` under `key` atomically; warn and return False if it cannot."""
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    def write(partial: Path) -> None:
         with open(partial, "wb") as f:
             np.savez(f, version=np.int64(CACHE_VERSION), fingerprint=np.str_(key), **arrays)
-        os.replace(partial, path)
+
+    try:
+        write_atomically(path, write)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         print(f"warning: could not write the cache {path} ({exc}); the next run decodes again",
               file=sys.stderr)
         return False

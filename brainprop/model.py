@@ -82,3 +82,13 @@ class BrainProp(keras.Model):
         if regularization:
             loss = loss + ops.sum(ops.stack(regularization))
         return loss
+
+
+def exploration_rate(model: keras.Model) -> float | None:
+    """The probability of exploring of a BrainProp model; None for EBP, which never explores."""
+    return model.epsilon if isinstance(model, BrainProp) else None
+
+
+def training_accuracy_label(model: keras.Model) -> str:
+    """What the logged training "accuracy" of `model` measures, for plot legends."""
+    return "training (reward rate)" if isinstance(model, BrainProp) else "training"

@@ -17,37 +17,51 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-
-from brainprop.errors import BrainPropError  # noqa: E402
-
-SUFFIXES = {
-    "plot_pdf": "_accuracy.pdf",
-    "plot_png": "_accuracy.png",
-    "history": "_history.pkl",
-    "weights": "_weights.weights.h5",
-    "summary": "_summary.json",
-    "log": "_log.csv",
-}
-
+from brainprop.atomic import write_atomically
+from brainprop.errors import BrainPropError
 
 @dataclasses.dataclass(frozen=True)
 class RunFiles:
-    """The paths of one run's outputs."""
+    """The paths of one run's outputs, all named after one stem."""
 
     stem: Path
 
-    def __getattr__(self, kind: str) -> Path:
-        if kind not in SUFFIXES:
-            raise AttributeError(kind)
-        return self.stem.with_name(self.stem.name + SUFFIXES[kind])
+    def _with(self, suffix: str) -> Path:
+        return self.stem.with_name(self.stem.name + suffix)
 
-    def names(self) -> dict[str, str]:
-        return {kind: getattr(self, kind).name for kind in SUFFIXES}
+    @property
+    def plot_pdf(self) -> Path:
+        return self._with("_accuracy.pdf")
+
+    @property
+    def plot_png(self) -> Path:
+        return self._with("_accuracy.png")
+
+    @property
+    def history(self) -> Path:
+        return self._with("_history.pkl")
+
+    @property
+    def weights(self) -> Path:
+        return self._with("_weights.weights.h5")
+
+    @property
+    def summary(self) -> Path:
+        return self._with("_summary.json")
+
+    @property
+    def log(self) -> Path:
+        return self._with("_log.csv")
+
+    @property
+    def backup(self) -> Path:
+        """Where an unfinished run keeps its backup; it disappears when the run ends."""
+        return self.stem.with_name(f".{self.stem.name}.backup")
+
+    def outputs(self) -> dict[str, Path]:
+        """Every file the run leaves behind, by kind (the summary's `files`)."""
+        return {"plot_pdf": self.plot_pdf, "plot_png": self.plot_png, "history": self.history,
+                "weights": self.weights, "summary": self.summary, "log": self.log}
 
 
 def check_writable(output_dir: str | os.PathLike) -> Path:
@@ -73,11 +87,6 @@ def check_writable(output_dir: str | os.PathLike) -> Path:
     return directory
 
 
-def backup_dir(files: RunFiles) -> Path:
-    """Where an unfinished run keeps its backup; it disappears when the run ends."""
-    return files.stem.with_name(f".{files.stem.name}.backup")
-
-
 def _stems(output_dir: Path, base: str) -> Iterator[RunFiles]:
     for number in range(1, 100_000):
         yield RunFiles(output_dir / (base if number == 1 else f"{base}_{number}"))
@@ -91,10 +100,10 @@ def reserve_run_files(output_dir: Path, base: str) -> RunFiles:
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     for files in _stems(output_dir, base):
-        if any(getattr(files, kind).exists() for kind in SUFFIXES):
+        if any(path.exists() for path in files.outputs().values()):
             continue
         try:
-            backup_dir(files).mkdir()
+            files.backup.mkdir()
         except FileExistsError:
             continue
         return files
@@ -105,9 +114,9 @@ def find_unfinished(output_dir: Path, base: str) -> RunFiles:
     """The newest run `base`, `base_2`, ... that still has its backup folder."""
     unfinished = None
     for files in _stems(output_dir, base):
-        if backup_dir(files).is_dir():
+        if files.backup.is_dir():
             unfinished = files
-        elif not any(getattr(files, kind).exists() for kind in SUFFIXES):
+        elif not any(path.exists() for path in files.outputs().values()):
             break
     if unfinished is None:
         raise BrainPropError(
@@ -115,16 +124,6 @@ def find_unfinished(output_dir: Path, base: str) -> RunFiles:
             "start it without --resume (or give the --output-dir and --seed it used)"
         )
     return unfinished
-
-
-def write_atomically(path: Path, write) -> None:
-    """Call `write(partial)` on a hidden name beside `path`, then rename it to `path`."""
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def write_history(path: Path, dataset: str, algorithm: str, history: dict) -> None:
@@ -144,13 +143,18 @@ def write_summary(path: Path, summary: dict) -> None:
     write_atomically(path, write)
 
 
-def plot_accuracy(history: dict, title: str, pdf_path: Path, png_path: Path) -> None:
+def plot_accuracy(history: dict, title: str, train_label: str, pdf_path: Path,
+                  png_path: Path) -> None:
     """Training and validation accuracy per epoch, best validation epoch marked."""
+    import matplotlib.ticker
+
+    from brainprop.plotting import plt, save_figure
+
     train = history.get("accuracy", [])
     val = history.get("val_accuracy", [])
     epochs = range(1, len(train) + 1)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(epochs, train, label="training (reward rate)" if "BrainProp" in title else "training")
+    ax.plot(epochs, train, label=train_label)
     ax.plot(range(1, len(val) + 1), val, label="validation")
     finite = [i for i, v in enumerate(val) if math.isfinite(v)]
     if finite:
@@ -162,6 +166,4 @@ def plot_accuracy(history: dict, title: str, pdf_path: Path, png_path: Path) -> 
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    for path in (pdf_path, png_path):
-        write_atomically(path, lambda partial: fig.savefig(partial, format=path.suffix[1:]))
-    plt.close(fig)
+    save_figure(fig, [pdf_path, png_path])

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from brainprop.errors import EXIT_USER_ERROR, BrainPropError
-from brainprop.outputs import write_atomically, plt
+from brainprop.errors import BrainPropError, Parser, run_command
+from brainprop.atomic import write_atomically
+from brainprop.plotting import plt, save_figure
 from brainprop.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
 
 ALGORITHM_ORDER = ("BrainProp", "EBP")
@@ -251,11 +252,7 @@ def curve_band(curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def _save_figure(fig, out_dir: Path, name: str) -> list[Path]:
-    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    for path in paths:
-        write_atomically(path, lambda partial: fig.savefig(partial, format=path.suffix[1:]))
-    plt.close(fig)
-    return paths
+    return save_figure(fig, [out_dir / f"{name}.png", out_dir / f"{name}.pdf"])
 
 
 def plot_figure5(runs: list[Run], out_dir: Path) -> list[Path]:
@@ -359,7 +356,7 @@ def write_report(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m brainprop.report",
         description="Tables 1 and 2 and Figure 5 of the paper from a folder of runs "
         "(the *_summary.json and *_history.pkl that main.py -s writes).",
@@ -374,13 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def report() -> int:
         written = write_report(args.runs_dir, args.out, args.class_run)
-    except BrainPropError as error:
-        print(f"report: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    print(f"Report: {', '.join(p.name for p in written)} in {written[0].parent}")
-    return 0
+        print(f"Report: {', '.join(p.name for p in written)} in {written[0].parent}")
+        return 0
+
+    return run_command("report", report)
 
 
 if __name__ == "__main__":

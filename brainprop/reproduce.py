@@ -4,7 +4,9 @@
     python -m brainprop.reproduce table2 --seeds 1-10 --runs-dir runs --only CIFAR10/deep
 
 Runs every configuration of the table (both rules) for every seed, one after another in
-this process, through `main.py -s` (so each run writes its usual files).  A run whose
+this process, as `main.py -s` would (so each run writes its usual files); every option
+of `main.py` that is not about which run or where (`--epochs`, `--data-dir`, ...) is
+passed on to every run.  A run whose
 summary is already in the runs folder is skipped: stop and start again at will, or split
 the work across machines by giving each its own `--only` or `--seeds` and one shared (or
 later merged) runs folder.  Progress is printed before each run.
@@ -13,14 +15,14 @@ later merged) runs folder.  Progress is printed before each run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 from brainprop.architectures import ALGORITHMS
-from brainprop.cli import _fraction, _positive, parse_seeds
-from brainprop.cli import main as run_main
-from brainprop.errors import EXIT_USER_ERROR, BrainPropError
+from brainprop.config import RunConfig, parse_seeds
+from brainprop.errors import BrainPropError, Parser, run_command
 from brainprop.paper import TABLES
 
 Config = tuple[str, str, str]  # dataset, architecture, algorithm
@@ -98,8 +100,9 @@ def _done_runs(runs_dir) -> dict[tuple, dict]:
 
 
 def reproduce(args: argparse.Namespace) -> int:
-    """Run what is missing of the table, then write the report; main.py's exit status."""
+    """Run what is missing of the table, then write the report; the runs' exit status."""
     from brainprop.outputs import check_writable
+    from brainprop.run import run
 
     runs_dir = check_writable(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -120,8 +123,7 @@ def reproduce(args: argparse.Namespace) -> int:
         print(f"[reproduce] {progress.line([c for c, _ in todo[index:]])}; "
               f"now {' '.join(config)} seed {seed}", flush=True)
         started = time.monotonic()
-        status = run_main([*config, "-s", "--seed", str(seed), "--output-dir", str(runs_dir),
-                           *_passed_on(args), *_resume_if_unfinished(runs_dir, config, seed)])
+        status = run(child_config(args, config, seed, runs_dir))
         if status != 0:
             return status
         progress.finished(config, time.monotonic() - started)
@@ -134,29 +136,28 @@ def reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resume_if_unfinished(runs_dir, config: Config, seed: int) -> list[str]:
-    """`--resume` when an interrupted or crashed run of this seed waits in the folder."""
+def child_config(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path) -> RunConfig:
+    """The run of `config` and `seed`: saved in the runs folder, resumed if unfinished,
+    with every option given to reproduce that main.py takes."""
+    dataset, architecture, algorithm = config
+    child = RunConfig(dataset, architecture, algorithm, save=True, seed=seed,
+                      output_dir=str(runs_dir), **RunConfig.forwarded(args))
+    return dataclasses.replace(child, resume=_unfinished(child))
+
+
+def _unfinished(child: RunConfig) -> bool:
+    """Whether an interrupted or crashed run of this seed waits in the folder."""
     from brainprop.outputs import find_unfinished
 
     try:
-        find_unfinished(Path(runs_dir), "_".join([*config, f"seed{seed}"]))
+        find_unfinished(Path(child.output_dir), child.name)
     except BrainPropError:
-        return []
-    return ["--resume"]
-
-
-def _passed_on(args: argparse.Namespace) -> list[str]:
-    """The options handed to every main.py run."""
-    options = ["--epochs", str(args.epochs), "--patience", str(args.patience)]
-    if args.data_dir:
-        options += ["--data-dir", args.data_dir]
-    if args.validation_split:
-        options += ["--validation-split", str(args.validation_split)]
-    return options
+        return False
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m brainprop.reproduce",
         description="Run every configuration of Table 1 or 2 of the paper for the given "
         "seeds (skipping runs already in --runs-dir), then write the report.",
@@ -170,26 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the runs write and are looked for (default: runs)")
     parser.add_argument("--only", nargs="+", metavar="DATASET/ARCH[/RULE]",
                         help="run only these rows of the table, e.g. CIFAR10/conv/BrainProp")
-    parser.add_argument("--data-dir", help="passed to main.py (see its --help)")
-    parser.add_argument("--epochs", type=_positive(int), default=500,
-                        help="at most this many epochs per run (default: 500; less for a "
-                        "quick trial, in its own --runs-dir)")
-    parser.add_argument("--patience", type=_positive(int), default=45,
-                        help="early-stopping patience (default: 45)")
-    parser.add_argument("--validation-split", type=_fraction, metavar="F",
-                        help="passed to main.py: hold out F of the training set")
     parser.add_argument("--report-dir", help="where the report goes (default: RUNS_DIR/report)")
     parser.add_argument("--no-report", action="store_true", help="run, but write no report")
+    passed_on = parser.add_argument_group("options passed on to every run (see main.py --help)")
+    RunConfig.add_arguments(passed_on, forwarded_only=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return reproduce(args)
-    except BrainPropError as error:
-        print(f"reproduce: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return run_command("reproduce", lambda: reproduce(args))
 
 
 if __name__ == "__main__":

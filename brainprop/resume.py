@@ -1,20 +1,22 @@
 """Long runs survive interruption: stop cleanly on a signal, resume from a backup.
 
-Ctrl-C (SIGINT) or SIGTERM sets a flag; at the end of the current batch the
-run stops with `TrainingInterrupted`, discarding the unfinished epoch.  Every
-completed epoch has been backed up by `RunBackup`, Keras' BackupAndRestore
-plus what it does not keep: the early-stopping counter and best, the best
-validation accuracy seen by the checkpoint, the history, the epoch times, the
-position of the data shuffle and the state of every random seed generator
-(BrainProp's action selection, dropout).  A resumed run therefore continues
-exactly where the uninterrupted one would have been.
+Ctrl-C (SIGINT) or SIGTERM sets a flag; at the end of the current batch (of
+the current compiled call of several batches) the run stops with `TrainingInterrupted`, discarding the unfinished epoch.  Every
+completed epoch has been backed up by `RunBackup` into one file, written
+atomically: every variable of the model (weights, BatchNorm statistics, the
+state of every random seed generator: BrainProp's action selection, dropout),
+every variable of the optimizer, and what Keras' callbacks reset in `fit`: the
+early-stopping counter and best, the best validation accuracy seen by the
+checkpoint, the history and the epoch times.  With the data shuffle picked by
+the epoch number, a resumed run continues exactly where the uninterrupted one
+would have been.  Only public Keras API is used (`model.variables`,
+`optimizer.variables`, `Variable.assign`, `fit(initial_epoch=...)`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import signal
 import threading
 from pathlib import Path
@@ -23,9 +25,9 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
-from brainprop.outputs import write_atomically
+from brainprop.atomic import write_atomically
+from brainprop.errors import BrainPropError
 
-STATE_FILE = "run_state.json"
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -86,90 +88,106 @@ class StopOnSignal(keras.callbacks.Callback):
     on_epoch_end = _check
 
 
-def _seed_states(model: keras.Model) -> dict[str, Any]:
-    return {
-        v.path: keras.ops.convert_to_numpy(v.value).tolist()
-        for v in model.non_trainable_variables
-        if "seed_generator_state" in v.path
-    }
+BACKUP_FILE = "backup.npz"
 
 
-class RunBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that also keeps the state Keras' callbacks reset in `fit`.
+class RunBackup(keras.callbacks.Callback):
+    """Backs up the whole state of training after every epoch; restores it in `fit`.
 
     Put it last in the callback list, so that the callbacks whose state it
-    saves have already seen the epoch.  `history` holds every completed
-    epoch's logs, those of earlier sessions of the run included.
+    saves have already seen the epoch, and pass `completed_epochs()` to `fit`
+    as `initial_epoch`.  `history` holds every completed epoch's logs, those of
+    earlier sessions of the run included.
     """
 
-    def __init__(self, backup_dir, early_stopping, checkpoint, timer, train_batches):
-        super().__init__(backup_dir, double_checkpoint=True)
-        self.state_path = Path(backup_dir) / STATE_FILE
+    def __init__(self, backup_dir, early_stopping, checkpoint, timer):
+        super().__init__()
+        self.path = Path(backup_dir) / BACKUP_FILE
         self.early_stopping = early_stopping
         self.checkpoint = checkpoint
         self.timer = timer
-        self.train_batches = train_batches
         self.history: dict[str, list] = {}
+        if not self.path.exists() and (Path(backup_dir) / "run_state.json").exists():
+            raise BrainPropError(
+                f"{backup_dir} was written by an earlier version of this project, which "
+                "cannot be resumed: start the run again without --resume"
+            )
+
+    def _state(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        with np.load(self.path, allow_pickle=False) as stored:
+            return json.loads(str(stored["state"]))
 
     def completed_epochs(self) -> int:
         """Epochs completed by earlier sessions of this run (0 for a new run)."""
-        if not self.state_path.exists():
-            return 0
-        return int(json.loads(self.state_path.read_text())["epoch"])
+        state = self._state()
+        return 0 if state is None else int(state["epoch"])
 
     def on_train_begin(self, logs=None):
-        self._keep_backup_consistent()
-        super().on_train_begin(logs)
-        if not self.state_path.exists():
+        state = self._state()
+        if state is None:
             return
-        state = json.loads(self.state_path.read_text())
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        with np.load(self.path, allow_pickle=False) as stored:
+            _assign(self.model.variables, stored, "model", self.path)
+            _assign(optimizer.variables, stored, "optimizer", self.path)
         self.history = state["history"]
         self.timer.seconds[:] = state["epoch_seconds"]
         for name, value in state["early_stopping"].items():
             setattr(self.early_stopping, name, value)
         if self.checkpoint is not None:
             self.checkpoint.best = state["checkpoint_best"]
-        seeds = _seed_states(self.model)
-        for variable in self.model.non_trainable_variables:
-            if variable.path in seeds:
-                variable.assign(np.asarray(state["seed_states"][variable.path], dtype=variable.dtype))
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(plain(value))
-        super().on_epoch_end(epoch, logs)
-
-    def _save_model(self):
-        super()._save_model()
+            self.history.setdefault(key, []).append(as_python(value))
         state = {
-            "epoch": self._current_epoch,
+            "epoch": epoch + 1,
             "history": self.history,
             "epoch_seconds": self.timer.seconds,
             "early_stopping": {
                 "wait": self.early_stopping.wait,
-                "best": plain(self.early_stopping.best),
+                "best": as_python(self.early_stopping.best),
                 "best_epoch": self.early_stopping.best_epoch,
                 "stopped_epoch": self.early_stopping.stopped_epoch,
             },
-            "checkpoint_best": plain(self.checkpoint.best) if self.checkpoint else None,
-            "seed_states": _seed_states(self.model),
+            "checkpoint_best": as_python(self.checkpoint.best) if self.checkpoint else None,
         }
-        write_atomically(self.state_path, lambda partial: partial.write_text(json.dumps(state)))
+        arrays = {
+            **_arrays(self.model.variables, "model"),
+            **_arrays(self.model.optimizer.variables, "optimizer"),
+        }
 
-    def _keep_backup_consistent(self) -> None:
-        # A crash between Keras' weight backup and our state file leaves the
-        # weights one epoch ahead of the state: go back to Keras' previous pair.
-        metadata = Path(self._training_metadata_path)
-        if not (metadata.exists() and self.state_path.exists()):
-            return
-        if json.loads(metadata.read_text())["epoch"] == self.completed_epochs():
-            return
-        for current in (self._weights_path, str(metadata)):
-            if Path(f"{current}.bkp").exists():
-                shutil.copy(f"{current}.bkp", current)
+        def write(partial: Path) -> None:
+            with open(partial, "wb") as f:
+                np.savez(f, state=np.str_(json.dumps(state)), **arrays)
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.path, write)
 
 
-def plain(value) -> float | list | None:
+def _arrays(variables, group: str) -> dict[str, np.ndarray]:
+    return {f"{group}_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+
+
+def _assign(variables, stored, group: str, path: Path) -> None:
+    """Give each variable its stored value, in order, after checking every shape."""
+    names = [name for name in stored.files if name.startswith(f"{group}_")]
+    values = [stored[f"{group}_{i}"] for i in range(len(names))]
+    expected = [tuple(v.shape) for v in variables]
+    if [tuple(a.shape) for a in values] != expected:
+        raise BrainPropError(
+            f"the backup {path} does not fit this run ({group} variables differ): resume "
+            "with the dataset, architecture and options of the interrupted run"
+        )
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def as_python(value) -> float | list | None:
     """A log value as Python floats: a float, a list for vector metrics, None stays None."""
     if value is None:
         return None

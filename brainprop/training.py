@@ -7,40 +7,30 @@ ModelCheckpoint for the weights of the best validation epoch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
 import keras
 
 from brainprop.architectures import learning_rate_at
+from brainprop.atomic import write_atomically
+from brainprop.config import TrainingConfig
 from brainprop.datasets import Dataset
-from brainprop.outputs import write_atomically
 from brainprop.pipeline import ImageBatches
 from brainprop.resume import (
     RunBackup,
     StopOnSignal,
     TrainingInterrupted,
     catch_stop_signals,
-    plain,
+    as_python,
 )
-from brainprop.weights import partial_weights_path
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    """How long and how fast to train (defaults: the original release)."""
-
-    batch_size: int
-    learning_rate: float
-    epochs: int = 500
-    patience: int = 45
-    min_delta: float = 0.001
-    seed: int = 1
 
 
 @dataclasses.dataclass
@@ -91,11 +81,6 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = seconds
 
 
-def partial_path(path: Path) -> Path:
-    """Where a file is written before it is renamed into place."""
-    return path.with_name(f".{path.name}.partial")
-
-
 def train(
     model: keras.Model,
     data: Dataset,
@@ -114,6 +99,20 @@ def train(
     there.  With `backup_dir`, every completed epoch is backed up there and a
     run found there is continued from its last completed epoch.
     """
+    with contextlib.ExitStack() as stack:
+        # Where the best weights and the log grow until training ends: the backup
+        # folder, so that a resumed run carries on with them, or a scratch folder.
+        work = Path(backup_dir) if backup_dir is not None else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="brainprop-"))
+        )
+        work.mkdir(parents=True, exist_ok=True)
+        return _train(model, data, config, work, best_weights_path, csv_log_path,
+                      backup_dir is not None, verbose)
+
+
+def _train(model, data, config, work: Path, best_weights_path, csv_log_path, backed_up: bool,
+           verbose) -> TrainingResult:
+    working = {"weights": work / "best.weights.h5", "log": work / "log.csv"}
     train_batches = ImageBatches(
         data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
     )
@@ -137,7 +136,7 @@ def train(
     checkpoint = None
     if best_weights_path is not None:
         checkpoint = keras.callbacks.ModelCheckpoint(
-            str(partial_weights_path(best_weights_path)),
+            str(working["weights"]),
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
@@ -146,16 +145,15 @@ def train(
             initial_value_threshold=-math.inf,
         )
         callbacks.append(checkpoint)
-    backup = None
-    if backup_dir is not None:
-        backup = RunBackup(backup_dir, early_stopping, checkpoint, timer, train_batches)
+    backup, completed = None, 0
+    if backed_up:
+        backup = RunBackup(work, early_stopping, checkpoint, timer)
+        completed = backup.completed_epochs()
         # The data shuffle of epoch k depends on k alone: continue the sequence.
-        train_batches.epoch = backup.completed_epochs()
+        train_batches.epoch = completed
     if csv_log_path is not None:
-        log = partial_path(Path(csv_log_path))
-        if backup is not None:
-            _keep_completed_rows(log, backup.completed_epochs())
-        callbacks.append(keras.callbacks.CSVLogger(str(log), append=backup is not None))
+        _keep_completed_rows(working["log"], completed)
+        callbacks.append(keras.callbacks.CSVLogger(str(working["log"]), append=True))
     callbacks += [backup] if backup is not None else []
 
     interrupted_by = None
@@ -165,6 +163,7 @@ def train(
                 train_batches,
                 validation_data=val_batches,
                 epochs=config.epochs,
+                initial_epoch=completed,
                 callbacks=[*callbacks, StopOnSignal(flag)],
                 shuffle=False,  # ImageBatches shuffles, reproducibly per (seed, epoch)
                 verbose=verbose,
@@ -173,9 +172,14 @@ def train(
             interrupted_by = stop.signal_number
         except KeyboardInterrupt:  # a second signal: stop at once
             interrupted_by = flag.signal_number or signal.SIGINT
-    _publish(best_weights_path, csv_log_path, keep_partials=interrupted_by is not None)
+    for working_file, final in ((working["weights"], best_weights_path),
+                                (working["log"], csv_log_path)):
+        if final is not None and working_file.exists():
+            write_atomically(final, lambda partial: shutil.copy(working_file, partial))
+    if backed_up and interrupted_by is None:
+        shutil.rmtree(work)  # finished: nothing left to resume
     logged = backup.history if backup is not None else model.history.history
-    history = {key: [plain(v) for v in values] for key, values in logged.items()}
+    history = {key: [as_python(v) for v in values] for key, values in logged.items()}
     history.pop("epoch_seconds", None)  # the history holds metrics only, as the original's
     result = _result(history, timer.seconds, early_stopping.stopped_epoch > 0)
     if interrupted_by is not None:
@@ -185,31 +189,12 @@ def train(
 
 
 def _keep_completed_rows(log: Path, epochs: int) -> None:
-    """Drop log rows of epochs the backup does not hold (a crash between the two)."""
+    """Drop log rows of epochs the backup does not hold (a crash between the two, or a
+    log left by a run that was started afresh)."""
     if not log.exists():
         return
     rows = log.read_text().splitlines(keepends=True)[: epochs + 1]  # header + epochs
     write_atomically(log, lambda partial: partial.write_text("".join(rows) if epochs else ""))
-
-
-def _publish(best_weights_path, csv_log_path, keep_partials: bool) -> None:
-    """Put the best weights and the log under their real names.
-
-    An interrupted run keeps writing to its partial files when resumed, so
-    they are copied rather than moved; every real name is replaced atomically.
-    """
-    pairs = []
-    if best_weights_path is not None:
-        pairs.append((partial_weights_path(best_weights_path), Path(best_weights_path)))
-    if csv_log_path is not None:
-        pairs.append((partial_path(Path(csv_log_path)), Path(csv_log_path)))
-    for partial, final in pairs:
-        if not partial.exists():
-            continue
-        if keep_partials:
-            write_atomically(final, lambda copy: shutil.copy(partial, copy))
-        else:
-            os.replace(partial, final)
 
 
 def _result(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
+from brainprop.atomic import write_atomically
 from brainprop.errors import BrainPropError
 
 if TYPE_CHECKING:
@@ -35,18 +36,10 @@ def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return [layer for layer in model.layers if layer.weights]
 
 
-def partial_weights_path(path: str | os.PathLike) -> Path:
-    """Where weights bound for `path` are written first (Keras wants the suffix kept)."""
-    path = Path(path)
-    return path.with_name(f".{path.name[: -len(WEIGHTS_SUFFIX)]}.partial{WEIGHTS_SUFFIX}")
-
-
 def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
     """Write the model's weights to `path` (ending in .weights.h5) atomically."""
     path = Path(path)
-    partial = partial_weights_path(path)
-    model.save_weights(str(partial), overwrite=True)
-    os.replace(partial, path)
+    write_atomically(path, lambda partial: model.save_weights(str(partial), overwrite=True))
     return path
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from brainprop.architectures import (
     ALGORITHMS,
-    ALLOWED,
+    PAPER_COMBINATIONS,
     ARCHITECTURES,
     build_model,
     check_combination,
@@ -159,12 +159,12 @@ def test_same_seed_builds_identical_weights():
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-ALL = itertools.product(list(ALLOWED), ["dense", "loccon", "conv", "deep"], ALGORITHMS)
+ALL = itertools.product(list(PAPER_COMBINATIONS), ["dense", "loccon", "conv", "deep"], ALGORITHMS)
 
 
 @pytest.mark.parametrize("dataset,architecture,algorithm", list(ALL))
 def test_only_the_papers_combinations_are_allowed(dataset, architecture, algorithm):
-    if architecture in ALLOWED[dataset]:
+    if architecture in PAPER_COMBINATIONS[dataset]:
         check_combination(dataset, architecture, algorithm)
         return
     with pytest.raises(BrainPropError) as error:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainprop.architectures import ALGORITHMS, ALLOWED
+from brainprop.architectures import ALGORITHMS, PAPER_COMBINATIONS
 from brainprop.cli import main, parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,8 +131,8 @@ def assert_one_line_error(result):
 
 INVALID = [
     (d, a, alg)
-    for d, a, alg in itertools.product(ALLOWED, ["dense", "loccon", "conv", "deep"], ALGORITHMS)
-    if a not in ALLOWED[d]
+    for d, a, alg in itertools.product(PAPER_COMBINATIONS, ["dense", "loccon", "conv", "deep"], ALGORITHMS)
+    if a not in PAPER_COMBINATIONS[d]
 ]
 
 

@@ -1,0 +1,258 @@
+"""One run, described once: `RunConfig`.
+
+Each field carries its command-line flag and help text, so that `main.py`'s
+parser, the options `reproduce` passes on to every run, the command that
+resumes a run (`config.argv()`) and the run summary are all derived from the
+fields.  Adding an option is adding a field: it becomes a flag of `main.py`,
+an option `reproduce` passes on to every run (unless `forward=False`), a part
+of the resume command and of the summary's `config`.
+
+No Keras here: a run is described, and checked, before a backend starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import shlex
+from typing import Any, Callable
+
+from brainprop.architectures import (
+    ALGORITHMS,
+    ARCHITECTURES,
+    LR_HALVING_EPOCHS,
+    PAPER_COMBINATIONS,
+    check_combination,
+)
+from brainprop.errors import BrainPropError
+
+# The original release's stopping rules.
+DEFAULT_EPOCHS = 500
+DEFAULT_PATIENCE = 45
+MIN_DELTA = 0.001
+
+LOAD_ALONE = (
+    "-l evaluates one weight file on the test set: drop --seeds, --validation-split and --resume"
+)
+
+
+def positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a finite number of `kind` above 0."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1, such as 0.1")
+    return value
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from `1-10`, `1,3,5`, `7` or a mix (`1-3,8`), in the order given."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            seeds += range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of seeds; write 1-10, 1,3,5 or 7"
+        ) from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names no seed or a seed twice")
+    return seeds
+
+
+def option(*flags: str, help: str, default: Any = None, forward: bool = True,
+           shown_default: str | None = None, **argparse_options) -> Any:
+    """A RunConfig field and its command-line option.
+
+    `flags` empty makes a positional argument.  `forward=False` for what `reproduce`
+    decides itself (which run, where, whether to save or resume) rather than passes on.
+    `shown_default` is what --help says the default is, when not the value itself.
+    Other keywords go to `ArgumentParser.add_argument` (`type`, `action`, `choices`, ...).
+    """
+    metadata = {"flags": flags, "help": help, "forward": forward,
+                "shown_default": shown_default, "argparse": argparse_options}
+    if not flags:
+        return dataclasses.field(metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _batch_sizes() -> str:
+    sizes = {name: arch.batch_size for name, arch in ARCHITECTURES.items()}
+    usual = max(set(sizes.values()), key=list(sizes.values()).count)
+    others = [f"{size} for {name}" for name, size in sizes.items() if size != usual]
+    return ", or ".join([str(usual), *others])
+
+
+def _learning_rates() -> str:
+    rates = {arch.learning_rate for arch in ARCHITECTURES.values()}
+    return "/".join(f"{rate:g}" for rate in sorted(rates))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """How long and how fast to train (defaults: the original release)."""
+
+    batch_size: int
+    learning_rate: float
+    epochs: int = DEFAULT_EPOCHS
+    patience: int = DEFAULT_PATIENCE
+    min_delta: float = MIN_DELTA
+    seed: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what one run (one seed) does."""
+
+    dataset: str = option(choices=list(PAPER_COMBINATIONS), help="the data set")
+    architecture: str = option(choices=list(ARCHITECTURES), help="the network")
+    algorithm: str = option(choices=list(ALGORITHMS), help="the learning rule")
+    save: bool = option(
+        "-s", "--save", default=False, action="store_true", forward=False,
+        help="save the accuracy plot (PDF and PNG), the history pickle, the weights of "
+        "the best validation epoch and a JSON run summary",
+    )
+    load: str | None = option(
+        "-l", "--load", metavar="WEIGHTS", forward=False,
+        help="evaluate these weights (this project's .weights.h5 or a legacy Keras 2 "
+        ".h5 of the original release) on the test set instead of training",
+    )
+    epochs: int = option("--epochs", default=DEFAULT_EPOCHS, type=positive(int),
+                         help="at most this many epochs")
+    patience: int = option(
+        "--patience", default=DEFAULT_PATIENCE, type=positive(int),
+        help=f"stop after this many epochs without a {MIN_DELTA:g} gain in validation accuracy",
+    )
+    seed: int = option("--seed", default=1, type=int, forward=False,
+                       help="seed for NumPy and the backend")
+    batch_size: int | None = option("--batch-size", type=positive(int),
+                                    shown_default=_batch_sizes(), help="batch size")
+    learning_rate: float | None = option(
+        "--learning-rate", type=positive(float), shown_default=_learning_rates(),
+        help=f"initial learning rate, halved every {LR_HALVING_EPOCHS} epochs",
+    )
+    output_dir: str = option(
+        "--output-dir", default=".", forward=False, shown_default="current directory",
+        help="where -s writes its files; created if needed, checked before training",
+    )
+    data_dir: str | None = option(
+        "--data-dir",
+        help="read the data set from the standard files in this folder instead of "
+        "downloading it: mnist.npz, cifar-10-batches-py/ or its .tar.gz, "
+        "cifar-100-python/ or its .tar.gz, tiny-imagenet-200/ (see README)",
+    )
+    validation_split: float | None = option(
+        "--validation-split", type=fraction, metavar="F",
+        shown_default="validate on the test set, as the paper did",
+        help="hold out this fraction of the training set (a fixed split) for early "
+        "stopping and the best epoch, then report the test accuracy of that epoch",
+    )
+    resume: bool = option(
+        "--resume", default=False, action="store_true", forward=False,
+        help="continue the newest interrupted or crashed run of this dataset, "
+        "architecture, algorithm and seed in --output-dir from its last completed "
+        "epoch (implies -s)",
+    )
+
+    @property
+    def saves(self) -> bool:
+        """Whether the run writes its files (`--resume` implies `-s`)."""
+        return self.save or self.resume
+
+    @property
+    def name(self) -> str:
+        """The stem of the run's files: `MNIST_dense_BrainProp_seed1`."""
+        return f"{self.dataset}_{self.architecture}_{self.algorithm}_seed{self.seed}"
+
+    def check(self) -> None:
+        """BrainPropError for a run the paper did not do or options that exclude each other."""
+        check_combination(self.dataset, self.architecture, self.algorithm)
+        if self.load and (self.validation_split or self.resume):
+            raise BrainPropError(LOAD_ALONE)
+
+    def training(self) -> TrainingConfig:
+        """The resolved hyperparameters: the architecture's where none were given."""
+        arch = ARCHITECTURES[self.architecture]
+        return TrainingConfig(
+            batch_size=self.batch_size or arch.batch_size,
+            learning_rate=self.learning_rate or arch.learning_rate,
+            epochs=self.epochs,
+            patience=self.patience,
+            seed=self.seed,
+        )
+
+    def argv(self) -> list[str]:
+        """The arguments of `main.py` that describe this run (defaults left out)."""
+        words: list[str] = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            flags = field.metadata["flags"]
+            if not flags:
+                words.append(str(value))
+            elif value != field.default:
+                words += [flags[0]] if value is True else [flags[0], str(value)]
+        return words
+
+    def command(self) -> str:
+        """The shell command that runs this configuration."""
+        return shlex.join(["python", "main.py", *self.argv()])
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, forwarded_only: bool = False,
+                      seed_group: Any = None) -> None:
+        """One argument per field (only those passed on to child runs if `forwarded_only`).
+
+        `seed_group`, when given, takes `--seed` (to make it exclusive with `--seeds`).
+        """
+        for field in dataclasses.fields(cls):
+            meta = field.metadata
+            if forwarded_only and not (meta["flags"] and meta["forward"]):
+                continue
+            help_text = meta["help"]
+            shown = meta["shown_default"]
+            if shown is None and meta["flags"] and field.default not in (None, False):
+                shown = str(field.default)
+            if shown is not None:
+                help_text += f" (default: {shown})"
+            target = seed_group if field.name == "seed" and seed_group is not None else parser
+            if meta["flags"]:
+                target.add_argument(*meta["flags"], dest=field.name, default=field.default,
+                                    help=help_text, **meta["argparse"])
+            else:
+                target.add_argument(field.name, help=help_text, **meta["argparse"])
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace, **changes) -> RunConfig:
+        """The config named by parsed arguments (fields the parser lacks keep defaults)."""
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                 if hasattr(args, f.name)}
+        return cls(**{**given, **changes})
+
+    @classmethod
+    def forwarded(cls, args: argparse.Namespace) -> dict[str, Any]:
+        """The values of the options passed on to child runs, from parsed arguments."""
+        return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                if f.metadata["flags"] and f.metadata["forward"]}

@@ -1,0 +1,229 @@
+"""Carrying out runs: `run(config)` trains or evaluates one seed, `run_all` several.
+
+Everything a user can get wrong is checked before Keras starts a backend; the
+data set is loaded once for all seeds.  With `-s` every run writes its files
+(`brainprop.outputs`) and a summary derived from its `RunConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import platform
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from brainprop.config import LOAD_ALONE, RunConfig
+from brainprop.errors import BrainPropError
+
+
+def run(config: RunConfig, command: str | None = None) -> int:
+    """Train (or evaluate) one run; 0, or the exit status of the signal that stopped it."""
+    return run_all([config], command)
+
+
+def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
+    """Run `configs` (the seeds of one dataset, architecture and rule) one after another.
+
+    `command` is recorded in each summary as the command line that started the runs
+    (default: the one that runs each config alone).  Stops at the first interrupted
+    run and returns the exit status of its signal, after saying how to continue it.
+    """
+    if len({(c.dataset, c.data_dir) for c in configs}) > 1:
+        raise ValueError("run_all runs the seeds of one data set")
+    for config in configs:
+        config.check()
+    first = configs[0]
+    if first.load and len(configs) > 1:
+        raise BrainPropError(LOAD_ALONE)
+    output_dir = None
+    if first.load:
+        from brainprop.weights import check_weight_file
+
+        check_weight_file(first.load)
+    elif first.saves:
+        from brainprop.outputs import check_writable
+
+        output_dir = check_writable(first.output_dir)
+
+    from brainprop.datasets import load_dataset
+
+    data = load_dataset(first.dataset, first.data_dir)
+    for number, config in enumerate(configs, start=1):
+        if len(configs) > 1:
+            print(f"=== Seed {config.seed} ({number} of {len(configs)}) ===", flush=True)
+        interrupted_by = _run_one(config, data, output_dir, command or config.command())
+        if interrupted_by is not None:
+            from brainprop.resume import SIGNAL_EXIT_CODES
+
+            if config.saves:
+                resume = dataclasses.replace(config, resume=True)
+                print(f"Interrupted. To continue: {resume.command()}", flush=True)
+            else:
+                print("Interrupted; nothing was saved (run with -s to be able to resume)",
+                      flush=True)
+            return SIGNAL_EXIT_CODES.get(interrupted_by, 1)
+    return 0
+
+
+def _run_one(config: RunConfig, data, output_dir: Path | None, command: str) -> int | None:
+    """Train (or evaluate) one seed; the signal number if a signal stopped it."""
+    import keras
+
+    from brainprop.architectures import ARCHITECTURES, build_model, compile_model
+
+    # A fresh session per seed: seed 2 after seed 1 trains as seed 2 alone would.
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    arch = ARCHITECTURES[config.architecture]
+    training = config.training()
+    model = build_model(
+        config.architecture, config.algorithm, data.input_shape, data.n_classes, seed=config.seed
+    )
+    compile_model(model, training.learning_rate)
+    model.summary()
+
+    if config.load:
+        from brainprop.training import evaluate
+        from brainprop.weights import load_weights
+
+        load_weights(model, config.load)
+        print(f"Test accuracy: {evaluate(model, data, training.batch_size):.4f}")
+        return None
+
+    from brainprop.training import train
+
+    print(
+        f"Training {config.algorithm} on {config.dataset} ({config.architecture}): "
+        f"batch {training.batch_size}, learning rate {training.learning_rate}, "
+        f"init std {arch.init_std}, L2 {arch.l2}, at most {training.epochs} epochs, "
+        f"patience {training.patience}, seed {config.seed}, backend {keras.backend.backend()}"
+    )
+    files = None
+    if output_dir is not None:
+        from brainprop.outputs import find_unfinished, reserve_run_files
+
+        claim = find_unfinished if config.resume else reserve_run_files
+        files = claim(output_dir, config.name)
+    started = datetime.datetime.now().astimezone()
+    with tempfile.TemporaryDirectory() as scratch:
+        # A held-out validation set needs the best weights even without -s.
+        best_weights = files.weights if files else None
+        if config.validation_split and best_weights is None:
+            best_weights = Path(scratch) / "best.weights.h5"
+        fit_data = data
+        if config.validation_split:
+            from brainprop.validation import hold_out
+
+            fit_data = hold_out(data, config.validation_split)
+        result = train(
+            model,
+            fit_data,
+            training,
+            best_weights_path=best_weights,
+            csv_log_path=files.log if files else None,
+            backup_dir=files.backup if files else None,
+        )
+        print(
+            f"Best validation accuracy {result.best_val_accuracy:.4f} at epoch "
+            f"{result.best_epoch} of {len(result.epoch_seconds)} ({result.stop_reason})"
+        )
+        validation = _validation_summary(config, model, best_weights, data, fit_data)
+    if files is not None:
+        _save(config, model, data, result, files, started, validation, command)
+    return result.interrupted_by
+
+
+def _validation_summary(config: RunConfig, model, best_weights, data, fit_data) -> dict:
+    """What was validated on, and the test accuracy of the best epoch when held out."""
+    if not config.validation_split:
+        return {"validation": "test set", "validation_split": None}
+    from brainprop.validation import SPLIT_SEED, best_epoch_test_accuracy
+
+    accuracy = best_epoch_test_accuracy(
+        model, best_weights, data, config.training().batch_size
+    )
+    if accuracy is not None:
+        print(f"Test accuracy at the best validation epoch: {accuracy:.4f}")
+    return {
+        "validation": f"{config.validation_split:g} of the training set held out "
+        f"(split seed {SPLIT_SEED})",
+        "validation_split": config.validation_split,
+        "validation_images": int(len(fit_data.y_test)),
+        "train_images": int(len(fit_data.y_train)),
+        "test_accuracy_at_best_epoch": accuracy,
+    }
+
+
+def summary(config: RunConfig, model, data, result) -> dict:
+    """What the summary records of a run, times and files aside."""
+    import keras
+
+    from brainprop.architectures import ARCHITECTURES, LR_SCHEDULE
+    from brainprop.model import exploration_rate
+
+    arch = ARCHITECTURES[config.architecture]
+    training = config.training()
+    return {
+        "dataset": config.dataset,
+        "architecture": config.architecture,
+        "algorithm": config.algorithm,
+        "seed": config.seed,
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "python_version": platform.python_version(),
+        "total_params": int(model.count_params()),
+        "n_classes": data.n_classes,
+        "train_images": int(len(data.y_train)),
+        "test_images": int(len(data.y_test)),
+        "epochs_run": len(result.epoch_seconds),
+        "best_epoch": result.best_epoch,
+        "best_val_accuracy": (
+            result.best_val_accuracy if math.isfinite(result.best_val_accuracy) else None
+        ),
+        "stop_reason": result.stop_reason,
+        "interrupted": result.interrupted_by is not None,
+        "resumed": config.resume,
+        "epoch_seconds": [round(s, 4) for s in result.epoch_seconds],
+        "hyperparameters": {
+            "batch_size": training.batch_size,
+            "learning_rate": training.learning_rate,
+            "lr_schedule": LR_SCHEDULE,
+            "init_std": arch.init_std,
+            "l2": arch.l2,
+            "padding": arch.padding,
+            "max_epochs": training.epochs,
+            "patience": training.patience,
+            "min_delta": training.min_delta,
+            "optimizer": "SGD, no momentum",
+            "epsilon": exploration_rate(model),
+        },
+        "config": config.as_dict(),
+    }
+
+
+def _save(config, model, data, result, files, started, validation, command) -> None:
+    from brainprop.model import training_accuracy_label
+    from brainprop.outputs import plot_accuracy, write_history, write_summary
+
+    plot_accuracy(
+        result.history,
+        f"{config.dataset} {config.architecture} {config.algorithm}",
+        training_accuracy_label(model),
+        files.plot_pdf,
+        files.plot_png,
+    )
+    write_history(files.history, config.dataset, config.algorithm, result.history)
+    record = summary(config, model, data, result)
+    record.update(
+        started=started.isoformat(timespec="seconds"),
+        finished=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        command=command,
+        files={kind: path.name for kind, path in files.outputs().items()
+               if path.exists() or kind == "summary"},
+    )
+    record.update(validation)
+    write_summary(files.summary, record)
+    print(f"Saved {', '.join(record['files'].values())} in {files.stem.parent}")

@@ -1,0 +1,145 @@
+"""One RunConfig describes a run: parser, resume command, summary and child runs agree."""
+
+import argparse
+import dataclasses
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from brainprop import reproduce
+from brainprop.architectures import ALGORITHMS, ARCHITECTURES, PAPER_COMBINATIONS, build_model
+from brainprop.cli import build_parser, configs_from
+from brainprop.config import RunConfig, option, positive
+from brainprop.datasets import build_dataset
+from brainprop.run import summary
+from brainprop.training import TrainingResult
+
+FIELDS = dataclasses.fields(RunConfig)
+
+
+def parse(argv: list[str]) -> list[RunConfig]:
+    return configs_from(build_parser().parse_args(argv))
+
+
+def a_value(field: dataclasses.Field):
+    """A value of `field` other than its default that its option accepts."""
+    meta = field.metadata["argparse"]
+    if meta.get("action") == "store_true":
+        return True
+    parse_text = meta.get("type", str)
+    for text in ("3", "0.25", "some dir/with space"):
+        try:
+            value = parse_text(text)
+        except (argparse.ArgumentTypeError, ValueError):
+            continue
+        if value != field.default:
+            return value
+    raise AssertionError(f"no test value for {field.name}")
+
+
+def test_parser_defaults_are_the_field_defaults():
+    parser = build_parser()
+    for field in FIELDS:
+        if field.metadata["flags"]:
+            assert parser.get_default(field.name) == field.default, field.name
+    assert parse(["MNIST", "dense", "EBP"]) == [RunConfig("MNIST", "dense", "EBP")]
+
+
+def test_every_field_is_a_flag_of_main_py_with_its_help():
+    parser = build_parser()
+    for field in FIELDS:
+        [action] = [a for a in parser._actions if a.dest == field.name]
+        assert action.help.startswith(field.metadata["help"])
+        assert list(action.option_strings) == list(field.metadata["flags"])
+
+
+combination = st.sampled_from(
+    [(d, a) for d, archs in PAPER_COMBINATIONS.items() for a in archs]
+)
+text = st.text("abcxyz _-./'\"$", min_size=1, max_size=12).filter(lambda t: t.strip("-") == t)
+
+
+@st.composite
+def configs(draw):
+    dataset, architecture = draw(combination)
+    resume = draw(st.booleans())
+    load = None if resume else draw(st.none() | text)
+    return RunConfig(
+        dataset, architecture, draw(st.sampled_from(ALGORITHMS)),
+        save=draw(st.booleans()), load=load,
+        epochs=draw(st.integers(1, 10_000)), patience=draw(st.integers(1, 500)),
+        seed=draw(st.integers(-5, 10**6)),
+        batch_size=draw(st.none() | st.integers(1, 4096)),
+        learning_rate=draw(st.none() | st.floats(1e-9, 1e3)),
+        output_dir=draw(text), data_dir=draw(st.none() | text),
+        validation_split=None if load else draw(st.none() | st.floats(1e-6, 1 - 1e-6)),
+        resume=resume,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(config=configs())
+def test_the_command_of_a_config_parses_back_to_it(config):
+    words = shlex.split(config.command())
+    assert words[:2] == ["python", "main.py"]
+    assert parse(words[2:]) == [config]
+
+
+def test_summary_hyperparameters_and_resume_command_come_from_the_config():
+    config = RunConfig("MNIST", "loccon", "BrainProp", save=True, epochs=7, patience=3,
+                       learning_rate=0.05, data_dir="my data", seed=4)
+    x = np.zeros((4, 28, 28, 1), np.uint8)
+    data = build_dataset("MNIST", x, np.arange(4) % 2, x[:2], np.arange(2), n_classes=10,
+                         source="test")
+    model = build_model("loccon", "BrainProp", data.input_shape, 10)
+    result = TrainingResult({}, [1.0], 1, 0.5, "max_epochs")
+    recorded = summary(config, model, data, result)
+
+    hyper = recorded["hyperparameters"]
+    assert hyper["batch_size"] == ARCHITECTURES["loccon"].batch_size  # not given: resolved
+    assert (hyper["learning_rate"], hyper["max_epochs"], hyper["patience"]) == (0.05, 7, 3)
+    assert (recorded["dataset"], recorded["seed"], recorded["resumed"]) == ("MNIST", 4, False)
+    assert RunConfig(**recorded["config"]) == config
+    resume = dataclasses.replace(config, resume=True)
+    assert parse(shlex.split(resume.command())[2:]) == [resume]
+
+
+def test_reproduce_passes_every_option_of_main_py_on_to_its_runs(tmp_path):
+    forwarded = [f for f in FIELDS if f.metadata["flags"] and f.metadata["forward"]]
+    assert {f.name for f in forwarded} >= {"epochs", "patience", "data_dir", "validation_split"}
+    values = {f.name: a_value(f) for f in forwarded}
+    given_to_main = RunConfig("MNIST", "dense", "EBP", **values)
+    options = given_to_main.argv()[3:]
+    args = reproduce.build_parser().parse_args(["table1", "--runs-dir", str(tmp_path), *options])
+    child = reproduce.child_config(args, ("MNIST", "dense", "EBP"), 5, tmp_path)
+    assert child == dataclasses.replace(given_to_main, save=True, seed=5,
+                                        output_dir=str(tmp_path))
+
+
+def test_a_new_field_is_all_it_takes_to_forward_a_new_option():
+    @dataclasses.dataclass(frozen=True)
+    class WithMomentum(RunConfig):
+        momentum: float = option("--momentum", default=0.0, type=positive(float),
+                                 help="SGD momentum")
+
+    parser = argparse.ArgumentParser()
+    WithMomentum.add_arguments(parser)
+    config = WithMomentum("MNIST", "dense", "EBP", momentum=0.9, epochs=3)
+    assert config.argv() == ["MNIST", "dense", "EBP", "--epochs", "3", "--momentum", "0.9"]
+    assert WithMomentum.from_namespace(parser.parse_args(config.argv())) == config
+    passed_on = argparse.ArgumentParser()
+    WithMomentum.add_arguments(passed_on, forwarded_only=True)
+    assert WithMomentum.forwarded(passed_on.parse_args(["--momentum", "0.9"]))["momentum"] == 0.9
+    assert config.as_dict()["momentum"] == 0.9
+
+
+@pytest.mark.parametrize("field", [f for f in FIELDS if not f.metadata["forward"]],
+                         ids=lambda f: f.name)
+def test_reproduce_decides_which_run_and_where_itself(field):
+    flags = field.metadata["flags"]
+    if flags:
+        assert not any(f in reproduce.build_parser()._option_string_actions for f in flags)
