@@ -1,10 +1,11 @@
-"""Goal 2: locally connected layers at a practical speed.
+"""Locally connected layers at a practical speed.
 
 Four measurements, each side by side in one process:
 
-* formulations: one LocallyConnected2D layer (the CIFAR loccon's two layer shapes)
-  trained alone, for every way of computing it that was tried; on TensorFlow also
-  Keras 2's `LocallyConnected2D(implementation=1)` from tf-keras;
+* layer: our LocallyConnected2D (the CIFAR loccon's two layer shapes) trained alone
+  through Keras; on TensorFlow beside Keras 2's `LocallyConnected2D(implementation=1)`
+  from tf-keras (the other formulations once measured here are described, with their
+  figures, in benchmarks/RESULTS.md);
 * keras2 (TensorFlow only): our layer against Keras 2's on the same shapes, the layer's
   own work only: forward and the gradients the network needs, in one `tf.function`;
   beside them the matrix products alone (windows cut beforehand), the work any
@@ -34,107 +35,7 @@ LAYER_SHAPES = {
     "loccon_2": ((30, 30, 32), 2, True),
 }
 FILTERS = 32
-PARTS = ["formulations", "keras2", "networks", "memory"]
-
-
-def _formulations():
-    """Layer classes that differ from ours only in how `call` computes the output."""
-    from keras import ops
-
-    from brainprop.layers import LocallyConnected2D
-
-    def strided_slice_windows(inputs, kernel_size, strides, output_size):
-        """(batch, out_rows, out_cols, window) from kh*kw strided slices, autodiff gradient."""
-        (kh, kw), (sh, sw) = kernel_size, strides
-        rows, cols = output_size
-        return ops.concatenate(
-            [inputs[:, i : i + sh * (rows - 1) + 1 : sh, j : j + sw * (cols - 1) + 1 : sw, :]
-             for i in range(kh) for j in range(kw)],
-            axis=-1,
-        )
-
-    class IdentityConvEinsum(LocallyConnected2D):
-        """The first version: windows by `extract_patches` (an identity convolution)."""
-
-        def call(self, inputs):
-            patches = ops.image.extract_patches(
-                inputs, self.kernel_size, self.strides, padding="valid"
-            )
-            rows, cols = patches.shape[1], patches.shape[2]
-            patches = ops.reshape(patches, (-1, *self.kernel.shape[:2]))
-            outputs = ops.einsum("bpk,pkf->bpf", patches, self.kernel)
-            return ops.reshape(outputs, (-1, rows, cols, self.filters))
-
-    class SlicesEinsum(LocallyConnected2D):
-        """Windows by strided slicing, product by einsum."""
-
-        def call(self, inputs):
-            rows, cols = self._output_size(inputs.shape[1], inputs.shape[2])
-            patches = strided_slice_windows(
-                inputs, self.kernel_size, self.strides, (rows, cols)
-            )
-            patches = ops.reshape(patches, (-1, *self.kernel.shape[:2]))
-            outputs = ops.einsum("bpk,pkf->bpf", patches, self.kernel)
-            return ops.reshape(outputs, (-1, rows, cols, self.filters))
-
-    class SlicesMatmul(LocallyConnected2D):
-        """Windows by strided slicing, batch-major, transposed for a batched matmul."""
-
-        def call(self, inputs):
-            rows, cols = self._output_size(inputs.shape[1], inputs.shape[2])
-            patches = strided_slice_windows(
-                inputs, self.kernel_size, self.strides, (rows, cols)
-            )
-            patches = ops.reshape(patches, (-1, *self.kernel.shape[:2]))
-            outputs = ops.matmul(ops.transpose(patches, (1, 0, 2)), self.kernel)
-            outputs = ops.transpose(outputs, (1, 0, 2))
-            return ops.reshape(outputs, (-1, rows, cols, self.filters))
-
-    class SlicesSumPerOffset(LocallyConnected2D):
-        """No concatenation: one product per offset inside the window, summed."""
-
-        def call(self, inputs):
-            (kh, kw), (sh, sw) = self.kernel_size, self.strides
-            rows, cols = self._output_size(inputs.shape[1], inputs.shape[2])
-            channels = inputs.shape[-1]
-            outputs = 0
-            for n in range(kh * kw):
-                i, j = divmod(n, kw)
-                window = inputs[:, i : i + sh * (rows - 1) + 1 : sh,
-                                j : j + sw * (cols - 1) + 1 : sw, :]
-                window = ops.reshape(window, (-1, rows * cols, channels))
-                part = self.kernel[:, n * channels : (n + 1) * channels, :]
-                outputs = outputs + ops.einsum("bpc,pcf->bpf", window, part)
-            return ops.reshape(outputs, (-1, rows, cols, self.filters))
-
-    class GatherMatmul(LocallyConnected2D):
-        """Windows by one gather of precomputed flat indices, then batched matmul."""
-
-        def call(self, inputs):
-            rows, cols = self._output_size(inputs.shape[1], inputs.shape[2])
-            (kh, kw), (sh, sw) = self.kernel_size, self.strides
-            size = int(np.prod(inputs.shape[1:]))
-            grid = np.arange(size).reshape(inputs.shape[1:])
-            index = np.concatenate(
-                [grid[i : i + sh * (rows - 1) + 1 : sh, j : j + sw * (cols - 1) + 1 : sw]
-                 for i in range(kh) for j in range(kw)],
-                axis=-1,
-            ).reshape(-1)
-            patches = ops.take(ops.reshape(inputs, (-1, size)), index, axis=1)
-            patches = ops.transpose(
-                ops.reshape(patches, (-1, *self.kernel.shape[:2])), (1, 0, 2)
-            )
-            outputs = ops.transpose(ops.matmul(patches, self.kernel), (1, 0, 2))
-            return ops.reshape(outputs, (-1, rows, cols, self.filters))
-
-    return {
-        "identity_conv+einsum (first version)": IdentityConvEinsum,
-        "slices+einsum": SlicesEinsum,
-        "slices, sum per offset": SlicesSumPerOffset,
-        "gather+batched matmul": GatherMatmul,
-        "strided slices+batched matmul (previous)": SlicesMatmul,
-        "phase slices, own gradient+batched matmul (kept)": LocallyConnected2D,
-    }
+PARTS = ["layer", "keras2", "networks", "memory"]
 
 
 def _one_layer_model(layer_class, shape, strides, batchnorm, jit_compile):
@@ -162,22 +63,24 @@ def _keras2_one_layer_model(shape, strides, batchnorm):
     return model
 
 
-def formulations(batch: int, steps: int, warmup: int, jit_compile) -> dict:
+def layer_alone(batch: int, steps: int, warmup: int, jit_compile) -> dict:
+    """ms per `train_on_batch` of a one-layer model: ours, and (TensorFlow) Keras 2's."""
     import keras
+
+    from brainprop.layers import LocallyConnected2D
 
     results = {}
     for name, (shape, strides, batchnorm) in LAYER_SHAPES.items():
-        common.progress(f"formulations, {name} ...")
+        common.progress(f"layer, {name} ...")
         models = {
-            label: _one_layer_model(cls, shape, strides, batchnorm, jit_compile)
-            for label, cls in _formulations().items()
+            "ours": _one_layer_model(LocallyConnected2D, shape, strides, batchnorm, jit_compile)
         }
         if keras.backend.backend() == "tensorflow":
             models["Keras 2 implementation=1"] = _keras2_one_layer_model(
                 shape, strides, batchnorm
             )
         x, _ = common.synthetic_batch(shape, batch)
-        target = np.zeros((batch, *models["slices+einsum"].output_shape[1:]), "float32")
+        target = np.zeros((batch, *models["ours"].output_shape[1:]), "float32")
         times = common.side_by_side(
             {k: (lambda m=m: m.train_on_batch(x, target)) for k, m in models.items()},
             steps, warmup,
@@ -271,7 +174,7 @@ def keras2_layers(batches: list[int], steps: int, warmup: int) -> dict:
 
 
 def _keras2_loccon_network():
-    """The loccon EBP network of SPEC 3 built from Keras 2 layers, as the original did."""
+    """The loccon EBP network built from Keras 2 layers, as the original release did."""
     import tf_keras
 
     init = tf_keras.initializers.RandomNormal(0.0, 0.005)
@@ -387,8 +290,8 @@ def main() -> None:
         "machine": common.machine(), "steps": args.steps, "warmup": args.warmup,
         "jit": args.jit,
     }
-    if "formulations" in args.parts:
-        results["formulations_ms_batch32"] = formulations(32, args.steps, args.warmup, jit)
+    if "layer" in args.parts:
+        results["layer_ms_batch32"] = layer_alone(32, args.steps, args.warmup, jit)
     if "keras2" in args.parts and results["machine"]["backend"] == "tensorflow":
         results["keras2_layers"] = keras2_layers(args.batches, args.steps, args.warmup)
     if "networks" in args.parts:

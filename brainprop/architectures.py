@@ -30,7 +30,7 @@ LayerSpec = tuple  # ("conv", filters, strides), ("dense", units), ("relu",), ..
 
 
 def _conv_block(kind: str, filters: int, strides: int = 1) -> list[LayerSpec]:
-    # BatchNorm comes after the ReLU everywhere (SPEC 3).
+    # BatchNorm comes after the ReLU everywhere, as in the original release.
     return [(kind, filters, strides), ("relu",), ("batchnorm",)]
 
 
@@ -69,7 +69,7 @@ _DEEP = [
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """One row of SPEC 2: the layers (output layer excluded) and hyperparameters."""
+    """One architecture: the layers (output layer excluded) and hyperparameters."""
 
     layers: tuple[LayerSpec, ...]
     batch_size: int
@@ -169,7 +169,7 @@ def build_model(
     n_classes: int,
     seed: int = 1,
 ) -> keras.Model:
-    """Build the network of SPEC 3 (uncompiled).
+    """Build the network as the original release did (uncompiled).
 
     BrainProp gets a linear output and the `BrainProp` model class (the rule);
     EBP gets a softmax output in a plain `keras.Model`.  Weight initialisation

@@ -1,4 +1,4 @@
-"""The data sets (SPEC 5): MNIST, CIFAR10, CIFAR100 and Tiny ImageNet as uint8 arrays.
+"""The data sets: MNIST, CIFAR10, CIFAR100 and Tiny ImageNet as uint8 arrays.
 
 Without a data folder the data come from `keras.datasets` (downloaded once, then cached
 by Keras).  Offline, `--data-dir` points at the standard files instead: `mnist.npz`,
@@ -42,11 +42,14 @@ Splits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """A data set's training and test splits, as loaded into memory.
+    """A data set's training and test splits, as loaded into memory, and the split
+    that training validates on.
 
     Images are uint8 with shape (N, H, W, C) (channels last); labels are int32 with
-    shape (N,) and values in [0, n_classes).  `eq=False`: two data sets compare (and
-    hash) by identity, since comparing NumPy arrays field by field is ambiguous.
+    shape (N,) and values in [0, n_classes).  Without a validation split (`x_val` and
+    `y_val` None) training validates on the test set, as the paper did.  `eq=False`: two
+    data sets compare (and hash) by identity, since comparing NumPy arrays field by
+    field is ambiguous.
     """
 
     name: str
@@ -55,6 +58,15 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+    @property
+    def validation(self) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels that early stopping and the best epoch look at."""
+        if self.x_val is None or self.y_val is None:
+            return self.x_test, self.y_test
+        return self.x_val, self.y_val
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

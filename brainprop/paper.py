@@ -1,4 +1,4 @@
-"""The paper's results (SPEC 6; Tables 1 and 2 of Pozzi, Bohte & Roelfsema, 2020), as data.
+"""The paper's results (Tables 1 and 2 of Pozzi, Bohte & Roelfsema, 2020), as data.
 
 Every figure is mean(std) over 10 seeds.  The paper's "Epochs [#]" and "Accuracy [%]"
 were both read off the validation curve, which was the test set.

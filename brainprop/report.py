@@ -160,7 +160,8 @@ def table_rows(runs: list[Run]) -> list[Row]:
     return rows
 
 
-def _ms(pair: tuple[float, float], digits: int) -> str:
+def _mean_std_text(pair: tuple[float, float], digits: int) -> str:
+    """`mean(std)` as the paper's tables write it; the mean alone for a single seed."""
     mean, std = pair
     return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f"({std:.{digits}f})")
 
@@ -192,9 +193,9 @@ def markdown_tables(rows: list[Row]) -> str:
             paper = row.paper
             lines.append(" | ".join([
                 f"| {row.dataset}", row.architecture, row.algorithm, str(len(row.seeds)),
-                _ms(row.epochs, 1), f"{paper.epochs:g}({paper.epochs_std:g})" if paper else "",
-                _diff(row.epochs[0], paper and paper.epochs, 1), _ms(row.stopped, 1),
-                _ms(row.accuracy, 2),
+                _mean_std_text(row.epochs, 1), f"{paper.epochs:g}({paper.epochs_std:g})" if paper else "",
+                _diff(row.epochs[0], paper and paper.epochs, 1), _mean_std_text(row.stopped, 1),
+                _mean_std_text(row.accuracy, 2),
                 f"{paper.accuracy:.2f}({paper.accuracy_std:.2f})" if paper else "",
                 _diff(row.accuracy[0], paper and paper.accuracy, 2), f"{row.accuracy_on} |",
             ]))

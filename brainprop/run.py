@@ -130,20 +130,20 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str) -> 
             f"Best validation accuracy {result.best_val_accuracy:.4f} at epoch "
             f"{result.best_epoch} of {len(result.epoch_seconds)} ({result.stop_reason})"
         )
-        validation = _validation_summary(config, model, best_weights, data, fit_data)
+        validation = _validation_summary(config, model, best_weights, fit_data)
     if files is not None:
         _save(config, model, data, result, files, started, validation, command)
     return result.interrupted_by
 
 
-def _validation_summary(config: RunConfig, model, best_weights, data, fit_data) -> dict:
+def _validation_summary(config: RunConfig, model, best_weights, fit_data) -> dict:
     """What was validated on, and the test accuracy of the best epoch when held out."""
     if not config.validation_split:
         return {"validation": "test set", "validation_split": None}
     from brainprop.validation import SPLIT_SEED, best_epoch_test_accuracy
 
     accuracy = best_epoch_test_accuracy(
-        model, best_weights, data, config.training().batch_size
+        model, best_weights, fit_data, config.training().batch_size
     )
     if accuracy is not None:
         print(f"Test accuracy at the best validation epoch: {accuracy:.4f}")
@@ -151,7 +151,7 @@ def _validation_summary(config: RunConfig, model, best_weights, data, fit_data) 
         "validation": f"{config.validation_split:g} of the training set held out "
         f"(split seed {SPLIT_SEED})",
         "validation_split": config.validation_split,
-        "validation_images": int(len(fit_data.y_test)),
+        "validation_images": int(len(fit_data.y_val)),
         "train_images": int(len(fit_data.y_train)),
         "test_accuracy_at_best_epoch": accuracy,
     }

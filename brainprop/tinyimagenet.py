@@ -1,4 +1,4 @@
-"""Tiny ImageNet (SPEC 5): the extracted `tiny-imagenet-200/` folder as uint8 arrays.
+"""Tiny ImageNet: the extracted `tiny-imagenet-200/` folder as uint8 arrays.
 
 Training images are `train/<wnid>/images/*.JPEG`, test (validation) images
 `val/images/*.JPEG`, labelled by `val/val_annotations.txt` (tab-separated: file, wnid,

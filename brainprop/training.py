@@ -90,7 +90,7 @@ def train(
     backup_dir: str | os.PathLike | None = None,
     verbose: int | str = "auto",
 ) -> TrainingResult:
-    """Train `model` (compiled) on `data`, validating on the test set each epoch.
+    """Train `model` (compiled) on `data`, validating on `data.validation` each epoch.
 
     Stops when validation accuracy has not improved by `min_delta` for
     `patience` epochs, after `epochs` epochs, on a NaN loss, or on SIGINT or
@@ -116,7 +116,7 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
     train_batches = ImageBatches(
         data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
     )
-    val_batches = ImageBatches(data.x_test, data.y_test, config.batch_size)
+    val_batches = ImageBatches(*data.validation, config.batch_size)
     timer = EpochTimer()
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_accuracy",

@@ -8,6 +8,7 @@ and for choosing the best epoch, and the test set is used once, on that epoch's 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,10 +27,10 @@ SPLIT_SEED = 0
 
 
 def hold_out(data: Dataset, fraction: float, seed: int = SPLIT_SEED) -> Dataset:
-    """`data` with a random `fraction` of its training images moved to the test split.
+    """`data` with a random `fraction` of its training images moved to a validation split.
 
     The returned Dataset trains on the rest and validates on the held-out images; its
-    test split is no longer the real test set.  The same `seed` gives the same split.
+    test split is untouched.  The same `seed` gives the same split.
     """
     n = len(data.y_train)
     n_held = int(round(n * fraction))
@@ -41,13 +42,12 @@ def hold_out(data: Dataset, fraction: float, seed: int = SPLIT_SEED) -> Dataset:
     order = np.random.default_rng(seed).permutation(n)
     # Sorted indices keep the gathered copies in the data's own order.
     held, kept = np.sort(order[:n_held]), np.sort(order[n_held:])
-    return Dataset(
-        data.name,
-        data.x_train[kept],
-        data.y_train[kept],
-        data.x_train[held],
-        data.y_train[held],
-        data.n_classes,
+    return dataclasses.replace(
+        data,
+        x_train=data.x_train[kept],
+        y_train=data.y_train[kept],
+        x_val=data.x_train[held],
+        y_val=data.y_train[held],
     )
 
 

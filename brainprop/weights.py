@@ -6,16 +6,16 @@ group lists its `weight_names`.  Those files load by order: the n-th layer
 with weights in the file goes to the n-th layer with weights in our model,
 which is why the architectures keep the original's layer order.
 
-Our own files are Keras 3 weight files, whose groups are named after our
-layers; they load by name.  Either way every shape is checked first, so a file
-for another architecture or another number of classes is refused in one line
-and the model is left untouched.
+Our own files are Keras 3 weight files, loaded by Keras' own `load_weights`.
+Either way a file for another architecture or another number of classes is
+refused in one line and the model is left untouched.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,36 +66,53 @@ def _read_legacy(root: h5py.Group) -> list[tuple[str, list[np.ndarray]]]:
     return groups
 
 
-def _keras3_names(model: keras.Model) -> dict[str, str]:
-    """Group name of each layer in a Keras 3 weight file.
-
-    Keras 3 names the groups after the layer class in snake case, numbered in
-    layer order (`conv2d`, `conv2d_1`, ...), not after `layer.name`.
-    """
-    used: dict[str, int] = {}
-    names = {}
-    for layer in model.layers:
-        base = re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2",
-                      type(layer).__name__)).lower()
-        used[base] = used.get(base, -1) + 1
-        names[layer.name] = base if used[base] == 0 else f"{base}_{used[base]}"
-    return names
+def _stored_shapes(root: h5py.Group) -> list[tuple[int, ...]]:
+    """The shape of every array of a Keras 3 weight file's layers."""
+    shapes: list[tuple[int, ...]] = []
+    root["layers"].visititems(
+        lambda name, item: shapes.append(item.shape) if isinstance(item, h5py.Dataset) else None
+    )
+    return shapes
 
 
-def _read_keras3(root: h5py.Group, model: keras.Model) -> list[tuple[str, list[np.ndarray]]]:
-    stored = root["layers"]
-    names = _keras3_names(model)
-    groups = []
-    for layer in weighted_layers(model):
-        name = names[layer.name]
-        if name not in stored or "vars" not in stored[name] or not len(stored[name]["vars"]):
-            raise BrainPropError(
-                f"the weight file has no weights for layer {layer.name} ({name}): "
-                "it was written for another architecture; pick the matching file"
-            )
-        variables = stored[name]["vars"]
-        groups.append((name, [np.asarray(variables[str(i)]) for i in range(len(variables))]))
-    return groups
+def _load_own(model: keras.Model, path: Path, stored: list[tuple[int, ...]]) -> None:
+    """Keras' own `load_weights`, its error in one line and the model left as it was."""
+    if len(stored) != len(model.weights):
+        raise BrainPropError(
+            f"{path.name} holds {len(stored)} weight arrays but this architecture has "
+            f"{len(model.weights)}: it was saved for another architecture; pick the matching file"
+        )
+    before = [w.numpy() for w in model.weights]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras warns about each layer it skips
+            model.load_weights(path)
+    except (ValueError, KeyError, OSError) as error:
+        for weight, value in zip(model.weights, before):
+            weight.assign(value)
+        raise BrainPropError(_mismatch(model, path, str(error))) from None
+
+
+# How Keras reports a stored array that does not fit; used only to word the error.
+_SHAPE_MISMATCH = re.compile(
+    r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))\. "
+    r"Target variable: <Variable path=([^,/]+)/"
+)
+
+
+def _mismatch(model: keras.Model, path: Path, keras_message: str) -> str:
+    found = _SHAPE_MISMATCH.search(keras_message)
+    layers = [layer.name for layer in weighted_layers(model)]
+    if found is None or found.group(3) not in layers:
+        first = keras_message.strip().splitlines()[0] if keras_message.strip() else "no reason"
+        return (f"{path.name} does not fit this architecture ({first}); "
+                "check the dataset and architecture")
+    expected, stored, layer = found.groups()
+    return (
+        f"{path.name} does not fit this architecture: layer {layers.index(layer) + 1} "
+        f"({layer}) expects shape {expected}, the file has {stored}; check the dataset "
+        "and architecture"
+    )
 
 
 def _check_fits(
@@ -129,20 +146,25 @@ def check_weight_file(path: str | os.PathLike) -> Path:
 
 
 def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
-    """Load our own or a legacy Keras 2 weight file into `model`, shapes checked first."""
+    """Load our own or a legacy Keras 2 weight file into `model`, or refuse it in one line
+    and leave `model` as it was."""
     path = check_weight_file(path)
+    groups = stored = None
     try:
         with h5py.File(path, "r") as root:
             if "layer_names" in root.attrs or "model_weights" in root:
                 groups = _read_legacy(root)
             elif "layers" in root:
-                groups = _read_keras3(root, model)
+                stored = _stored_shapes(root)
             else:
                 raise BrainPropError(
                     f"{path} is HDF5 but holds no Keras weights: give a file saved by -s"
                 )
     except (OSError, KeyError) as error:
         raise BrainPropError(f"{path} could not be read ({error}): the file may be truncated")
+    if groups is None:
+        _load_own(model, path, stored)
+        return
     _check_fits(model, groups, path)
     for layer, (_, arrays) in zip(weighted_layers(model), groups):
         layer.set_weights(arrays)

@@ -1,4 +1,4 @@
-"""The architectures and hyperparameters of SPEC 2 and 3."""
+"""The architectures and hyperparameters of the paper and the original release."""
 
 import itertools
 

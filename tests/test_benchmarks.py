@@ -1,4 +1,4 @@
-"""The FLOP count behind goal 5's share of the GPU's peak (benchmarks/epoch.py)."""
+"""The FLOP count behind the share of the GPU's peak (benchmarks/epoch.py)."""
 
 import sys
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Data loading (SPEC 5): each test writes small files in the real on-disk formats."""
+"""Data loading: each test writes small files in the real on-disk formats."""
 
 import pickle
 import tarfile

@@ -1,4 +1,4 @@
-"""The BrainProp rule (SPEC 4): gradient identities, selection, and the model class."""
+"""The BrainProp rule (Section 2 of the paper): gradient identities, selection, and the model class."""
 
 import keras
 import numpy as np

@@ -21,18 +21,19 @@ def _data(n_train=50):
 def test_hold_out_moves_a_fraction_of_training_images_to_validation():
     data = _data()
     split = hold_out(data, 0.2)
-    kept, held = split.x_train[:, 0, 0, 0], split.x_test[:, 0, 0, 0]
+    kept, held = split.x_train[:, 0, 0, 0], split.x_val[:, 0, 0, 0]
     assert (len(kept), len(held)) == (40, 10)
     assert sorted([*kept, *held]) == list(range(50))  # disjoint, nothing lost
     np.testing.assert_array_equal(split.y_train, kept % 3)  # labels follow their images
-    np.testing.assert_array_equal(split.y_test, held % 3)
+    np.testing.assert_array_equal(split.y_val, held % 3)
+    assert split.x_test is data.x_test  # the test set stays the test set
 
 
 def test_hold_out_is_the_same_split_every_time_and_differs_by_seed():
     data = _data()
     first, again = hold_out(data, 0.3), hold_out(data, 0.3)
-    np.testing.assert_array_equal(first.x_test, again.x_test)
-    assert not np.array_equal(first.x_test, hold_out(data, 0.3, seed=5).x_test)
+    np.testing.assert_array_equal(first.x_val, again.x_val)
+    assert not np.array_equal(first.x_val, hold_out(data, 0.3, seed=5).x_val)
 
 
 @pytest.mark.parametrize("fraction", [0.001, 0.999])
