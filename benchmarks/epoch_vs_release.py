@@ -60,7 +60,7 @@ RULES = ("BrainProp", "EBP")
 PARTS = ("total", "train", "validation", "other", "cpu")
 CONTENDERS = ("release", "ours-tensorflow", "ours-jax")
 
-# (training, test) images: the full run is the issue's CIFAR10 10,000 / 2,000.
+# (training, test) images: CIFAR10's 10,000 / 2,000, as first measured, for every row.
 FULL_IMAGES = {arch: (10_000, 2_000) for arch in ARCHITECTURES}
 # --quick: fewer images where an epoch is slow on a 2-core CPU, so that all 24 runs
 # (4 architectures x 2 rules x 3 contenders) fit in 10 minutes.
