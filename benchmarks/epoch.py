@@ -1,19 +1,24 @@
-"""Goal 5: seconds per epoch of CIFAR10 deep BrainProp, and the share of the chip's peak.
+"""Seconds per epoch of every architecture, and the share of the chip's peak.
 
-Trains the real model through the real input pipeline (`ImageBatches`, uint8 images
-scaled per batch) on synthetic images of CIFAR shape, one epoch of `--images` images
-per `fit` epoch, for each dtype policy in turn: the first epoch of each compiles and is
-reported apart; the figure is the median of the others. Meant for a GPU under JAX:
+Trains BrainProp through the real input pipeline (`ImageBatches`, uint8 images scaled
+per batch) on synthetic images (CIFAR shape; MNIST shape for dense), one epoch of
+`--images` images per `fit` epoch, for each architecture, XLA compilation (on, off)
+and dtype policy (float32, mixed_float16 as `--mixed-precision` sets it) in turn: the
+first epoch of each compiles and is reported apart; the figure is the median of the
+others. Meant for a GPU, on each backend:
 
-    KERAS_BACKEND=jax python benchmarks/epoch.py --json epoch_gpu.json
+    KERAS_BACKEND=jax python benchmarks/epoch.py --json epoch_gpu_jax.json
+    KERAS_BACKEND=tensorflow python benchmarks/epoch.py --json epoch_gpu_tf.json
 
-It runs anywhere (`--images 1024 --epochs 2` is a quick check on a CPU).
+(`--architectures deep --jit on` for CIFAR10 deep alone). It runs anywhere
+(`--images 1024 --epochs 2` is a quick check on a CPU). On JAX, XLA off means eager
+execution, op by op: expect it to be far slower.
 
-The share of the peak counts the multiply-adds of the convolution and dense layers
-(BatchNorm, ReLU, pooling and the rule itself are left out: a few percent): forward once,
-and twice more for training (the input gradient and the weight gradient), except the
-first layer, which needs no input gradient. Peaks are the vendor's dense figures for the
-chip that is found, or `--peak-tflops`.
+The share of the peak counts the multiply-adds of the convolution, locally connected
+and dense layers (BatchNorm, ReLU, pooling and the rule itself are left out: a few
+percent): forward once, and twice more for training (the input gradient and the weight
+gradient), except the first layer, which needs no input gradient. Peaks are the
+vendor's dense figures for the chip that is found, or `--peak-tflops`.
 """
 
 from __future__ import annotations
@@ -83,36 +88,47 @@ def peak_for(name: str) -> dict[str, float] | None:
     return None
 
 
-def measure(policy: str, images: int, epochs: int, batch: int) -> dict:
+JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
+
+
+def measure(architecture: str, policy: str, jit: str, images: int, epochs: int,
+            batch: int | None) -> dict:
+    """Epoch seconds of one architecture, dtype policy and compilation, as main.py
+    trains it (the policy set while the model is built, as `--mixed-precision` does)."""
     import keras
 
     from brainprop.architectures import ARCHITECTURES, build_model, compile_model
     from brainprop.pipeline import ImageBatches
     from brainprop.training import EpochTimer
 
+    arch = ARCHITECTURES[architecture]
+    shape = common.INPUT_SHAPES[architecture]
+    batch = batch or arch.batch_size
+    keras.backend.clear_session()
     keras.config.set_dtype_policy(policy)
     try:
         keras.utils.set_random_seed(1)
-        model = build_model("deep", "BrainProp", (32, 32, 3), 10)
-        compile_model(model, ARCHITECTURES["deep"].learning_rate)
-        rng = np.random.default_rng(0)
-        data = ImageBatches(
-            rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8),
-            rng.integers(0, 10, images).astype(np.int32),
-            batch,
-            shuffle=True,
-        )
-        timer = EpochTimer()
-        common.progress(f"{policy}: {epochs} epochs of {images} images ...")
-        start = time.perf_counter()
-        model.fit(data, epochs=epochs, callbacks=[timer], verbose=0)
-        total = time.perf_counter() - start
+        model = build_model(architecture, "BrainProp", shape, common.N_CLASSES, batch_size=batch)
+        compile_model(model, arch.learning_rate, jit_compile=JIT_CHOICES[jit])
     finally:
         keras.config.set_dtype_policy("float32")
+    rng = np.random.default_rng(0)
+    data = ImageBatches(
+        rng.integers(0, 256, (images, *shape), dtype=np.uint8),
+        rng.integers(0, common.N_CLASSES, images).astype(np.int32),
+        batch,
+        shuffle=True,
+    )
+    timer = EpochTimer()
+    common.progress(f"{architecture}, {policy}, XLA {jit}: {epochs} epochs of {images} images ...")
+    start = time.perf_counter()
+    model.fit(data, epochs=epochs, callbacks=[timer], shuffle=False, verbose=0)
+    total = time.perf_counter() - start
     later = timer.seconds[1:]
     return {
+        "batch": batch,
         "first_epoch_s": round(timer.seconds[0], 3),
-        "epoch_s_median": round(float(np.median(later)), 3) if later else None,
+        "epoch_s_median": round(float(np.median(later)), 3),
         "epoch_s_all": [round(s, 3) for s in timer.seconds],
         "total_s": round(total, 2),
         "flops_per_epoch": training_flops_per_example(model) * images,
@@ -121,10 +137,15 @@ def measure(policy: str, images: int, epochs: int, batch: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--architectures", nargs="+", default=list(common.INPUT_SHAPES),
+                        choices=list(common.INPUT_SHAPES))
     parser.add_argument("--images", type=int, default=50_000, help="images per epoch")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per policy (>= 2)")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per setting (>= 2)")
+    parser.add_argument("--batch", type=int, help="default: each architecture's own")
+    parser.add_argument("--policies", nargs="+", default=["float32", "mixed_float16"],
+                        choices=["float32", "mixed_float16", "mixed_bfloat16"])
+    parser.add_argument("--jit", nargs="+", default=["on", "off"], choices=list(JIT_CHOICES),
+                        help="XLA compilation (on JAX, off means eager execution)")
     parser.add_argument("--peak-tflops", type=float,
                         help="the chip's peak, when it is not in the built-in table")
     parser.add_argument("--json")
@@ -134,16 +155,20 @@ def main() -> None:
     name = device_name()
     peaks = peak_for(name) or {}
     results = {"machine": {**common.machine(), "device": name}, "images": args.images,
-               "batch": args.batch, "peak_tflops": peaks or args.peak_tflops}
-    for policy in args.policies:
-        row = measure(policy, args.images, args.epochs, args.batch)
-        achieved = row["flops_per_epoch"] / row["epoch_s_median"] / 1e12
-        row["achieved_tflops"] = round(achieved, 3)
-        if args.peak_tflops:
-            row["share_of_peak"] = round(achieved / args.peak_tflops, 4)
-        for precision, peak in peaks.items():
-            row[f"share_of_{precision}_peak"] = round(achieved / peak, 4)
-        results[policy] = row
+               "peak_tflops": peaks or args.peak_tflops, "runs": []}
+    for architecture in args.architectures:
+        for jit in args.jit:
+            for policy in args.policies:
+                row = measure(architecture, policy, jit, args.images, args.epochs, args.batch)
+                achieved = row["flops_per_epoch"] / row["epoch_s_median"] / 1e12
+                row["achieved_tflops"] = round(achieved, 3)
+                if args.peak_tflops:
+                    row["share_of_peak"] = round(achieved / args.peak_tflops, 4)
+                for precision, peak in peaks.items():
+                    row[f"share_of_{precision}_peak"] = round(achieved / peak, 4)
+                results["runs"].append(
+                    {"architecture": architecture, "jit": jit, "policy": policy, **row}
+                )
     common.write_json(args.json, results)
 
 

@@ -1,4 +1,4 @@
-"""Goal 4: the input pipeline delivers far more images per second than training eats.
+"""The input pipeline delivers far more images per second than training eats.
 
 Per step, side by side in one process: draw one batch from `ImageBatches` through the
 same Keras data adapter that `fit` uses on this backend (a tf.data dataset on

@@ -1,4 +1,4 @@
-"""Goals 1 and 3: the rule's cost over EBP, and XLA on against off, per architecture.
+"""The rule's cost over EBP, and XLA on against off, per architecture.
 
 For each architecture, four models take turns on the same batch through the real
 training path (`train_on_batch`, i.e. Keras' compiled train function): BrainProp and

@@ -130,17 +130,25 @@ def combinations_text() -> str:
     return "; ".join(f"{d}: {', '.join(a)}" for d, a in PAPER_COMBINATIONS.items())
 
 
-def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers.Layer:
+def _kernel_options(arch: Architecture) -> dict:
+    """No bias; kernels drawn from N(0, init_std^2), with the architecture's L2."""
     import keras
 
-    from brainprop.layers import BatchNormalization, LocallyConnected2D
-
-    kind, *args = spec
-    weights = {
+    return {
         "use_bias": False,
         "kernel_initializer": keras.initializers.RandomNormal(0.0, arch.init_std),
         "kernel_regularizer": keras.regularizers.L2(arch.l2) if arch.l2 else None,
     }
+
+
+def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers.Layer:
+    import keras
+
+    from brainprop.devices import replicated_batch_statistics
+    from brainprop.layers import BatchNormalization, LocallyConnected2D
+
+    kind, *args = spec
+    weights = _kernel_options(arch)
     name = f"{kind}_{index}"
     if kind == "conv":
         filters, strides = args
@@ -154,7 +162,11 @@ def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers
         return keras.layers.Dense(args[0], name=name, **weights)
     simple = {
         "relu": lambda: keras.layers.ReLU(name=name),
-        "batchnorm": lambda: BatchNormalization(name=name),
+        # Over the global batch when data-parallel, as on one device (then Keras'
+        # composite runs; on one device TensorFlow's fused kernel).
+        "batchnorm": lambda: BatchNormalization(
+            name=name, synchronized=replicated_batch_statistics()
+        ),
         "maxpool": lambda: keras.layers.MaxPooling2D(args[0] if args else 2, name=name),
         "dropout": lambda: keras.layers.Dropout(args[0] if args else 0.0, name=name),
         "flatten": lambda: keras.layers.Flatten(name=name),
@@ -168,33 +180,40 @@ def build_model(
     input_shape: tuple[int, ...],
     n_classes: int,
     seed: int = 1,
+    batch_size: int | None = None,
+    init_std: float | None = None,
 ) -> keras.Model:
     """Build the network as the original release did (uncompiled).
 
-    BrainProp gets a linear output and the `BrainProp` model class (the rule);
-    EBP gets a softmax output in a plain `keras.Model`.  Weight initialisation
-    draws from Keras' global seed, so call `keras.utils.set_random_seed` first.
+    The output layer is linear for both rules.  BrainProp gets the `BrainProp`
+    model class (the rule), whose loss is divided by `batch_size`, the batch
+    size it will be trained with (default: the architecture's).  EBP gets a
+    plain `keras.Model` whose outputs are the logits of the softmax (the
+    release's softmax layer had no weights, so its files load unchanged, and
+    the argmax is the same); `compile_model` gives it the cross-entropy of
+    those logits.  `init_std` replaces the architecture's standard deviation
+    of the initial weights.  Weight initialisation draws from Keras' global
+    seed, so call `keras.utils.set_random_seed` first.
     """
     import keras
 
     from brainprop.model import BrainProp
 
     arch = ARCHITECTURES[architecture]
+    if init_std is not None:
+        arch = dataclasses.replace(arch, init_std=init_std)
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     for index, spec in enumerate(arch.layers, start=1):
         x = _make_layer(spec, arch, index)(x)
-    output = keras.layers.Dense(
-        n_classes,
-        use_bias=False,
-        activation=None if algorithm == "BrainProp" else "softmax",
-        kernel_initializer=keras.initializers.RandomNormal(0.0, arch.init_std),
-        kernel_regularizer=keras.regularizers.L2(arch.l2) if arch.l2 else None,
-        name="output",
-    )(x)
+    # float32 under mixed precision too: the Q values (or logits) and the loss stay exact.
+    output = keras.layers.Dense(n_classes, name="output", dtype="float32",
+                                **_kernel_options(arch))(x)
     name = f"{architecture}_{algorithm}"
     if algorithm == "BrainProp":
-        return BrainProp(inputs, output, seed=seed, name=name)
+        return BrainProp(
+            inputs, output, seed=seed, batch_size=batch_size or arch.batch_size, name=name
+        )
     return keras.Model(inputs, output, name=name)
 
 
@@ -212,7 +231,10 @@ def compile_model(
     jit_compile: bool | str = "auto",
     steps_per_execution: int = STEPS_PER_EXECUTION,
 ) -> keras.Model:
-    """Compile with plain SGD (no momentum); the loss depends on the algorithm.
+    """Compile with plain SGD (no momentum); the loss depends on the algorithm:
+    BrainProp's own (`brainprop.model`), or for EBP the cross-entropy of the
+    softmax of the outputs, computed from the logits, averaged over the batch
+    (as the release's `categorical_crossentropy`).
 
     Both log `class_accuracy`, the accuracy of each class (a vector per epoch).
     Callbacks see a batch end once per `steps_per_execution` batches.
@@ -238,9 +260,12 @@ def compile_model(
             steps_per_execution=steps_per_execution,
         )
     else:
+        # From the logits: probabilities clipped to [1e-7, 1 - 1e-7] (as Keras does
+        # on some backends) would give an example whose label is that unlikely
+        # no gradient at all.
         model.compile(
             optimizer=optimizer,
-            loss="sparse_categorical_crossentropy",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), per_class],
             jit_compile=jit_compile,
             steps_per_execution=steps_per_execution,

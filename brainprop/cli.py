@@ -10,6 +10,7 @@ Mistakes a user can make end in one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 
@@ -31,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seeds", type=parse_seeds,
                        help="train once per seed, one after another, each with its own "
                        "outputs: 1-10, 1,3,5 or 7")
+    # argparse counts an option as given only when its value differs from the
+    # default: with no default, `--seed 1 --seeds 1-2` is refused like any other pair.
+    parser.set_defaults(seed=None)
+    parser.add_argument("--print-config", action="store_true",
+                        help="print every hyperparameter and path the run would use, as "
+                        "JSON, and exit without loading data or training")
     return parser
 
 
@@ -38,7 +45,9 @@ def configs_from(args: argparse.Namespace) -> list[RunConfig]:
     """One RunConfig per seed named on the command line."""
     if args.seeds and args.load:
         raise BrainPropError(LOAD_ALONE)
-    return [RunConfig.from_namespace(args, seed=seed) for seed in args.seeds or [args.seed]]
+    default_seed = RunConfig.__dataclass_fields__["seed"].default
+    seeds = args.seeds or [default_seed if args.seed is None else args.seed]
+    return [RunConfig.from_namespace(args, seed=seed) for seed in seeds]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # a bad argument exits here, in one line
 
     def start() -> int:
-        from brainprop.run import run_all
+        from brainprop.run import describe, run_all
 
+        if args.print_config:
+            print(json.dumps(describe(configs_from(args)), indent=2))
+            return 0
         return run_all(configs_from(args), command=shlex.join(["python", PROG, *argv]))
 
     return run_command(PROG, start)

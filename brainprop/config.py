@@ -32,6 +32,10 @@ DEFAULT_EPOCHS = 500
 DEFAULT_PATIENCE = 45
 MIN_DELTA = 0.001
 
+LOAD_AND_SAVE = (
+    "-s saves what training produces and -l evaluates weights without training: drop -s "
+    "(or -l to train)"
+)
 LOAD_ALONE = (
     "-l evaluates one weight file on the test set: drop --seeds, --validation-split and --resume"
 )
@@ -103,6 +107,11 @@ def _batch_sizes() -> str:
     return ", or ".join([str(usual), *others])
 
 
+def _init_stds() -> str:
+    stds = {name: arch.init_std for name, arch in ARCHITECTURES.items()}
+    return ", ".join(f"{std:g} for {name}" for name, std in stds.items())
+
+
 def _learning_rates() -> str:
     rates = {arch.learning_rate for arch in ARCHITECTURES.values()}
     return "/".join(f"{rate:g}" for rate in sorted(rates))
@@ -151,6 +160,19 @@ class RunConfig:
         "--learning-rate", type=positive(float), shown_default=_learning_rates(),
         help=f"initial learning rate, halved every {LR_HALVING_EPOCHS} epochs",
     )
+    init_std: float | None = option(
+        "--init-std", type=positive(float), metavar="X", shown_default=_init_stds(),
+        help="standard deviation of the initial weights (normal, mean 0); the paper's text "
+        "gives 0.1 for dense, where the release, and the default, use 0.01",
+    )
+    class_order: str | None = option(
+        "--class-order", metavar="{sorted,listdir,FILE}", forward=False,
+        shown_default="sorted",
+        help="TinyImageNet: which wnid each output unit stands for: the sorted wnids, the "
+        "os.listdir order of train/ (how the release numbered them; it differs between "
+        "machines), or a file of wnids, one per line, in output-unit order, such as "
+        "python -m brainprop.classorder writes for a weight file",
+    )
     output_dir: str = option(
         "--output-dir", default=".", forward=False, shown_default="current directory",
         help="where -s writes its files; created if needed, checked before training",
@@ -158,7 +180,8 @@ class RunConfig:
     data_dir: str | None = option(
         "--data-dir",
         help="read the data set from the standard files in this folder instead of "
-        "downloading it: mnist.npz, cifar-10-batches-py/ or its .tar.gz, "
+        "downloading it: mnist.npz or MNIST's four idx files (gzipped or not), "
+        "cifar-10-batches-py/ or its .tar.gz, "
         "cifar-100-python/ or its .tar.gz, tiny-imagenet-200/ (see README)",
     )
     validation_split: float | None = option(
@@ -167,11 +190,31 @@ class RunConfig:
         help="hold out this fraction of the training set (a fixed split) for early "
         "stopping and the best epoch, then report the test accuracy of that epoch",
     )
+    verbose: int | None = option(
+        "--verbose", type=int, choices=(0, 1, 2),
+        shown_default="1 on a terminal, 2 when the output goes to a file",
+        help="as in Keras' fit: 0 silent, 1 a progress bar per epoch, 2 one line per epoch",
+    )
+    tensorboard: str | None = option(
+        "--tensorboard", metavar="DIR",
+        help="write every epoch's numbers (each class's accuracy and the learning rate "
+        "included) for TensorBoard into DIR/<run name>/ (needs `pip install tensorboard`)",
+    )
     resume: bool = option(
         "--resume", default=False, action="store_true", forward=False,
         help="continue the newest interrupted or crashed run of this dataset, "
         "architecture, algorithm and seed in --output-dir from its last completed "
         "epoch (implies -s)",
+    )
+    distribute: bool = option(
+        "--distribute", default=False, action="store_true",
+        help="train this run data-parallel over every GPU (or TPU) of this machine "
+        "(see README); the batch size stays the global batch",
+    )
+    mixed_precision: bool = option(
+        "--mixed-precision", default=False, action="store_true",
+        help="compute in float16 with float32 weights, output layer and loss (Keras' "
+        "mixed_float16 policy, with dynamic loss scaling); for GPUs",
     )
 
     @property
@@ -184,11 +227,20 @@ class RunConfig:
         """The stem of the run's files: `MNIST_dense_BrainProp_seed1`."""
         return f"{self.dataset}_{self.architecture}_{self.algorithm}_seed{self.seed}"
 
+    @property
+    def weight_std(self) -> float:
+        """The standard deviation of the initial weights: --init-std or the architecture's."""
+        return self.init_std or ARCHITECTURES[self.architecture].init_std
+
     def check(self) -> None:
         """BrainPropError for a run the paper did not do or options that exclude each other."""
         check_combination(self.dataset, self.architecture, self.algorithm)
         if self.load and (self.validation_split or self.resume):
             raise BrainPropError(LOAD_ALONE)
+        if self.load and self.save:
+            raise BrainPropError(LOAD_AND_SAVE)
+        if self.tensorboard and self.load:
+            raise BrainPropError("--tensorboard records training; -l only evaluates: drop one")
 
     def training(self) -> TrainingConfig:
         """The resolved hyperparameters: the architecture's where none were given."""

@@ -1,9 +1,10 @@
 """The data sets: MNIST, CIFAR10, CIFAR100 and Tiny ImageNet as uint8 arrays.
 
 Without a data folder the data come from `keras.datasets` (downloaded once, then cached
-by Keras).  Offline, `--data-dir` points at the standard files instead: `mnist.npz`,
-`cifar-10-batches-py/` or `cifar-10-python.tar.gz`, `cifar-100-python/` or
-`cifar-100-python.tar.gz`.  The number of images per file is read from the files.
+by Keras).  Offline, `--data-dir` points at the standard files instead: `mnist.npz` or
+the four idx files of the MNIST distribution (`train-images-idx3-ubyte` and the others,
+gzipped or not), `cifar-10-batches-py/` or `cifar-10-python.tar.gz`, `cifar-100-python/`
+or `cifar-100-python.tar.gz`.  The number of images per file is read from the files.
 
 Images stay uint8 (channels last) in memory; `brainprop.pipeline.ImageBatches` scales
 one batch at a time to float32 in [0, 1], so no float copy of a whole split is ever made.
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gzip
+import math
 import os
 import pickle
 import tarfile
@@ -60,6 +63,8 @@ class Dataset:
     n_classes: int
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    # The name of each class in label (output-unit) order, where the data name them.
+    classes: tuple[str, ...] | None = None
 
     @property
     def validation(self) -> tuple[np.ndarray, np.ndarray]:
@@ -75,11 +80,15 @@ class Dataset:
         return (int(height), int(width), int(channels))
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, class_order: str | None = None
+) -> Dataset:
     """Load `name` from `keras.datasets`, or from the standard files in `data_dir`.
 
     TinyImageNet comes from `tiny-imagenet-200/` in `data_dir` or, without one, in the
-    current directory (where the original looked).
+    current directory (where the original looked); `class_order` numbers its classes
+    (`sorted`, the default, `listdir` or a file: see `brainprop.tinyimagenet`), and the
+    Dataset's `classes` are its wnids in that order.
 
     Raises BrainPropError (a one-line message saying what to do) for an unknown name,
     a failed download, a missing file, or a file that is corrupt or holds arrays of the
@@ -88,11 +97,16 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
     if name == TINY_IMAGENET:
         from brainprop.tinyimagenet import read_tinyimagenet
 
-        splits, n_classes, source = read_tinyimagenet(data_dir)
-        return build_dataset(name, *splits, n_classes=n_classes, source=source)
+        splits, classes, source = read_tinyimagenet(data_dir, class_order or "sorted")
+        data = build_dataset(name, *splits, n_classes=len(classes), source=source)
+        return dataclasses.replace(data, classes=tuple(classes))
     if name not in DATASET_CLASSES:
         known = ", ".join(DATASETS)
         raise BrainPropError(f"unknown dataset {name!r}; known datasets: {known}")
+    if class_order is not None:
+        raise BrainPropError(
+            f"--class-order numbers the classes of {TINY_IMAGENET} only; drop it for {name}"
+        )
     if data_dir is None:
         splits, source = _download(name), f"keras.datasets ({name})"
     else:
@@ -197,14 +211,18 @@ def _reading(name: str) -> Iterator[None]:
 
 
 def _download_mnist() -> Splits:
-    import keras  # only for downloads: reading local files needs no backend
+    from brainprop.backend import start  # only for downloads: local files need no backend
+
+    keras = start()
 
     (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     return x_train[..., None], y_train, x_test[..., None], y_test
 
 
 def _download_cifar(module: str, **kwargs) -> Splits:
-    import keras
+    from brainprop.backend import start
+
+    keras = start()
 
     (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, module).load_data(**kwargs)
     if keras.config.image_data_format() == "channels_first":  # Keras gave (N, 3, 32, 32)
@@ -220,7 +238,8 @@ _DOWNLOADERS: dict[str, Callable[[], Splits]] = {
 
 # What to put in a --data-dir folder, for the messages.
 _FILES = {
-    "MNIST": "mnist.npz",
+    "MNIST": "mnist.npz (or the four idx files train-images-idx3-ubyte, "
+    "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, gzipped or not)",
     "CIFAR10": "cifar-10-python.tar.gz (or the extracted cifar-10-batches-py/)",
     "CIFAR100": "cifar-100-python.tar.gz (or the extracted cifar-100-python/)",
 }
@@ -237,29 +256,89 @@ def _download(name: str) -> Splits:
         ) from exc
 
 
-# --- mnist.npz ----------------------------------------------------------------------------
+# --- MNIST: mnist.npz or the four idx files ----------------------------------------------
 
 _MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# The files of the standard distribution, each also read gzipped (name + ".gz").
+MNIST_IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
 
 
 def _read_mnist(folder: Path) -> Splits:
-    """x_train, y_train, x_test, y_test from `folder`/mnist.npz, images (N, 28, 28, 1)."""
-    path = folder / "mnist.npz"
-    if not path.is_file():
-        raise BrainPropError(f"mnist.npz not found: put mnist.npz in {folder}")
+    """x_train, y_train, x_test, y_test, images (N, 28, 28, 1), from `folder`/mnist.npz
+    or, without it, from the four idx files (gzipped or not)."""
+    if (folder / "mnist.npz").is_file():
+        return _mnist_splits(_read_mnist_npz(folder / "mnist.npz"))
+    paths = {key: _idx_path(folder, name) for key, name in MNIST_IDX_FILES.items()}
+    if not any(paths.values()):
+        raise BrainPropError(f"MNIST not found: put {_FILES['MNIST']} in {folder}")
+    missing = [MNIST_IDX_FILES[key] for key, path in paths.items() if path is None]
+    if missing:
+        raise BrainPropError(
+            f"{folder} lacks {', '.join(missing)} (or .gz); put all four MNIST idx files there"
+        )
+    dimensions = {"x": 3, "y": 1}
+    arrays = {key: _read_idx(path, dimensions[key[0]]) for key, path in paths.items()}
+    return _mnist_splits(arrays, {key: path.name for key, path in paths.items()})
+
+
+def _read_mnist_npz(path: Path) -> dict[str, np.ndarray]:
     with _reading("mnist.npz"), np.load(path, allow_pickle=False) as npz:
         missing = [key for key in _MNIST_KEYS if key not in npz.files]
         if missing:
             raise BrainPropError(f"mnist.npz has no {', '.join(missing)}; get the file again")
-        arrays = {key: npz[key] for key in _MNIST_KEYS}
+        return {key: npz[key] for key in _MNIST_KEYS}
+
+
+def _mnist_splits(arrays: dict[str, np.ndarray], names: dict[str, str] | None = None) -> Splits:
+    """The four arrays checked; errors name the idx file, or mnist.npz: key."""
+    what = names or {key: f"mnist.npz: {key}" for key in _MNIST_KEYS}
     splits = []
     for split in ("train", "test"):
-        images = _check_images(arrays[f"x_{split}"], (None, 28, 28), f"mnist.npz: x_{split}")
+        images = _check_images(arrays[f"x_{split}"], (None, 28, 28), what[f"x_{split}"])
         labels = _check_labels(
-            arrays[f"y_{split}"], len(images), DATASET_CLASSES["MNIST"], f"mnist.npz: y_{split}"
+            arrays[f"y_{split}"], len(images), DATASET_CLASSES["MNIST"], what[f"y_{split}"]
         )
         splits += [images[..., None], labels]
     return tuple(splits)
+
+
+def _idx_path(folder: Path, name: str) -> Path | None:
+    """`name` in `folder`, or else `name`.gz, or None."""
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_idx(path: Path, dimensions: int) -> np.ndarray:
+    """The uint8 array of an idx file (the MNIST format), gunzipped if it ends in .gz.
+
+    An idx file is two zero bytes, a type byte (0x08: unsigned bytes), the number of
+    dimensions, each size as a big-endian 32-bit integer, then the values row-major.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    with _reading(path.name), opener(path, "rb") as f:
+        content = f.read()
+    header = 4 + 4 * dimensions
+    expected = bytes([0, 0, 0x08, dimensions])
+    if len(content) < header or content[:4] != expected:
+        raise BrainPropError(
+            f"{path.name}: not an idx file of {dimensions}-dimensional unsigned bytes "
+            f"(it starts {content[:4].hex() or 'empty'}, expected {expected.hex()}); "
+            "if it is truncated or corrupt, get it again"
+        )
+    shape = tuple(int.from_bytes(content[4 * i : 4 * i + 4], "big") for i in range(1, dimensions + 1))
+    if len(content) != header + math.prod(shape):
+        raise BrainPropError(
+            f"{path.name}: {len(content) - header} bytes of values for shape {shape}, "
+            f"expected {math.prod(shape)}; if it is truncated or corrupt, get it again"
+        )
+    return np.frombuffer(content, np.uint8, offset=header).reshape(shape).copy()
 
 
 # --- CIFAR pickles, in their folder or in the original tarball -----------------------------

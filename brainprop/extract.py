@@ -15,6 +15,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from tqdm import tqdm
+
 from brainprop.atomic import partial_path
 from brainprop.errors import BrainPropError, Parser, run_command
 from brainprop.tinyimagenet import ANNOTATIONS, FOLDER, URL, ZIP_NAME
@@ -90,8 +92,6 @@ def _check_space(zip_path: Path, members: list[zipfile.ZipInfo]) -> None:
 def _extract_then_rename(
     archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], target: Path, again: str
 ) -> None:
-    import keras  # only for the progress bar
-
     staging = partial_path(target)
     try:
         staging.mkdir()
@@ -101,8 +101,8 @@ def _extract_then_rename(
             "if none is running, delete it and run again"
         ) from None
     try:
-        progress = keras.utils.Progbar(len(members), unit_name="file")
-        for count, member in enumerate(members, start=1):
+        # A bar on a terminal; nothing in a log file, where redraws would pile up.
+        for member in tqdm(members, unit="file", desc="Extracting", disable=None):
             try:
                 archive.extract(member, staging)  # checks each file's CRC
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
@@ -111,7 +111,6 @@ def _extract_then_rename(
                 ) from exc
             except OSError as exc:
                 raise BrainPropError(f"cannot extract into {target.parent} ({exc})") from exc
-            progress.update(count)
         os.rename(staging / FOLDER, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

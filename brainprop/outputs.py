@@ -146,24 +146,21 @@ def write_summary(path: Path, summary: dict) -> None:
 def plot_accuracy(history: dict, title: str, train_label: str, pdf_path: Path,
                   png_path: Path) -> None:
     """Training and validation accuracy per epoch, best validation epoch marked."""
-    import matplotlib.ticker
-
-    from brainprop.plotting import plt, save_figure
+    from brainprop.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
 
     train = history.get("accuracy", [])
     val = history.get("val_accuracy", [])
-    epochs = range(1, len(train) + 1)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(epochs, train, label=train_label)
-    ax.plot(range(1, len(val) + 1), val, label="validation")
+    n_epochs = max(len(train), len(val))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    ax.plot(range(1, len(train) + 1), train, **curve_style(n_epochs), label=train_label)
+    ax.plot(range(1, len(val) + 1), val, **curve_style(n_epochs), label="validation")
     finite = [i for i, v in enumerate(val) if math.isfinite(v)]
     if finite:
         best = max(finite, key=lambda i: (val[i], -i))
-        ax.plot(best + 1, val[best], "k*", markersize=12,
+        ax.plot(best + 1, val[best], "k*", markersize=12, linestyle="none",
                 label=f"best: {val[best]:.4f} at epoch {best + 1}")
-    ax.set(xlabel="epoch", ylabel="accuracy", title=title, ylim=(0, 1))
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set(ylabel="accuracy", title=title, ylim=(0, 1))
+    epoch_axis(ax, n_epochs)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    legend_below(ax)
     save_figure(fig, [pdf_path, png_path])

@@ -26,11 +26,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
 from brainprop.errors import BrainPropError, Parser, run_command
 from brainprop.atomic import write_atomically
-from brainprop.plotting import plt, save_figure
+from brainprop.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
 from brainprop.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
 
 ALGORITHM_ORDER = ("BrainProp", "EBP")
@@ -100,6 +99,11 @@ def _read_run(path: Path) -> Run:
 
 
 # --- tables -------------------------------------------------------------------------------
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 seed`, `2 seeds`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -276,12 +280,13 @@ def plot_figure5(runs: list[Run], out_dir: Path) -> list[Path]:
             curves = panels[key][algorithm]
             epochs, mean, std = curve_band(curves)
             color = COLORS.get(algorithm)
-            ax.plot(epochs, mean, color=color, label=f"{algorithm} ({len(curves)} seeds)")
+            ax.plot(epochs, mean, color=color, **curve_style(len(epochs)),
+                    label=f"{algorithm} ({plural(len(curves), 'seed')})")
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.25, linewidth=0)
-        ax.set(title=f"{key[0]} {key[1]}", xlabel="epoch", ylabel="validation accuracy")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(title=f"{key[0]} {key[1]}", ylabel="validation accuracy")
+        epoch_axis(ax, max(len(c) for curves in panels[key].values() for c in curves))
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small")
+        legend_below(ax, ncols=2)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.suptitle("Validation accuracy, mean $\\pm$ 1 std over seeds (cf. paper Fig. 5)")
@@ -313,21 +318,21 @@ def plot_class_discovery(run: Run, out_dir: Path) -> list[Path]:
     per_class = np.asarray(run.history["val_class_accuracy"], dtype=float)
     epochs = np.arange(1, len(per_class) + 1)
     n_classes = per_class.shape[1]
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
     colors = plt.get_cmap("tab10" if n_classes <= 10 else "viridis")
+    style = curve_style(len(epochs)) if n_classes <= 10 else {}
     for k in range(n_classes):
         ax.plot(epochs, per_class[:, k], linewidth=1.2 if n_classes <= 10 else 0.5,
-                color=colors(k if n_classes <= 10 else k / (n_classes - 1)),
+                color=colors(k if n_classes <= 10 else k / (n_classes - 1)), **style,
                 label=f"class {k}" if n_classes <= 10 else None)
-    ax.plot(epochs, run.history["val_accuracy"], "k--", linewidth=2, label="all classes")
+    ax.plot(epochs, run.history["val_accuracy"], "k--", linewidth=2, label="all classes",
+            **curve_style(len(epochs)))
     dataset, architecture, algorithm = run.config
     ax.set(title=f"Per-class validation accuracy: {dataset} {architecture} {algorithm}, "
-           f"seed {run.summary['seed']}", xlabel="epoch", ylabel="validation accuracy",
-           ylim=(-0.02, 1.02))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+           f"seed {run.summary['seed']}", ylabel="validation accuracy", ylim=(-0.02, 1.02))
+    epoch_axis(ax, len(epochs))
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
-    fig.tight_layout()
     return _save_figure(fig, out_dir, "class_discovery")
 
 

@@ -3,7 +3,8 @@
 Training images are `train/<wnid>/images/*.JPEG`, test (validation) images
 `val/images/*.JPEG`, labelled by `val/val_annotations.txt` (tab-separated: file, wnid,
 then the bounding box).  The classes are the sorted wnids of `train/` (the original took
-directory order, which differs between file systems); the number of classes, of images
+directory order, which differs between file systems; `ordered_classes` gives that order,
+or one read from a file, for weights trained with it); the number of classes, of images
 and the image size are read from the data.  Grayscale images become three channels.
 
 The first load decodes every JPEG (in parallel, with progress) and writes
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from brainprop.errors import BrainPropError
 from brainprop.imagecache import fingerprint, load_cache, save_cache
@@ -62,10 +64,18 @@ def find_folder(data_dir: str | os.PathLike | None) -> Path:
     )
 
 
-def read_tinyimagenet(data_dir: str | os.PathLike | None) -> tuple[tuple, int, str]:
-    """((x_train, y_train, x_test, y_test), n_classes, folder), from the cache if it matches."""
+def read_tinyimagenet(
+    data_dir: str | os.PathLike | None, class_order: str = "sorted"
+) -> tuple[tuple, list[str], str]:
+    """((x_train, y_train, x_test, y_test), classes, folder), from the cache if it matches.
+
+    `classes` are the wnids in output-unit order, chosen by `class_order` (see
+    `class_order`); label k is `classes[k]`.  The images and the cache do not depend
+    on the order: only the labels are renumbered.
+    """
     folder = find_folder(data_dir)
     listing = list_files(folder)
+    classes = ordered_classes(folder, listing.classes, class_order)
     sources = [*listing.train, folder / ANNOTATIONS, *listing.test]
     key = fingerprint(folder, sources, extra=" ".join(listing.classes))
     cache = folder / CACHE_NAME
@@ -81,14 +91,69 @@ def read_tinyimagenet(data_dir: str | os.PathLike | None) -> tuple[tuple, int, s
             "y_test": listing.y_test,
         }
         save_cache(cache, key, arrays)
-    splits = tuple(arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-    return splits, len(listing.classes), str(folder)
+    # Sorted position -> output unit.
+    unit = np.array([classes.index(wnid) for wnid in listing.classes], np.int32)
+    splits = (arrays["x_train"], unit[arrays["y_train"]], arrays["x_test"], unit[arrays["y_test"]])
+    return splits, classes, str(folder)
+
+
+def ordered_classes(folder: Path, wnids: list[str], class_order: str) -> list[str]:
+    """The wnids of `folder`/train in output-unit order.
+
+    `class_order` is `sorted` (this project's default), `listdir` (the order
+    `os.listdir` gives on this machine, which is how the original release numbered
+    the classes: it differs between file systems), or the path of a file with one
+    wnid per line, line k naming the class of output unit k.
+    """
+    if class_order == "sorted":
+        return sorted(wnids)
+    if class_order == "listdir":
+        known = set(wnids)
+        return [name for name in os.listdir(folder / "train") if name in known]
+    return read_class_order(class_order, wnids)
+
+
+def read_class_order(path: str | os.PathLike, wnids: list[str]) -> list[str]:
+    """The wnids listed in the file `path`, one per line; each of `wnids` exactly once."""
+    path = Path(path)
+    what = f"--class-order {path}"
+    if not path.is_file():
+        raise BrainPropError(
+            f"{what}: no such file; give sorted, listdir or a file of wnids, one per line"
+        )
+    try:
+        listed = path.read_text().split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BrainPropError(f"{what}: cannot read it ({exc})") from exc
+    twice = sorted({wnid for wnid in listed if listed.count(wnid) > 1})
+    unknown = [wnid for wnid in listed if wnid not in set(wnids)]
+    missing = [wnid for wnid in sorted(wnids) if wnid not in set(listed)]
+    problems = [
+        f"{label} {_few(names)}"
+        for label, names in (("lists twice", twice), ("lists wnids not in train/:", unknown),
+                             ("lacks", missing))
+        if names
+    ]
+    if problems:
+        raise BrainPropError(
+            f"{what} {'; '.join(problems)}: it must list each of the {len(wnids)} wnids of "
+            "train/ once, one per line (python -m brainprop.classorder writes such a file)"
+        )
+    return listed
+
+
+def _few(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def list_files(folder: Path) -> Listing:
     """Classes, training and test images with labels; BrainPropError if the layout is off."""
     redo = f"extract {ZIP_NAME} again (python tinyimagenet.py)"
-    classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+    # Hidden folders are no classes (the original skipped them too).
+    classes = sorted(
+        p.name for p in (folder / "train").iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     if not classes:
         raise BrainPropError(f"{folder}/train has no class folders; {redo}")
     train, y_train = [], []
@@ -136,33 +201,33 @@ def decode_images(paths: list[Path]) -> np.ndarray:
     height, width = _decode(paths[0]).shape[:2]
     images = np.empty((len(paths), height, width, 3), np.uint8)
     starts = range(0, len(paths), CHUNK)
-    import keras  # only for the progress bar
+    # A bar on a terminal; nothing in a log file, where redraws would pile up.
+    with tqdm(total=len(paths), unit="image", desc="Decoding", disable=None) as progress:
+        _decode_into(images, paths, starts, progress)
+    return images
 
-    progress = keras.utils.Progbar(len(paths), unit_name="image")
+
+def _decode_into(images: np.ndarray, paths: list[Path], starts: range, progress) -> None:
+    size = images.shape[1:3]
     workers = _workers()
     if len(paths) < POOL_MIN or workers < 2:
         for start in starts:
-            images[start : start + CHUNK] = decode_chunk(paths[start : start + CHUNK], (height, width))
-            progress.update(min(start + CHUNK, len(paths)))
-        return images
+            images[start : start + CHUNK] = decode_chunk(paths[start : start + CHUNK], size)
+            progress.update(min(CHUNK, len(paths) - start))
+        return
     # spawn: forking a process that already runs a backend's threads can deadlock.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        tasks = {
-            pool.submit(decode_chunk, paths[start : start + CHUNK], (height, width)): start
-            for start in starts
-        }
-        done = 0
+        tasks = {pool.submit(decode_chunk, paths[start : start + CHUNK], size): start
+                 for start in starts}
         try:
             for task in as_completed(tasks):
                 chunk = task.result()
                 images[tasks[task] : tasks[task] + len(chunk)] = chunk
-                done += len(chunk)
-                progress.update(done)
+                progress.update(len(chunk))
         except BaseException:
             pool.shutdown(cancel_futures=True)  # a bad image: do not decode the rest
             raise
-    return images
 
 
 def decode_chunk(paths: list[Path], size: tuple[int, int]) -> np.ndarray:

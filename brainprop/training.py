@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import math
 import os
 import shutil
@@ -21,7 +22,15 @@ import keras
 
 from brainprop.architectures import learning_rate_at
 from brainprop.atomic import write_atomically
+from brainprop.backend import import_tensorflow
 from brainprop.config import TrainingConfig
+from brainprop.console import (
+    ChanceHint,
+    CSVLog,
+    EpochLine,
+    TensorBoardLog,
+    default_verbosity,
+)
 from brainprop.datasets import Dataset
 from brainprop.pipeline import ImageBatches
 from brainprop.resume import (
@@ -88,7 +97,9 @@ def train(
     best_weights_path: str | os.PathLike | None = None,
     csv_log_path: str | os.PathLike | None = None,
     backup_dir: str | os.PathLike | None = None,
-    verbose: int | str = "auto",
+    verbose: int | None = None,
+    chance_hint_classes: int | None = None,
+    tensorboard_dir: str | os.PathLike | None = None,
 ) -> TrainingResult:
     """Train `model` (compiled) on `data`, validating on `data.validation` each epoch.
 
@@ -98,7 +109,14 @@ def train(
     `best_weights_path`, the weights of the best validation epoch end up
     there.  With `backup_dir`, every completed epoch is backed up there and a
     run found there is continued from its last completed epoch.
+
+    `verbose` is Keras' (0 silent, 1 a progress bar, 2 one line per epoch);
+    None picks 1 on a terminal and 2 otherwise.  With `chance_hint_classes`
+    (the number of classes), a validation accuracy at chance in the first
+    epochs is explained once (the plateau BrainProp starts with).  With
+    `tensorboard_dir`, every epoch's numbers are written there for TensorBoard.
     """
+    verbose = default_verbosity() if verbose is None else verbose
     with contextlib.ExitStack() as stack:
         # Where the best weights and the log grow until training ends: the backup
         # folder, so that a resumed run carries on with them, or a scratch folder.
@@ -107,11 +125,11 @@ def train(
         )
         work.mkdir(parents=True, exist_ok=True)
         return _train(model, data, config, work, best_weights_path, csv_log_path,
-                      backup_dir is not None, verbose)
+                      backup_dir is not None, verbose, chance_hint_classes, tensorboard_dir)
 
 
 def _train(model, data, config, work: Path, best_weights_path, csv_log_path, backed_up: bool,
-           verbose) -> TrainingResult:
+           verbose, chance_hint_classes, tensorboard_dir) -> TrainingResult:
     working = {"weights": work / "best.weights.h5", "log": work / "log.csv"}
     train_batches = ImageBatches(
         data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
@@ -153,8 +171,15 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
         train_batches.epoch = completed
     if csv_log_path is not None:
         _keep_completed_rows(working["log"], completed)
-        callbacks.append(keras.callbacks.CSVLogger(str(working["log"]), append=True))
+        callbacks.append(CSVLog(str(working["log"]), append=True))
     callbacks += [backup] if backup is not None else []
+    if verbose == 2:  # after the timer: the line shows the epoch's seconds
+        callbacks.append(EpochLine())
+    if verbose and chance_hint_classes:
+        callbacks.append(ChanceHint(chance_hint_classes))
+    if tensorboard_dir is not None:
+        import_tensorflow()  # quietly, before the callback does
+        callbacks.append(TensorBoardLog(tensorboard_dir))
 
     interrupted_by = None
     with catch_stop_signals() as flag:
@@ -166,12 +191,17 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
                 initial_epoch=completed,
                 callbacks=[*callbacks, StopOnSignal(flag)],
                 shuffle=False,  # ImageBatches shuffles, reproducibly per (seed, epoch)
-                verbose=verbose,
+                verbose=1 if verbose == 1 else 0,  # 2: EpochLine, one plain line
             )
         except TrainingInterrupted as stop:
             interrupted_by = stop.signal_number
         except KeyboardInterrupt:  # a second signal: stop at once
             interrupted_by = flag.signal_number or signal.SIGINT
+    if interrupted_by is not None:
+        # The interrupted fit's frames, and with them its data iterators, are held in
+        # reference cycles; freed at interpreter exit, TensorFlow's generator iterator
+        # logs "Error occurred when finalizing GeneratorDataset iterator".  Free them now.
+        gc.collect()
     for working_file, final in ((working["weights"], best_weights_path),
                                 (working["log"], csv_log_path)):
         if final is not None and working_file.exists():

@@ -12,6 +12,7 @@ from brainprop.architectures import (
     ARCHITECTURES,
     build_model,
     check_combination,
+    compile_model,
     learning_rate_at,
 )
 from brainprop.errors import BrainPropError
@@ -108,12 +109,50 @@ def test_no_layer_has_a_bias(architecture):
     assert not [w.path for w in model.weights if "bias" in w.path]
 
 
-def test_brainprop_output_is_linear_in_brainprop_model_and_ebp_output_is_softmax():
-    brainprop = build_model("conv", "BrainProp", (28, 28, 1), 10)
-    ebp = build_model("conv", "EBP", (28, 28, 1), 10)
+def test_outputs_are_linear_brainprop_model_and_ebp_cross_entropy_from_logits():
+    brainprop = compile_model(build_model("conv", "BrainProp", (28, 28, 1), 10), 0.1)
+    ebp = compile_model(build_model("conv", "EBP", (28, 28, 1), 10), 0.1)
     assert isinstance(brainprop, BrainProp) and not isinstance(ebp, BrainProp)
     assert brainprop.layers[-1].activation is keras.activations.linear
-    assert ebp.layers[-1].activation is keras.activations.softmax
+    assert ebp.layers[-1].activation is keras.activations.linear
+    assert ebp.loss.get_config()["from_logits"] is True
+
+
+def test_brainprop_loss_divides_by_the_configured_or_given_batch_size():
+    assert build_model("conv", "BrainProp", (28, 28, 1), 10).batch_size == 128
+    assert build_model("loccon", "BrainProp", (28, 28, 1), 10).batch_size == 32
+    assert build_model("loccon", "BrainProp", (28, 28, 1), 10, batch_size=50).batch_size == 50
+
+
+def test_ebp_example_with_label_probability_below_1e7_gets_the_full_gradient():
+    # Logits 20, 0, -5 and label 2: p(label) = 1.4e-11.  Clipping probabilities at
+    # 1e-7 would leave no gradient; from the logits it is x (softmax(z) - onehot(y)).
+    inputs = keras.Input((2,))
+    outputs = keras.layers.Dense(3, use_bias=False, name="output")(inputs)
+    model = compile_model(keras.Model(inputs, outputs), learning_rate=0.5)
+    kernel = np.array([[20.0, 0.0, -5.0], [0.0, 0.0, 0.0]], "float32")
+    model.layers[-1].set_weights([kernel])
+    x, y = np.array([[1.0, 2.0]], "float32"), np.array([2], "int32")
+    logits = x @ kernel
+    p = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    assert p[0, 2] < 1e-7
+    gradient = x.T @ (p - np.eye(3)[y])
+    model.fit(x, y, batch_size=1, epochs=1, verbose=0)
+    step = model.layers[-1].get_weights()[0] - kernel
+    np.testing.assert_allclose(step, -0.5 * gradient, rtol=1e-6, atol=1e-7)
+    assert step[1, 2] == pytest.approx(0.5 * 2.0, rel=1e-6)  # nowhere near zero
+
+
+def test_init_std_replaces_the_architectures():
+    keras.utils.set_random_seed(1)
+    model = build_model("dense", "BrainProp", (28, 28, 1), 10, init_std=0.1)
+    for layer in weighted_layers(model):
+        assert keras.ops.convert_to_numpy(layer.kernel).std() == pytest.approx(0.1, rel=0.03)
+    keras.utils.set_random_seed(1)
+    default = build_model("dense", "BrainProp", (28, 28, 1), 10)
+    np.testing.assert_allclose(  # the same draws, scaled
+        default.get_weights()[0] * 10, model.get_weights()[0], rtol=1e-5, atol=1e-7
+    )
 
 
 def test_l2_penalty_on_every_kernel_of_deep_only():
@@ -206,3 +245,23 @@ def test_steps_per_execution_trains_exactly_as_one_step_per_call(algorithm):
         np.testing.assert_array_equal(many_history[key], values, err_msg=key)
     for one, many in zip(one_weights, many_weights):
         np.testing.assert_array_equal(many, one)
+
+
+def test_parameter_counts_in_the_docs_are_those_of_the_networks():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "architectures.md").read_text()
+    table = docs.split("| network | MNIST | CIFAR10 | CIFAR100 | TinyImageNet |")[1]
+    shapes = {"MNIST": ((28, 28, 1), 10), "CIFAR10": ((32, 32, 3), 10),
+              "CIFAR100": ((32, 32, 3), 100), "TinyImageNet": ((64, 64, 3), 200)}
+    documented = {}
+    for line in table.strip().splitlines()[1:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        for dataset, cell in zip(shapes, cells[1:]):
+            if cell:
+                documented[(dataset, cells[0])] = int(cell.replace(",", ""))
+    assert set(documented) == {(d, a) for d, archs in PAPER_COMBINATIONS.items() for a in archs}
+    for (dataset, architecture), count in documented.items():
+        assert build_model(architecture, "BrainProp", *shapes[dataset]).count_params() == count

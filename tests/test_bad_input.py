@@ -132,11 +132,18 @@ def test_output_directory_that_cannot_be_written(workspace, capsys):
     assert "output directory" in refused(argv, workspace, capsys)
 
 
-@pytest.mark.parametrize("option", ["--epochs", "--batch-size", "--learning-rate", "--patience"])
+@pytest.mark.parametrize(
+    "option", ["--epochs", "--batch-size", "--learning-rate", "--patience", "--init-std"]
+)
 @pytest.mark.parametrize("value", ["0", "-3", "ten", "nan", "inf"])
 def test_zero_negative_or_non_numeric_numbers(workspace, capsys, option, value):
     line = refused([*train_args(workspace), option, value], workspace, capsys)
     assert option in line
+
+
+def test_class_order_for_a_dataset_without_wnids(workspace, capsys):
+    line = refused([*train_args(workspace), "--class-order", "listdir"], workspace, capsys)
+    assert "--class-order numbers the classes of TinyImageNet only" in line
 
 
 def test_unknown_option(workspace, capsys):

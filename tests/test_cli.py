@@ -1,6 +1,8 @@
 """The command line end to end, on data the test writes in the real formats."""
 
+import contextlib
 import csv
+import io
 import itertools
 import json
 import pickle
@@ -44,7 +46,8 @@ def trained(tmp_path_factory):
     data = write_learnable_mnist(base / "data")
     out = base / "out"
     argv = ["MNIST", "conv", "BrainProp", "-s", "--data-dir", str(data),
-            "--output-dir", str(out), "--epochs", "4", "--batch-size", "32"]
+            "--output-dir", str(out), "--epochs", "4", "--batch-size", "32",
+            "--tensorboard", str(base / "tensorboard")]
     assert main(argv) == 0
     summary_path = next(out.glob("*_summary.json"))
     return argv, out, json.loads(summary_path.read_text())
@@ -66,6 +69,13 @@ def test_save_writes_plot_history_weights_and_summary(trained):
     assert not list(out.glob(".*partial*"))
 
 
+def test_tensorboard_gets_a_folder_per_run(trained):
+    _, out, summary = trained
+    run = out.parent / "tensorboard" / summary["files"]["summary"].removesuffix("_summary.json")
+    assert list((run / "train").glob("events.out.tfevents.*"))
+    assert list((run / "validation").glob("events.out.tfevents.*"))
+
+
 def test_epoch_seconds_are_logged_per_epoch_and_kept_out_of_the_history(trained):
     _, out, summary = trained
     with open(out / summary["files"]["log"], newline="") as f:
@@ -74,6 +84,17 @@ def test_epoch_seconds_are_logged_per_epoch_and_kept_out_of_the_history(trained)
     assert all(s > 0 for s in summary["epoch_seconds"])
     with open(out / summary["files"]["history"], "rb") as f:
         assert "epoch_seconds" not in pickle.load(f)[2]
+
+
+def test_csv_log_counts_epochs_as_printed_and_holds_per_class_accuracy_as_json(trained):
+    _, out, summary = trained
+    with open(out / summary["files"]["log"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(out / summary["files"]["history"], "rb") as f:
+        history = pickle.load(f)[2]
+    assert [int(row["epoch"]) for row in rows] == list(range(1, summary["epochs_run"] + 1))
+    logged = [json.loads(row["val_class_accuracy"]) for row in rows]
+    np.testing.assert_allclose(logged, history["val_class_accuracy"], rtol=1e-6)
 
 
 def test_summary_records_run_and_best_epoch(trained):
@@ -89,6 +110,17 @@ def test_summary_records_run_and_best_epoch(trained):
     assert summary["hyperparameters"]["learning_rate"] == 0.1
     assert (summary["dataset"], summary["architecture"], summary["seed"]) == ("MNIST", "conv", 1)
     assert summary["backend"] in ("tensorflow", "jax")
+
+
+def test_paper_dense_setting_is_recorded_in_the_summary(tmp_path):
+    data = write_learnable_mnist(tmp_path / "data", n_train=300, n_test=100)
+    out = tmp_path / "out"
+    assert main(["MNIST", "dense", "BrainProp", "-s", "--learning-rate", "1", "--init-std",
+                 "0.1", "--epochs", "1", "--data-dir", str(data), "--output-dir", str(out)]) == 0
+    summary = json.loads(next(out.glob("*_summary.json")).read_text())
+    assert summary["hyperparameters"]["init_std"] == 0.1
+    assert summary["hyperparameters"]["learning_rate"] == 1.0
+    assert summary["class_order"] is None and summary["classes"] is None  # MNIST: digits
 
 
 def test_brainprop_learns_the_synthetic_task_well_above_chance(trained):
@@ -209,7 +241,10 @@ def two_seeds(tmp_path_factory):
     data = write_learnable_mnist(base / "data", n_train=300, n_test=100)
     common = ["MNIST", "dense", "EBP", "-s", "--data-dir", str(data), "--epochs", "3",
               "--batch-size", "64", "--validation-split", "0.25"]
-    assert main([*common, "--seeds", "1-2", "--output-dir", str(base / "both")]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([*common, "--seeds", "1-2", "--output-dir", str(base / "both")]) == 0
+    (base / "both.out").write_text(printed.getvalue())
     assert main([*common, "--seed", "2", "--output-dir", str(base / "alone")]) == 0
     return base
 
@@ -226,6 +261,67 @@ def test_seeds_run_one_after_another_each_with_its_own_summary(two_seeds):
     ]
     assert [json.loads(p.read_text())["seed"] for p in summaries] == [1, 2]
     assert _history(two_seeds / "both", 1) != _history(two_seeds / "both", 2)
+
+
+def test_seeds_end_with_mean_and_std_of_best_accuracy_and_best_epoch(two_seeds):
+    summaries = [json.loads(p.read_text()) for p in sorted((two_seeds / "both").glob("*_summary.json"))]
+    accuracy = [s["best_val_accuracy"] for s in summaries]
+    epoch = [s["best_epoch"] for s in summaries]
+    last = (two_seeds / "both.out").read_text().strip().splitlines()[-1]
+    assert last == (
+        f"Over 2 seeds: best validation accuracy {np.mean(accuracy):.4f} "
+        f"({np.std(accuracy, ddof=1):.4f}), best epoch {np.mean(epoch):.1f} "
+        f"({np.std(epoch, ddof=1):.1f}), mean (std)"
+    )
+
+
+def test_seed_and_seeds_exclude_each_other_whatever_the_values(capsys):
+    for seed in ("1", "2"):  # 1 is --seed's default: argparse used to let it through
+        with pytest.raises(SystemExit) as exit_info:
+            main(["MNIST", "dense", "EBP", "--seed", seed, "--seeds", "1-2"])
+        assert exit_info.value.code == 2
+        errors = capsys.readouterr().err.strip().splitlines()
+        assert len(errors) == 1 and "not allowed with argument --seed" in errors[0]
+
+
+def test_save_with_load_is_refused_in_one_line(tmp_path, capsys):
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"")
+    assert main(["MNIST", "dense", "EBP", "-s", "-l", str(weights),
+                 "--output-dir", str(tmp_path / "out")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "drop -s" in errors[0]
+    assert sorted(tmp_path.iterdir()) == [weights]
+
+
+def test_print_config_shows_every_hyperparameter_and_path_then_exits(tmp_path, capsys):
+    argv = ["MNIST", "loccon", "BrainProp", "-s", "--seeds", "3,5", "--learning-rate", "0.05",
+            "--output-dir", str(tmp_path / "out"), "--data-dir", str(tmp_path / "data"),
+            "--tensorboard", str(tmp_path / "tb"), "--print-config"]
+    assert main(argv) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["hyperparameters"] == {
+        "batch_size": 32, "learning_rate": 0.05, "lr_schedule":
+        "learning_rate * 0.5 ** (epoch // 100)", "max_epochs": 500, "patience": 45,
+        "min_delta": 0.001, "init_std": 0.005, "l2": 0.0, "padding": "valid",
+        "optimizer": "SGD, no momentum", "epsilon": 0.02}
+    assert config["data"] == str(tmp_path / "data") and config["validation"] == "test set"
+    assert [run["seed"] for run in config["runs"]] == [3, 5]
+    assert config["runs"][1]["files"]["weights"] == str(
+        tmp_path / "out" / "MNIST_loccon_BrainProp_seed5_weights.weights.h5")
+    assert config["runs"][0]["tensorboard"] == str(tmp_path / "tb" / "MNIST_loccon_BrainProp_seed3")
+    assert not list(tmp_path.iterdir())  # nothing read, nothing written
+
+
+def test_a_weight_file_that_does_not_fit_is_refused_before_the_model_summary(trained, capsys):
+    _, out, summary = trained  # MNIST conv weights, loaded into MNIST dense
+    weights = out / summary["files"]["weights"]
+    capsys.readouterr()
+    assert main(["MNIST", "dense", "EBP", "--data-dir", str(out.parent / "data"),
+                 "-l", str(weights)]) == 2
+    printed = capsys.readouterr()
+    assert "Total params" not in printed.out and "Model:" not in printed.out
+    assert len(printed.err.strip().splitlines()) == 1
 
 
 def test_a_seed_after_another_trains_as_it_would_alone(two_seeds):

@@ -30,6 +30,8 @@ def a_value(field: dataclasses.Field):
     meta = field.metadata["argparse"]
     if meta.get("action") == "store_true":
         return True
+    if "choices" in meta:
+        return next(choice for choice in meta["choices"] if choice != field.default)
     parse_text = meta.get("type", str)
     for text in ("3", "0.25", "some dir/with space"):
         try:
@@ -44,7 +46,11 @@ def a_value(field: dataclasses.Field):
 def test_parser_defaults_are_the_field_defaults():
     parser = build_parser()
     for field in FIELDS:
-        if field.metadata["flags"]:
+        if field.name == "seed":
+            # None, so that argparse sees any --seed beside --seeds; resolved to the
+            # field's default below.
+            assert parser.get_default("seed") is None
+        elif field.metadata["flags"]:
             assert parser.get_default(field.name) == field.default, field.name
     assert parse(["MNIST", "dense", "EBP"]) == [RunConfig("MNIST", "dense", "EBP")]
 
@@ -78,6 +84,9 @@ def configs(draw):
         output_dir=draw(text), data_dir=draw(st.none() | text),
         validation_split=None if load else draw(st.none() | st.floats(1e-6, 1 - 1e-6)),
         resume=resume,
+        init_std=draw(st.none() | st.floats(1e-6, 10)),
+        class_order=draw(st.none() | st.sampled_from(["sorted", "listdir"]) | text),
+        distribute=draw(st.booleans()), mixed_precision=draw(st.booleans()),
     )
 
 
@@ -143,3 +152,13 @@ def test_reproduce_decides_which_run_and_where_itself(field):
     flags = field.metadata["flags"]
     if flags:
         assert not any(f in reproduce.build_parser()._option_string_actions for f in flags)
+
+
+def test_reproduce_resumes_a_run_left_unfinished_in_the_runs_folder(tmp_path):
+    args = reproduce.build_parser().parse_args(["table1", "--runs-dir", str(tmp_path)])
+    run = ("MNIST", "dense", "EBP")
+    assert not reproduce.child_config(args, run, 5, tmp_path).resume
+    (tmp_path / ".MNIST_dense_EBP_seed5.backup").mkdir()  # what an interrupted run leaves
+    child = reproduce.child_config(args, run, 5, tmp_path)
+    assert child.resume and child.saves
+    assert "--resume" in child.argv()

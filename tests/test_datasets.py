@@ -1,5 +1,6 @@
 """Data loading: each test writes small files in the real on-disk formats."""
 
+import gzip
 import pickle
 import tarfile
 import urllib.error
@@ -11,6 +12,7 @@ import pytest
 
 from brainprop.datasets import (
     DATASET_CLASSES,
+    MNIST_IDX_FILES,
     Dataset,
     build_dataset,
     load_dataset,
@@ -41,6 +43,32 @@ def write_mnist(folder: Path, n_train=7, n_test=3, **override) -> dict:
     }
     arrays.update(override)
     np.savez_compressed(folder / "mnist.npz", **arrays)
+    return arrays
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """`array` (uint8) in the idx format of the MNIST distribution."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        n.to_bytes(4, "big") for n in array.shape
+    )
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_mnist_idx(folder: Path, gz=(False,) * 4, n_train=7, n_test=3, **override) -> dict:
+    """The four files as the MNIST distribution has them (each gzipped where `gz` says)."""
+    arrays = {
+        "x_train": images(n_train, (28, 28), 5),
+        "y_train": labels(n_train, 10, 6).astype(np.uint8),
+        "x_test": images(n_test, (28, 28), 7),
+        "y_test": labels(n_test, 10, 8).astype(np.uint8),
+    }
+    arrays.update(override)
+    for (key, name), zipped in zip(MNIST_IDX_FILES.items(), gz):
+        content = idx_bytes(arrays[key])
+        if zipped:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(content))
+        else:
+            (folder / name).write_bytes(content)
     return arrays
 
 
@@ -140,6 +168,28 @@ def test_mnist_npz(tmp_path):
 def test_mnist_accepts_str_path(tmp_path):
     write_mnist(tmp_path)
     assert load_dataset("MNIST", str(tmp_path)).x_train.shape == (7, 28, 28, 1)
+
+
+@pytest.mark.parametrize(
+    "gz", [(False,) * 4, (True,) * 4, (True, False, False, True)], ids=["raw", "gz", "mixed"]
+)
+def test_mnist_idx_files(tmp_path, gz):
+    expected = write_mnist_idx(tmp_path, gz)
+    data = load_dataset("MNIST", tmp_path)
+    check_matches(data, expected, "MNIST", (28, 28, 1))
+    assert data.x_train.shape == (7, 28, 28, 1) and data.x_test.shape == (3, 28, 28, 1)
+
+
+def test_mnist_idx_bytes_are_the_distributions():
+    # The first bytes of train-labels-idx1-ubyte of the real distribution.
+    head = idx_bytes(np.array([5, 0, 4, 1], np.uint8))
+    assert head == bytes.fromhex("00000801 00000004 05000401")
+
+
+def test_mnist_npz_preferred_to_idx_files(tmp_path):
+    expected = write_mnist(tmp_path)
+    write_mnist_idx(tmp_path, n_train=4)
+    check_matches(load_dataset("MNIST", tmp_path), expected, "MNIST", (28, 28, 1))
 
 
 def test_cifar10_folder_with_unequal_batches(tmp_path):
@@ -322,6 +372,54 @@ def test_pickle_without_labels(tmp_path):
                  {"data": cifar_rows(images(2, (32, 32, 3), 0)), "coarse_labels": [1, 2]})
     message = error_of("CIFAR100", tmp_path)
     assert "cifar-100-python/test" in message and "fine_labels" in message
+
+
+def test_mnist_idx_file_missing(tmp_path):
+    write_mnist_idx(tmp_path, gz=(True,) * 4)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    message = error_of("MNIST", tmp_path)
+    assert "lacks t10k-labels-idx1-ubyte (or .gz)" in message and str(tmp_path) in message
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.001, 0.5, 0.999])
+@pytest.mark.parametrize("gz", [False, True])
+def test_truncated_idx_file(tmp_path, keep, gz):
+    write_mnist_idx(tmp_path, gz=(gz,) * 4)
+    name = "train-images-idx3-ubyte" + (".gz" if gz else "")
+    truncate(tmp_path / name, keep)
+    message = error_of("MNIST", tmp_path)
+    assert message.startswith(f"{name}:") and "corrupt" in message
+
+
+def test_idx_file_of_the_wrong_kind(tmp_path):
+    write_mnist_idx(tmp_path)
+    labels_file = (tmp_path / "train-labels-idx1-ubyte").read_bytes()
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(labels_file)
+    message = error_of("MNIST", tmp_path)
+    assert message.startswith("t10k-images-idx3-ubyte: not an idx file")
+    assert "00000801" in message and "00000803" in message
+
+
+def test_gz_that_is_not_gzip(tmp_path):
+    write_mnist_idx(tmp_path, gz=(False, True, False, False))
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all")
+    message = error_of("MNIST", tmp_path)
+    assert message.startswith("train-labels-idx1-ubyte.gz: cannot read it") and "corrupt" in message
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ({"x_train": images(7, (28, 27), 0)}, "train-images-idx3-ubyte has shape (7, 28, 27), "
+         "expected (N, 28, 28)"),
+        ({"y_train": np.zeros(6, np.uint8)}, "train-labels-idx1-ubyte has 6 labels for 7 images"),
+        ({"y_test": np.array([1, 10, 2], np.uint8)}, "t10k-labels-idx1-ubyte has values from "
+         "1 to 10, expected 0 to 9"),
+    ],
+)
+def test_idx_contents_checked_like_npz(tmp_path, override, words):
+    write_mnist_idx(tmp_path, **override)
+    assert error_of("MNIST", tmp_path) == words
 
 
 def test_npz_missing_array(tmp_path):

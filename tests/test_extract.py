@@ -122,3 +122,16 @@ def test_root_script_runs_the_extraction(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("tinyimagenet.py: error: ") and URL in result.stderr
+
+
+def test_extracting_imports_neither_keras_nor_a_backend(good_zip, tmp_path):
+    zip_path = place(good_zip, tmp_path)
+    script = ("import sys; from brainprop.extract import main; status = main([sys.argv[1]]); "
+              "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules)); "
+              "sys.exit(status)")
+    result = subprocess.run([sys.executable, "-c", script, str(zip_path)], capture_output=True,
+                            text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "tiny-imagenet-200" / "wnids.txt").exists()
+    assert result.stdout.splitlines()[-1] == "[]"
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal

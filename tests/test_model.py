@@ -197,3 +197,60 @@ def test_train_step_applies_sgd_on_the_selected_unit_gradient(grad):
     after = [ops.convert_to_numpy(v) for v in model.trainable_variables]
     for b, a, g in zip(before, after, expected_grad):
         np.testing.assert_allclose(a, b - 0.5 * g, rtol=1e-5, atol=1e-6)
+
+
+def test_partial_last_batch_steps_by_the_release_formula(grad):
+    # The release's loss of a batch of b examples, with B the configured batch
+    # size: sum_i 1/2 (r_i - Q_s,i)^2 / B + the L2 penalties.  So the last batch
+    # of 5 (of an epoch of 16 + 5) steps 5/16 as far as a mean would.
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(7, use_bias=False, activation="relu")(inputs)
+    outputs = keras.layers.Dense(
+        N_CLASSES, use_bias=False, kernel_regularizer=keras.regularizers.L2(0.01)
+    )(hidden)
+    model = BrainProp(inputs, outputs, epsilon=0.0, seed=1, batch_size=16)
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(21, 6)).astype("float32")
+    y = rng.integers(0, N_CLASSES, 21).astype("int32")
+
+    def release_loss(x_batch, y_batch):
+        selected = np.argmax(ops.convert_to_numpy(model(x_batch)), axis=-1)
+        reward = (selected == y_batch).astype("float32")
+        mask = np.eye(N_CLASSES, dtype="float32")[selected]
+
+        def loss(q_values):
+            rpe = reward - ops.sum(q_values * mask, axis=-1)
+            return ops.sum(0.5 * ops.square(rpe)) / 16
+
+        hidden_kernel, output_kernel = grad(model, x_batch, loss)
+        l2 = 2 * 0.01 * ops.convert_to_numpy(model.layers[-1].kernel)  # not divided
+        return [hidden_kernel, output_kernel + l2]
+
+    weights = [ops.convert_to_numpy(v) for v in model.trainable_variables]
+    for rows in (slice(0, 16), slice(16, 21)):
+        gradient = release_loss(x[rows], y[rows])
+        weights = [w - 0.5 * g for w, g in zip(weights, gradient)]
+        model.fit(x[rows], y[rows], batch_size=16, epochs=1, verbose=0, shuffle=False)
+        for expected, variable in zip(weights, model.trainable_variables):
+            np.testing.assert_allclose(
+                ops.convert_to_numpy(variable), expected, rtol=1e-5, atol=1e-6
+            )
+        weights = [ops.convert_to_numpy(v) for v in model.trainable_variables]
+
+
+def test_evaluation_loss_is_the_mean_whatever_the_batches():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((3,))
+    outputs = keras.layers.Dense(N_CLASSES, use_bias=False)(inputs)
+    model = BrainProp(inputs, outputs, seed=1, batch_size=16)
+    model.compile(optimizer="sgd")
+    x = np.random.default_rng(0).normal(size=(21, 3)).astype("float32")
+    y = np.random.default_rng(1).integers(0, N_CLASSES, 21).astype("int32")
+    q = ops.convert_to_numpy(model(x))
+    greedy = np.argmax(q, axis=-1)
+    expected = np.mean(0.5 * ((greedy == y) - q[np.arange(21), greedy]) ** 2)
+    for batch_size in (16, 21, 4):
+        loss = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)["loss"]
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)

@@ -124,3 +124,61 @@ def test_bad_runs_folder_is_refused_in_one_line(tmp_path, capsys, setup):
     assert main([str(folder)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("report: error:")
+
+
+def _figure_of(monkeypatch, plot, *args):
+    """The matplotlib figure `plot` would save, kept open to look at."""
+    import brainprop.report as report_module
+
+    figures = []
+    monkeypatch.setattr(report_module, "_save_figure",
+                        lambda fig, out_dir, name: figures.append(fig) or [])
+    plot(*args)
+    fig = figures[0]
+    fig.canvas.draw()
+    return fig
+
+
+def _legend_clear_of_curves(fig, ax):
+    legend = ax.get_legend() or fig.legends[0]
+    return not legend.get_window_extent().overlaps(ax.get_window_extent())
+
+
+def test_figures_of_one_epoch_runs_show_points_on_a_whole_epoch_axis(tmp_path, monkeypatch):
+    from brainprop.report import load_runs, plot_class_discovery, plot_figure5
+
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 1, 0.11, 1)
+    write_run(tmp_path, "MNIST", "dense", "EBP", 1, 1, 0.3, 1)
+    write_run(tmp_path, "MNIST", "dense", "EBP", 2, 1, 0.4, 1)
+    runs = load_runs(tmp_path)
+    fig = _figure_of(monkeypatch, plot_figure5, runs, tmp_path)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["BrainProp (1 seed)",
+                                                                  "EBP (2 seeds)"]
+    assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())
+    assert ax.get_xlim() == (0.5, 1.5)
+    assert [t for t in ax.get_xticks() if 0.5 <= t <= 1.5] == [1]  # no epoch 0.8
+    assert _legend_clear_of_curves(fig, ax)
+
+    brainprop = next(run for run in runs if run.config[2] == "BrainProp")
+    fig = _figure_of(monkeypatch, plot_class_discovery, brainprop, tmp_path)
+    ax = fig.axes[0]
+    assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())
+    assert ax.get_xlim() == (0.5, 1.5) and _legend_clear_of_curves(fig, ax)
+
+
+def test_run_plot_has_markers_and_a_legend_off_the_curves(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from brainprop import outputs
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    history = {"accuracy": [0.1], "val_accuracy": [0.2]}
+    outputs.plot_accuracy(history, "MNIST dense EBP", "training", tmp_path / "a.pdf",
+                          tmp_path / "a.png")
+    fig = figures[0]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())
+    assert ax.get_xlim() == (0.5, 1.5) and _legend_clear_of_curves(fig, ax)

@@ -90,6 +90,9 @@ def test_interrupted_then_resumed_run_equals_uninterrupted_run(
     assert "--resume" in capsys.readouterr().out.strip().splitlines()[-1]
 
     assert main(command(data_dir, tmp_path, "--resume")) == 0
+    completed = stopped["epochs_run"]
+    assert (f"Resuming MNIST_conv_BrainProp_seed1 from epoch {completed + 1} of 7 "
+            f"({completed} completed)") in capsys.readouterr().out.splitlines()
     resumed, resumed_history = run_summary(tmp_path)
     assert resumed["resumed"] and not resumed["interrupted"]
     assert resumed["epochs_run"] == expected["epochs_run"]
@@ -106,3 +109,33 @@ def test_resume_without_an_interrupted_run_is_refused_in_one_line(data_dir, tmp_
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and "no interrupted run" in errors[0]
     assert not list(tmp_path.iterdir())
+
+
+INTERRUPT_INSIDE_EPOCH_1 = """\
+import os, signal, sys
+from brainprop.cli import main
+from brainprop.training import EpochTimer
+
+def on_train_batch_end(self, batch, logs=None):
+    if batch == 2:
+        os.kill(os.getpid(), signal.SIGINT)
+
+EpochTimer.on_train_batch_end = on_train_batch_end
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_leaves_no_tensorflow_error_at_exit(data_dir, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # Every TensorFlow log line shown, so that nothing hides the one looked for.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_INSIDE_EPOCH_1, *command(data_dir, tmp_path / "out")],
+        capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 130, result.stderr
+    assert "Interrupted. To continue:" in result.stdout
+    assert "GeneratorDataset" not in result.stderr, result.stderr

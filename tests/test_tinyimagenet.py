@@ -226,3 +226,61 @@ def test_one_epoch_of_deep_from_the_command_line(tiny):
     assert (summary["dataset"], summary["n_classes"]) == ("TinyImageNet", 3)
     assert (summary["train_images"], summary["test_images"], summary["epochs_run"]) == (9, 5, 1)
     assert (out / summary["files"]["weights"]).is_file()
+
+
+# --- the class order -------------------------------------------------------------------------
+
+
+def test_class_order_file_renumbers_the_labels_only(tiny, monkeypatch):
+    root, expected = tiny
+    order = root / "order.txt"
+    order.write_text("n03\nn01\n\nn02\n")  # blank lines are ignored
+    sorted_data = load_dataset("TinyImageNet", root)
+    assert sorted_data.classes == ("n01", "n02", "n03")
+    forbid_decoding(monkeypatch)  # the cache serves every order
+    data = load_dataset("TinyImageNet", root, class_order=str(order))
+    assert data.classes == ("n03", "n01", "n02") and data.n_classes == 3
+    unit = np.array([1, 2, 0])  # sorted position -> line of the file
+    np.testing.assert_array_equal(data.y_train, unit[expected["y_train"]])
+    np.testing.assert_array_equal(data.y_test, unit[expected["y_test"]])
+    np.testing.assert_array_equal(data.x_train, sorted_data.x_train)
+    assert load_dataset("TinyImageNet", root, class_order="sorted").classes == ("n01", "n02", "n03")
+
+
+def test_listdir_order_is_the_file_systems(tiny, monkeypatch):
+    root, expected = tiny
+    train = root / "tiny-imagenet-200" / "train"
+    (train / ".hidden").mkdir()
+    (train / "notes.txt").write_text("not a class")
+    real_listdir = tinyimagenet.os.listdir
+    listing = {str(train): [".hidden", "n02", "notes.txt", "n03", "n01"]}
+    monkeypatch.setattr(tinyimagenet.os, "listdir", lambda p: listing.get(str(p)) or real_listdir(p))
+    data = load_dataset("TinyImageNet", root, class_order="listdir")
+    assert data.classes == ("n02", "n03", "n01")
+    np.testing.assert_array_equal(data.y_train, np.array([2, 0, 1])[expected["y_train"]])
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("n01\nn02\n", "lacks n03"),
+        ("n01\nn02\nn03\nn02\n", "lists twice n02"),
+        ("n01\nn02\nn03\nn07\n", "lists wnids not in train/: n07"),
+    ],
+)
+def test_bad_class_order_file_is_refused_before_decoding(tiny, monkeypatch, content, words):
+    root, _ = tiny
+    (root / "order.txt").write_text(content)
+    forbid_decoding(monkeypatch)
+    with pytest.raises(BrainPropError) as info:
+        load_dataset("TinyImageNet", root, class_order=str(root / "order.txt"))
+    message = str(info.value)
+    assert "\n" not in message and words in message and "each of the 3 wnids" in message
+
+
+def test_missing_class_order_file_and_other_datasets_are_refused(tiny):
+    root, _ = tiny
+    with pytest.raises(BrainPropError, match="no such file; give sorted, listdir or a file"):
+        load_dataset("TinyImageNet", root, class_order=str(root / "nowhere.txt"))
+    with pytest.raises(BrainPropError, match="--class-order numbers the classes of TinyImageNet only"):
+        load_dataset("MNIST", root, class_order="listdir")

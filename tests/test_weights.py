@@ -96,6 +96,36 @@ def test_legacy_keras2_file_loads_by_order_and_predicts_identically(
     )
 
 
+def with_softmax_output(model: keras.Model) -> keras.Model:
+    """The release's EBP network: the same layers, the output through a softmax."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name == "output":
+            config["activation"] = "softmax"
+        return type(layer).from_config(config)
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+def test_release_ebp_file_gives_the_softmax_of_our_logits_and_the_same_argmax(tmp_path):
+    keras.utils.set_random_seed(5)
+    ours = build_model("conv", "EBP", (28, 28, 1), 10)
+    release = with_softmax_output(ours)
+    assert release.layers[-1].activation is keras.activations.softmax
+    trained_looking(release, seed=3)
+    write_legacy_h5(release, tmp_path / "CIFAR10_EBP_weights.h5", "EBP")
+    load_weights(ours, tmp_path / "CIFAR10_EBP_weights.h5")
+    x = images((28, 28, 1), n=32)
+    logits = ours.predict(x, verbose=0)
+    probabilities = release.predict(x, verbose=0)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.softmax(logits)), probabilities, atol=1e-6
+    )
+    np.testing.assert_array_equal(logits.argmax(-1), probabilities.argmax(-1))
+    assert len(set(logits.argmax(-1))) > 1
+
+
 def test_legacy_full_model_file_loads_its_model_weights_group(tmp_path):
     source = trained_looking(build_model("conv", "BrainProp", (28, 28, 1), 10))
     write_legacy_h5(source, tmp_path / "full.h5", as_full_model=True)

@@ -1,0 +1,166 @@
+"""One run over several devices, and mixed precision (brainprop/devices.py).
+
+The data-parallel checks run in a fresh process with two virtual CPU devices
+(`tests/distributed_checks.py`), on the backend under test.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from brainprop import devices
+from brainprop.architectures import build_model, compile_model
+from brainprop.errors import BrainPropError
+from brainprop.pipeline import ImageBatches
+from synthetic import SHAPE, bright_rows
+
+CHECKS = Path(__file__).with_name("distributed_checks.py")
+Q_ROW = np.array([2.0, 1.0, 0.0, -1.0, 0.5])
+
+
+@pytest.fixture(scope="module")
+def two_devices(tmp_path_factory):
+    out = tmp_path_factory.mktemp("distributed") / "checks.json"
+    env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
+    done = subprocess.run(
+        [sys.executable, str(CHECKS), str(out)], env=env, capture_output=True, text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_two_virtual_devices_are_used(two_devices):
+    assert two_devices["backend"] == keras.backend.backend()
+    assert two_devices["devices"] == ["cpu:0", "cpu:1"]
+    for check in ("ebp", "brainprop_greedy", "brainprop"):
+        assert two_devices[check]["replicas"] == [1, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("check", ["ebp", "brainprop_greedy", "brainprop"])
+def test_a_data_parallel_epoch_gives_the_weights_of_one_device(two_devices, check):
+    # EBP; BrainProp choosing greedily (the gradient's 1/replicas share); and
+    # BrainProp exploring, whose draws split over replicas exactly as on one device.
+    result = two_devices[check]
+    assert result["max_change"] > 1e-4  # the epoch moved the weights
+    assert result["max_difference"] < 1e-5
+
+
+@pytest.mark.slow
+def test_replicas_draw_independent_streams(two_devices):
+    # Same Q values and seed state on both replicas, uniform choice over 10
+    # classes: independent draws agree one time in ten, identical ones always.
+    selection = two_devices["selection"]
+    assert not selection["uniform_identical_replicas"]
+    assert abs(selection["uniform_agreement"] - 0.1) < 0.01  # 20,000 draws: sd 0.002
+
+
+@pytest.mark.slow
+def test_each_replica_selects_greedy_098_and_softmax_002(two_devices):
+    softmax = np.exp(Q_ROW) / np.exp(Q_ROW).sum()
+    expected = 0.02 * softmax
+    expected[np.argmax(Q_ROW)] += 0.98
+    for frequencies in two_devices["selection"]["frequencies"]:
+        # 100,000 draws per replica: binomial standard errors below 3e-4.
+        np.testing.assert_allclose(frequencies, expected, atol=1.5e-3)
+
+
+@pytest.mark.slow
+def test_a_short_data_parallel_run_learns_as_on_one_device(two_devices):
+    one, two = two_devices["learning"]["one"], two_devices["learning"]["two"]
+    assert one[-1] > 0.2 and two[-1] > 0.2  # chance is 0.1
+    np.testing.assert_allclose(two, one, atol=0.02)
+
+
+def test_distribute_with_one_device_says_so_and_trains_on_it():
+    lines = []
+    with devices.placement(distribute=True, say=lines.append) as place:
+        assert place.replicas == 1
+    assert lines == [f"--distribute: only one device ({place.devices[0]}) here; training on it"]
+
+
+def test_batches_that_do_not_split_evenly_are_refused_in_one_line():
+    with pytest.raises(BrainPropError, match="batch size 100 is not a multiple of 8"):
+        devices.check_even_split(8, 100, {"training": 1000})
+    with pytest.raises(BrainPropError, match="last batch of the 1001 training images holds 105"):
+        devices.check_even_split(2, 128, {"training": 1001})
+    devices.check_even_split(1, 100, {"training": 1001})  # one device: anything goes
+
+
+@pytest.mark.parametrize("replicas", [2, 4, 8, 16])
+def test_the_papers_data_sets_split_evenly_over_up_to_16_devices(replicas):
+    sizes = {"MNIST": 60_000, "CIFAR": 50_000, "TinyImageNet": 100_000, "test": 10_000}
+    for batch in (128, 32):  # every architecture's batch size
+        devices.check_even_split(replicas, batch, sizes)
+
+
+def test_mixed_precision_keeps_output_loss_and_selection_in_float32():
+    lines = []
+    with devices.placement(mixed_precision=True, say=lines.append) as place:
+        keras.utils.set_random_seed(1)
+        model = build_model("dense", "BrainProp", SHAPE, 10)
+        compile_model(model, 0.1)
+    assert place.policy == "mixed_float16"
+    assert keras.config.dtype_policy().name == "float32"  # restored
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.get_layer("dense_2").compute_dtype == "float16"
+    assert model.get_layer("output").compute_dtype == "float32"
+    assert all(w.dtype == "float32" for w in model.weights)
+    x, y = bright_rows(16, 0)
+    q = model(x.astype("float32") / 255, training=True)
+    assert keras.backend.standardize_dtype(q.dtype) == "float32"  # what the selection reads
+    loss = model.compute_loss(y=y, y_pred=q)
+    assert keras.backend.standardize_dtype(loss.dtype) == "float32"
+    # Even Q values handed over in float16 are judged in float32.
+    loss16 = model.compute_loss(y=y, y_pred=ops.cast(q, "float16"))
+    assert keras.backend.standardize_dtype(loss16.dtype) == "float32"
+    if not devices.has_accelerator():
+        assert len(lines) == 1 and "float16 on a CPU is emulated" in lines[0]
+
+
+@pytest.mark.slow
+def test_mixed_precision_learns_as_float32():
+    accuracies = {}
+    train, test = bright_rows(2048, 0), bright_rows(256, 1)
+    for mixed in (False, True):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(1)
+        with devices.placement(mixed_precision=mixed, say=lambda line: None):
+            model = build_model("dense", "BrainProp", SHAPE, 10, batch_size=64)
+            compile_model(model, 1.0)
+            history = model.fit(
+                ImageBatches(*train, 64, shuffle=True), validation_data=ImageBatches(*test, 64),
+                epochs=4, shuffle=False, verbose=0,
+            )
+        accuracies[mixed] = history.history["val_accuracy"]
+    print("val accuracy float32", accuracies[False], "mixed_float16", accuracies[True])
+    assert accuracies[False][-1] > 0.2 and accuracies[True][-1] > 0.2  # chance is 0.1
+    assert abs(accuracies[True][-1] - accuracies[False][-1]) < 0.1
+
+
+@pytest.mark.slow
+def test_main_distributes_with_mixed_precision_and_refuses_uneven_batches(two_devices):
+    result = two_devices["command_line"]
+    assert result["exit"] == [0, 0, 2]
+    assert result["devices"] == ["cpu:0", "cpu:1"]
+    assert result["dtype_policy"] == "mixed_float16"
+    assert result["best_val_accuracy"] > 0.5  # EBP learns the rows in one epoch
+
+
+def test_a_launch_over_several_hosts_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    with pytest.raises(BrainPropError, match="several hosts, which --distribute does not do"):
+        with devices.placement(distribute=True, say=lambda line: None):
+            pass
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")
+    with devices.placement(distribute=True, say=lambda line: None) as place:
+        assert place.replicas >= 1
