@@ -145,7 +145,7 @@ def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers
     import keras
 
     from brainprop.devices import replicated_batch_statistics
-    from brainprop.layers import LocallyConnected2D
+    from brainprop.layers import BatchNormalization, LocallyConnected2D
 
     kind, *args = spec
     weights = _kernel_options(arch)
@@ -162,8 +162,9 @@ def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers
         return keras.layers.Dense(args[0], name=name, **weights)
     simple = {
         "relu": lambda: keras.layers.ReLU(name=name),
-        # Over the global batch when data-parallel, as on one device.
-        "batchnorm": lambda: keras.layers.BatchNormalization(
+        # Over the global batch when data-parallel, as on one device (then Keras'
+        # composite runs; on one device TensorFlow's fused kernel).
+        "batchnorm": lambda: BatchNormalization(
             name=name, synchronized=replicated_batch_statistics()
         ),
         "maxpool": lambda: keras.layers.MaxPooling2D(args[0] if args else 2, name=name),
@@ -216,8 +217,19 @@ def build_model(
     return keras.Model(inputs, output, name=name)
 
 
+# Training and validation steps run per compiled call: the same steps in the same
+# order (results are unchanged), with Keras' per-call work (callbacks, progress bar,
+# the Python loop) done once per 16 batches instead of every batch.  On a loaded
+# 2-core CPU this halved the wall time of an MNIST dense epoch (benchmarks/RESULTS.md);
+# on a GPU, where a step takes milliseconds, that per-call work would dominate.
+STEPS_PER_EXECUTION = 16
+
+
 def compile_model(
-    model: keras.Model, learning_rate: float, jit_compile: bool | str = "auto"
+    model: keras.Model,
+    learning_rate: float,
+    jit_compile: bool | str = "auto",
+    steps_per_execution: int = STEPS_PER_EXECUTION,
 ) -> keras.Model:
     """Compile with plain SGD (no momentum); the loss depends on the algorithm:
     BrainProp's own (`brainprop.model`), or for EBP the cross-entropy of the
@@ -225,6 +237,7 @@ def compile_model(
     (as the release's `categorical_crossentropy`).
 
     Both log `class_accuracy`, the accuracy of each class (a vector per epoch).
+    Callbacks see a batch end once per `steps_per_execution` batches.
 
     `jit_compile="auto"` is Keras' choice, and the faster one measured on CPU
     for every architecture (benchmarks/RESULTS.md): XLA on JAX (off would mean
@@ -240,7 +253,12 @@ def compile_model(
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0)
     per_class = ClassAccuracy(model.output_shape[-1])
     if isinstance(model, BrainProp):
-        model.compile(optimizer=optimizer, metrics=[per_class], jit_compile=jit_compile)
+        model.compile(
+            optimizer=optimizer,
+            metrics=[per_class],
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+        )
     else:
         # From the logits: probabilities clipped to [1e-7, 1 - 1e-7] (as Keras does
         # on some backends) would give an example whose label is that unlikely
@@ -250,5 +268,6 @@ def compile_model(
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), per_class],
             jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
         )
     return model

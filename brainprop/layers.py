@@ -1,10 +1,15 @@
-"""Layers that Keras 3 no longer ships.
+"""Layers that Keras 3 no longer ships, or no longer ships fast.
 
 `LocallyConnected2D` is a convolution whose filters are not shared: every
 output position has its own kernel.  Keras 3 dropped the layer, but the
 paper's `loccon` networks need it, and the original release's Keras 2 weight
 files must load into it unchanged, so the weights keep Keras 2's layout
 (`implementation=1`).
+
+`BatchNormalization` is Keras 3's layer with Keras 2's fused kernel on
+TensorFlow: Keras 3 composes batch normalization from a dozen elementwise and
+reduction operations, which on a CPU cost the conv networks more than their
+convolutions (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -290,3 +295,58 @@ class LocallyConnected2D(keras.layers.Layer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="brainprop")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization`, run by TensorFlow's fused kernel where it can.
+
+    Same weights, arguments and results as Keras' layer (to float rounding): on the
+    TensorFlow backend, for float32 images with channels last and no mask, renorm or
+    synchronisation, both training and inference run `FusedBatchNormV3`, one kernel
+    forward and one backward (as Keras 2 did), instead of Keras 3's composite of
+    moments and elementwise operations.  The moving variance is updated with the
+    batch's biased variance, as Keras 3 does (the fused kernel returns the unbiased
+    one, which is rescaled).  Everywhere else, and on JAX (whose compiler fuses the
+    composite itself), it is Keras' layer unchanged.
+    """
+
+    def _fusable(self, inputs, mask) -> bool:
+        return (
+            keras.backend.backend() == "tensorflow"
+            and mask is None
+            and not self.renorm
+            and not self.synchronized
+            and len(inputs.shape) == 4
+            and self.axis % 4 == 3  # channels last
+            and keras.backend.standardize_dtype(inputs.dtype) == "float32"
+            and self.compute_dtype == "float32"
+            and self.epsilon >= 1.001e-5  # the fused kernel's minimum
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        gamma = self.gamma.value if self.scale else tf.ones((channels,), inputs.dtype)
+        beta = self.beta.value if self.center else tf.zeros((channels,), inputs.dtype)
+        if not (training and self.trainable):
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                inputs, gamma, beta, mean=self.moving_mean.value,
+                variance=self.moving_variance.value, epsilon=self.epsilon,
+                is_training=False,
+            )
+            return outputs
+        outputs, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs, gamma, beta, epsilon=self.epsilon, is_training=True
+        )
+        count = tf.cast(tf.size(inputs) // channels, inputs.dtype)
+        variance = unbiased_variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(
+            self.moving_variance * momentum + variance * (1.0 - momentum)
+        )
+        return outputs

@@ -3,13 +3,16 @@
     python -m brainprop.reproduce table1 --seeds 1-10 --runs-dir runs [--data-dir D]
     python -m brainprop.reproduce table2 --seeds 1-10 --runs-dir runs --only CIFAR10/deep
 
-Runs every configuration of the table (both rules) for every seed, one after another in
-this process, as `main.py -s` would (so each run writes its usual files); every option
-of `main.py` that is not about which run or where (`--epochs`, `--data-dir`, ...) is
-passed on to every run.  A run whose
-summary is already in the runs folder is skipped: stop and start again at will, or split
-the work across machines by giving each its own `--only` or `--seeds` and one shared (or
-later merged) runs folder.  Progress is printed before each run.
+    python -m brainprop.reproduce table1 --jobs 4 --gpus 0,1      # 4 runs at once, 2 GPUs
+    python -m brainprop.reproduce table2 --executor slurm --gpus-per-run 1 --time-limit 240
+
+Runs every configuration of the table (both rules) for every seed, each run its own
+`main.py -s` process (so each run writes its usual files, and its output goes to
+RUNS_DIR/logs/), `--jobs` of them at once, or as one SLURM job array (`brainprop.jobs`).
+Every option of `main.py` that is not about which run or where (`--epochs`, `--data-dir`,
+...) is passed on to every run.  A run whose summary is already in the runs folder is
+skipped, and an interrupted one resumed: stop and start again at will.  Every data set is read once before the first
+run starts; a failing run does not stop the others.
 """
 
 from __future__ import annotations
@@ -17,14 +20,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 from brainprop.architectures import ALGORITHMS
-from brainprop.config import RunConfig, parse_seeds
-from brainprop.errors import BrainPropError, Parser, run_command
+from brainprop.config import RunConfig, parse_seeds, positive
+from brainprop.errors import EXIT_INTERRUPTED, BrainPropError, Parser, run_command
 from brainprop.paper import TABLES
-from brainprop.signals import raise_if_stopped, stop_signals
 
 Config = tuple[str, str, str]  # dataset, architecture, algorithm
 
@@ -52,90 +53,45 @@ def configurations(table: str, only: list[str] | None = None) -> list[Config]:
     return [c for c in configs if c in kept]
 
 
-def format_duration(seconds: float) -> str:
-    """`h:mm:ss`."""
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-
-
-class Progress:
-    """Runs done out of the total, time so far and an estimate of the time left.
-
-    The estimate prices each run left at the mean time of this session's finished runs
-    of the same configuration, or of all its finished runs when that one has none yet.
-    """
-
-    def __init__(self, total: int, done: int):
-        self.total, self.done = total, done
-        self.started = time.monotonic()
-        self.seconds: dict[Config, list[float]] = {}
-
-    def finished(self, config: Config, seconds: float) -> None:
-        self.done += 1
-        self.seconds.setdefault(config, []).append(seconds)
-
-    def estimate_left(self, remaining: list[Config]) -> float | None:
-        every = [s for times in self.seconds.values() for s in times]
-        if not every:
-            return None
-        overall = sum(every) / len(every)
-        return sum(
-            sum(self.seconds[c]) / len(self.seconds[c]) if c in self.seconds else overall
-            for c in remaining
-        )
-
-    def line(self, remaining: list[Config]) -> str:
-        left = self.estimate_left(remaining)
-        return (
-            f"{self.done}/{self.total} runs done, "
-            f"{format_duration(time.monotonic() - self.started)} elapsed, "
-            + ("time left unknown until a run finishes" if left is None
-               else f"about {format_duration(left)} left")
-        )
-
-
 def _done_runs(runs_dir) -> dict[tuple, dict]:
     from brainprop.report import load_runs
 
     return {(*run.config, run.summary["seed"]): run.summary for run in load_runs(runs_dir)}
 
 
-def reproduce(args: argparse.Namespace) -> int:
-    """Run what is missing of the table, then write the report; the runs' exit status."""
-    from brainprop.outputs import check_writable
-    from brainprop.run import run
+SLURM_OPTIONS = ("partition", "time_limit", "gpus_per_run", "cpus_per_run",
+                 "array_parallelism", "wait")
 
-    runs_dir = check_writable(args.runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    configs = configurations(args.table, args.only)
-    done = _done_runs(runs_dir)
-    plan = [(config, seed) for seed in args.seeds for config in configs]
-    todo = [(config, seed) for config, seed in plan if (*config, seed) not in done]
-    for config, seed in plan:
-        kept = done.get((*config, seed))
-        ran = kept and kept.get("hyperparameters", {}).get("max_epochs")
-        if ran and ran != args.epochs:
-            print(f"[reproduce] keeping {' '.join(config)} seed {seed}, which ran with at most "
-                  f"{ran} epochs (asked: {args.epochs}); use another --runs-dir to redo it")
-    progress = Progress(len(plan), len(plan) - len(todo))
-    print(f"[reproduce] {args.table}: {len(plan)} runs, {len(plan) - len(todo)} already done",
-          flush=True)
-    for index, (config, seed) in enumerate(todo):
-        print(f"[reproduce] {progress.line([c for c, _ in todo[index:]])}; "
-              f"now {' '.join(config)} seed {seed}", flush=True)
-        started = time.monotonic()
-        status = run(child_config(args, config, seed, runs_dir))
-        if status != 0:
-            return status
-        progress.finished(config, time.monotonic() - started)
-    print(f"[reproduce] {progress.line([])}", flush=True)
-    raise_if_stopped()
-    if not args.no_report:
-        from brainprop.report import write_report
 
-        written = write_report(runs_dir, args.report_dir)
-        print(f"[reproduce] report: {', '.join(p.name for p in written)} in {written[0].parent}")
-    return 0
+def _check_executor(args: argparse.Namespace) -> list[str]:
+    """The options that fit the executor, or a one-line error; the GPUs to use."""
+    if args.executor == "slurm":
+        if args.jobs is not None or args.gpus is not None:
+            raise BrainPropError(
+                "--jobs and --gpus are for --executor local; on SLURM give "
+                "--array-parallelism and --gpus-per-run"
+            )
+        from brainprop.jobs import check_slurm
+
+        check_slurm()
+        return []
+    given = [f"--{name.replace('_', '-')}" for name in SLURM_OPTIONS
+             if getattr(args, name) not in (None, False)]
+    if given:
+        raise BrainPropError(f"{', '.join(given)} only apply to --executor slurm: add it, or "
+                             "drop them")
+    from brainprop.jobs import parse_gpus, visible_gpus
+
+    return visible_gpus() if args.gpus is None else parse_gpus(args.gpus)
+
+
+def check_data(datasets: list[str], data_dir: str | None) -> None:
+    """Read every data set the runs need, once, before the first run starts."""
+    from brainprop.datasets import load_dataset
+
+    for dataset in dict.fromkeys(datasets):
+        print(f"[reproduce] checking {dataset}", flush=True)
+        load_dataset(dataset, data_dir)
 
 
 def child_config(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path) -> RunConfig:
@@ -158,6 +114,99 @@ def _unfinished(child: RunConfig) -> bool:
     return True
 
 
+def _job_run(args: argparse.Namespace, runs_dir: Path, config: Config, seed: int):
+    """The run as `brainprop.jobs` takes it: whether it resumes is decided each time it
+    starts (a SLURM task requeued mid-run resumes)."""
+    from brainprop.jobs import Run
+
+    child = dataclasses.replace(child_config(args, config, seed, runs_dir), resume=False)
+    return Run(child.name, tuple(child.argv()), runs_dir,
+               runs_dir / "logs" / f"{child.name}.log", kind=" ".join(config))
+
+
+def reproduce(args: argparse.Namespace) -> int:
+    """Run what is missing of the table, then write the report.
+
+    0 when every run finished, 1 when some failed (the report covers those that did).
+    """
+    from brainprop.jobs import Progress, run_locally
+    from brainprop.outputs import check_writable
+
+    gpus = _check_executor(args)
+    runs_dir = check_writable(args.runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    configs = configurations(args.table, args.only)
+    done = _done_runs(runs_dir)
+    plan = [(config, seed) for seed in args.seeds for config in configs]
+    todo = [(config, seed) for config, seed in plan if (*config, seed) not in done]
+    for config, seed in plan:
+        kept = done.get((*config, seed))
+        ran = kept and kept.get("hyperparameters", {}).get("max_epochs")
+        if ran and ran != args.epochs:
+            print(f"[reproduce] keeping {' '.join(config)} seed {seed}, which ran with at most "
+                  f"{ran} epochs (asked: {args.epochs}); use another --runs-dir to redo it")
+    print(f"[reproduce] {args.table}: {len(plan)} runs, {len(plan) - len(todo)} already done",
+          flush=True)
+    check_data([config[0] for config, _ in todo], args.data_dir)
+    runs = [_job_run(args, runs_dir, config, seed) for config, seed in todo]
+    if args.executor == "slurm":
+        failures = _on_slurm(args, runs, runs_dir)
+        if failures is None:
+            return 0
+    else:
+        jobs = args.jobs or 1
+        progress = Progress(len(plan), jobs, done=len(plan) - len(todo))
+        try:
+            failures = run_locally(runs, jobs, gpus, prefix="[reproduce]", progress=progress)
+        except KeyboardInterrupt:
+            print("[reproduce] interrupted: the runs that were training keep their backups; "
+                  "the same command continues them", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(f"[reproduce] {progress.line()}", flush=True)
+    for failure in failures:
+        print(f"[reproduce] {failure.line()}", file=sys.stderr)
+    if not args.no_report and len(failures) < len(plan):
+        from brainprop.report import write_report
+
+        written = write_report(runs_dir, args.report_dir)
+        print(f"[reproduce] report: {', '.join(p.name for p in written)} in {written[0].parent}")
+    if failures:
+        print(f"[reproduce] {len(failures)} of {len(runs)} runs failed (above); the same "
+              "command runs them again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _on_slurm(args: argparse.Namespace, runs: list, runs_dir: Path):
+    """Submit the runs as one job array; with --wait, the failures, else None."""
+    from brainprop.jobs import SlurmOptions, array_id, submit_to_slurm, wait_for_slurm
+
+    report = f"python -m brainprop.report {runs_dir}"
+    if not runs:
+        return []
+    options = SlurmOptions(
+        partition=args.partition,
+        time_limit_min=args.time_limit or SlurmOptions.time_limit_min,
+        gpus_per_run=args.gpus_per_run or 0,
+        cpus_per_run=args.cpus_per_run or 1,
+        array_parallelism=args.array_parallelism,
+    )
+    jobs = submit_to_slurm(runs, runs_dir / "slurm", options)
+    job = array_id(jobs)
+    print(f"[reproduce] submitted job array {job}: {len(runs)} runs, one task each; logs in "
+          f"{runs_dir / 'logs'}; watch with: squeue -j {job}", flush=True)
+    if not args.wait:
+        print(f"[reproduce] when it has ended, write the report with: {report}")
+        return None
+    try:
+        return wait_for_slurm(runs, jobs, prefix="[reproduce]",
+                              parallelism=args.array_parallelism)
+    except KeyboardInterrupt:
+        print(f"[reproduce] stopped waiting; job array {job} goes on; when it has ended: "
+              f"{report}", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m brainprop.reproduce",
@@ -177,18 +226,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-report", action="store_true", help="run, but write no report")
     passed_on = parser.add_argument_group("options passed on to every run (see main.py --help)")
     RunConfig.add_arguments(passed_on, forwarded_only=True)
+    local = parser.add_argument_group(
+        "on this machine (--executor local)",
+        "every run is its own process; a failing run does not stop the others")
+    local.add_argument("--executor", choices=("local", "slurm"), default="local",
+                       help="local: processes on this machine (default); slurm: one SLURM "
+                       "job array, one task per run, through submitit")
+    local.add_argument("--jobs", type=positive(int), metavar="N",
+                       help="run N runs at once (default: 1); with GPUs they are handed out "
+                       "round-robin, otherwise the CPU cores are shared out")
+    local.add_argument("--gpus", metavar="0,2,3",
+                       help="the GPUs to use (default: every GPU nvidia-smi lists, or those "
+                       "in CUDA_VISIBLE_DEVICES); several runs may share one")
+    slurm = parser.add_argument_group("on a SLURM cluster (--executor slurm)")
+    slurm.add_argument("--partition", help="the partition to submit to (default: the "
+                       "cluster's)")
+    slurm.add_argument("--time-limit", type=positive(int), metavar="MINUTES",
+                       help="time limit of each task (default: 1440); a run still training "
+                       "at its limit is requeued and resumes where it stopped")
+    slurm.add_argument("--gpus-per-run", type=positive(int), metavar="N",
+                       help="GPUs per task (default: none)")
+    slurm.add_argument("--cpus-per-run", type=positive(int), metavar="N",
+                       help="CPUs per task (default: 1)")
+    slurm.add_argument("--array-parallelism", type=positive(int), metavar="N",
+                       help="at most N tasks at once (default: as many as SLURM allows)")
+    slurm.add_argument("--wait", action="store_true",
+                       help="wait for every task, then write the report (default: print the "
+                       "job id and the command that writes the report later)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-
-    def start() -> int:
-        # A Ctrl-C is noted and acted on between epochs and runs, never mid-save.
-        with stop_signals():
-            return reproduce(args)
-
-    return run_command("reproduce", start)
+    return run_command("reproduce", lambda: reproduce(args))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Long runs survive interruption: stop cleanly on a signal, resume from a backup.
 
-Ctrl-C (SIGINT) or SIGTERM sets a flag; at the end of the current batch the
-run stops with `TrainingInterrupted`, discarding the unfinished epoch.  Every
+Ctrl-C (SIGINT) or SIGTERM sets a flag; at the end of the current batch (of
+the current compiled call of several batches) the run stops with `TrainingInterrupted`, discarding the unfinished epoch.  Every
 completed epoch has been backed up by `RunBackup` into one file, written
 atomically: every variable of the model (weights, BatchNorm statistics, the
 state of every random seed generator: BrainProp's action selection, dropout),

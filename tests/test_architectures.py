@@ -212,6 +212,41 @@ def test_only_the_papers_combinations_are_allowed(dataset, architecture, algorit
     assert "\n" not in message and "MNIST: dense, loccon, conv" in message
 
 
+def _fit_two_epochs(algorithm, steps_per_execution):
+    from brainprop.architectures import compile_model
+    from brainprop.pipeline import ImageBatches
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (100, 8, 8, 1), dtype=np.uint8)  # small: quick to compile
+    labels = rng.integers(0, 10, 100)
+    keras.utils.set_random_seed(3)
+    model = build_model("conv", algorithm, (8, 8, 1), 10, seed=3)
+    compile_model(model, 0.1, steps_per_execution=steps_per_execution)
+    history = model.fit(
+        ImageBatches(images, labels, 16, shuffle=True, seed=3),  # 7 batches, the last of 4
+        validation_data=ImageBatches(images[:40], labels[:40], 16),
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+    ).history
+    return history, [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_steps_per_execution_trains_exactly_as_one_step_per_call(algorithm):
+    """Several batches per compiled call are the same steps: same history, same weights
+    (random action choices and dropout included, and a last call with fewer batches)."""
+    one_history, one_weights = _fit_two_epochs(algorithm, 1)
+    many_history, many_weights = _fit_two_epochs(algorithm, 3)
+
+    assert set(one_history) == set(many_history)
+    for key, values in one_history.items():
+        np.testing.assert_array_equal(many_history[key], values, err_msg=key)
+    for one, many in zip(one_weights, many_weights):
+        np.testing.assert_array_equal(many, one)
+
+
 def test_parameter_counts_in_the_docs_are_those_of_the_networks():
     from pathlib import Path
 

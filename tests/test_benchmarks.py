@@ -50,3 +50,38 @@ def test_peak_table_finds_the_chip_by_its_name_pcie_before_sxm():
     assert epoch.peak_for("NVIDIA H100 PCIe")["tf32"] == 378.0
     assert epoch.peak_for("NVIDIA H100 80GB HBM3")["tf32"] == 494.7
     assert epoch.peak_for("cpu") is None
+
+
+import epoch_vs_release  # noqa: E402
+
+
+def test_epoch_parts_split_each_epoch_at_validation_and_sum_to_the_epoch():
+    marks = epoch_vs_release.Marks()
+    marks.marks = [  # event, wall seconds, CPU seconds
+        ("on_epoch_begin", 0.0, 0.0), ("on_test_begin", 3.0, 2.0), ("on_test_end", 4.0, 3.0),
+        ("on_epoch_end", 4.5, 3.2), ("on_epoch_begin", 5.0, 3.5), ("on_test_begin", 7.0, 5.0),
+        ("on_test_end", 8.0, 5.5), ("on_epoch_end", 8.2, 5.7), ("on_train_end", 8.5, 6.0),
+    ]
+
+    epochs = marks.epochs()
+
+    expected = [
+        {"total": 5.0, "train": 3.0, "validation": 1.0, "other": 1.0, "cpu": 3.5},
+        {"total": 3.5, "train": 2.0, "validation": 1.0, "other": 0.5, "cpu": 2.5},
+    ]
+    assert epochs == [pytest.approx(e) for e in expected]
+
+
+def test_results_section_is_replaced_and_the_rest_of_the_file_kept(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\nearlier figures\n")
+
+    epoch_vs_release.write_results("quick", "first table\n", results)
+    epoch_vs_release.write_results("full", "full table\n", results)
+    epoch_vs_release.write_results("quick", "second table\n", results)
+
+    text = results.read_text()
+    assert text.startswith("# Results\n\nearlier figures\n")
+    assert "second table" in text and "first table" not in text
+    assert text.count("full table") == 1
+    assert text.index("second table") < text.index("full table")  # kept in place

@@ -1,12 +1,20 @@
 """Reproducing a table: which runs, skipping those done, progress, and the report."""
 
 import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from brainprop.errors import BrainPropError
-from brainprop.reproduce import Progress, configurations, format_duration, main
+from brainprop.reproduce import configurations, main
 from test_cli import write_learnable_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_tables_hold_the_paper_rows_for_both_rules():
@@ -31,26 +39,13 @@ def test_only_refuses_rows_not_in_the_table(entry):
         configurations("table1", [entry])
 
 
-def test_progress_prices_runs_left_by_their_configuration():
-    progress = Progress(total=5, done=1)
-    a, b = ("MNIST", "dense", "EBP"), ("MNIST", "conv", "EBP")
-    assert progress.estimate_left([a]) is None
-    progress.finished(a, 10.0)
-    progress.finished(a, 20.0)
-    progress.finished(b, 60.0)
-    assert progress.done == 4
-    # a: mean 15 s; c has no run yet: mean of all finished runs, 30 s.
-    assert progress.estimate_left([a, ("MNIST", "loccon", "EBP")]) == 45.0
-    assert "4/5 runs done" in progress.line([a]) and "about 0:00:15 left" in progress.line([a])
-    assert format_duration(3725) == "1:02:05"
-
-
 @pytest.fixture(scope="module")
 def reproduced(tmp_path_factory):
     base = tmp_path_factory.mktemp("reproduce")
     data = write_learnable_mnist(base / "data", n_train=300, n_test=100)
     argv = ["table1", "--runs-dir", str(base / "runs"), "--data-dir", str(data), "--epochs", "2"]
-    assert main([*argv, "--seeds", "1", "--only", "MNIST/dense"]) == 0
+    # Two runs at once, one core each.
+    assert main([*argv, "--seeds", "1", "--only", "MNIST/dense", "--jobs", "2"]) == 0
     return base, argv
 
 
@@ -64,6 +59,34 @@ def test_reproduce_runs_every_configuration_and_seed_then_reports(reproduced):
     assert (base / "runs" / "report" / "figure5.pdf").read_bytes().startswith(b"%PDF")
 
 
+def alone(argv, out, cores):
+    """main.py in a process of its own, pinned to `cores`, as a user would run it."""
+    pinned = (f"import os, runpy, sys; os.sched_setaffinity(0, {set(cores)!r}); "
+              f"sys.argv = ['main.py', *{argv!r}]; runpy.run_path('main.py', run_name='__main__')")
+    subprocess.run([sys.executable, "-c", pinned], cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return out
+
+
+@pytest.mark.slow
+def test_runs_side_by_side_train_as_each_would_alone_with_as_many_threads(reproduced):
+    base, _ = reproduced
+    data = base / "data"
+    for rule in ("BrainProp", "EBP"):
+        stem = f"MNIST_dense_{rule}_seed1"
+        log = (base / "runs" / "logs" / f"{stem}.log").read_text()
+        cores = [int(c) for c in re.search(r"cores (\d+(?:,\d+)*)", log)[1].split(",")]
+        assert len(cores) == max(1, len(os.sched_getaffinity(0)) // 2)
+        out = alone([*stem.split("_")[:3], "-s", "--seed", "1", "--output-dir",
+                     str(base / f"alone_{rule}"), "--data-dir", str(data), "--epochs", "2",
+                     "--patience", "45"], base / f"alone_{rule}", cores)
+        [side_by_side] = pickle.loads((base / "runs" / f"{stem}_history.pkl").read_bytes())[2:]
+        [by_itself] = pickle.loads((out / f"{stem}_history.pkl").read_bytes())[2:]
+        assert side_by_side.keys() == by_itself.keys()
+        for key in side_by_side:  # bit for bit
+            assert side_by_side[key] == by_itself[key], key
+
+
 def test_reproduce_again_skips_the_runs_whose_summary_exists(reproduced, capsys):
     base, argv = reproduced
     runs = base / "runs"
@@ -71,9 +94,10 @@ def test_reproduce_again_skips_the_runs_whose_summary_exists(reproduced, capsys)
     # A second seed for EBP: seed 1 is done, only seed 2 runs.
     assert main([*argv, "--seeds", "1-2", "--only", "MNIST/dense/EBP"]) == 0
     out = capsys.readouterr().out
-    assert "2 runs, 1 already done" in out and "2/2 runs done" in out
+    assert "2 runs, 1 already done" in out and "2/2 runs done, 0 running, 0 failed" in out
     after = {p.name: p.stat().st_mtime_ns for p in runs.iterdir() if p.is_file()}
     assert {name: after[name] for name in before} == before
+    assert (runs / "logs" / "MNIST_dense_EBP_seed2.log").is_file()
     assert sorted(set(after) - set(before)) == sorted(
         f"MNIST_dense_EBP_seed2{suffix}"
         for suffix in ("_accuracy.pdf", "_accuracy.png", "_history.json", "_history.pkl", "_log.csv",
@@ -88,3 +112,74 @@ def test_reproduce_refuses_bad_only_in_one_line(tmp_path, capsys):
     assert main(["table2", "--runs-dir", str(tmp_path), "--only", "MNIST/dense"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("reproduce: error: --only MNIST/dense")
+
+
+def test_every_data_set_is_checked_before_the_first_run(tmp_path, capsys):
+    data = write_learnable_mnist(tmp_path / "data", n_train=200, n_test=100)
+    # A CIFAR10 file that is no CIFAR10: the loader refuses it when the run starts.
+    (data / "cifar-10-batches-py").mkdir()
+    runs = tmp_path / "runs"
+    argv = ["table1", "--runs-dir", str(runs), "--data-dir", str(data), "--epochs", "1",
+            "--seeds", "1", "--only", "MNIST/dense/EBP", "CIFAR10/conv/EBP", "--jobs", "2"]
+    assert main(argv) == 2  # every data set is checked before the first run
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cifar" in err[0].lower()
+    assert not list(runs.glob("*_summary.json"))
+
+
+@pytest.mark.slow
+def test_a_failing_run_stops_no_other_and_the_report_covers_those_that_finished(
+        tmp_path, capsys):
+    data = write_learnable_mnist(tmp_path / "data", n_train=200, n_test=100)
+    runs = tmp_path / "runs"
+    # EBP's interrupted run left a backup that cannot be read: resuming it fails.
+    (runs / ".MNIST_dense_EBP_seed1.backup").mkdir(parents=True)
+    (runs / ".MNIST_dense_EBP_seed1.backup" / "run_state.json").write_text("{not json")
+    argv = ["table1", "--runs-dir", str(runs), "--data-dir", str(data), "--epochs", "1",
+            "--seeds", "1", "--only", "MNIST/dense", "--jobs", "2"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    failed = [ln for ln in captured.err.splitlines() if " failed (exit" in ln]
+    assert len(failed) == 1 and failed[0].startswith(
+        "[reproduce] MNIST_dense_EBP_seed1 failed (exit status ")
+    assert "1 of 2 runs failed" in captured.err
+    assert "1/2 runs done, 0 running, 1 failed, 0 left" in captured.out + captured.err
+    assert [p.name for p in runs.glob("*_summary.json")] == ["MNIST_dense_BrainProp_seed1_summary.json"]
+    rows = (runs / "report" / "tables.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[1:4] for row in rows] == [["MNIST", "dense", "BrainProp"]]
+    # Nothing of the failed run was lost or overwritten.
+    assert (runs / ".MNIST_dense_EBP_seed1.backup" / "run_state.json").read_text() == "{not json"
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--executor", "pbs"], "argument --executor: invalid choice: 'pbs'"),
+    (["--jobs", "0"], "argument --jobs: '0' must be a finite number above 0"),
+    (["--gpus", "7"], "--gpus 7: no GPU 7 on this machine"),
+    (["--partition", "gpu"], "--partition only apply to --executor slurm"),
+    (["--wait", "--time-limit", "60"], "--time-limit, --wait only apply to --executor slurm"),
+    (["--executor", "slurm", "--jobs", "2"], "--jobs and --gpus are for --executor local"),
+])
+def test_bad_executor_options_end_in_one_line(tmp_path, capsys, monkeypatch, options, message):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    try:
+        status = main(["table1", "--runs-dir", str(tmp_path / "runs"), *options])
+    except SystemExit as exit:  # argparse's own checks
+        status = exit.code
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_slurm_without_its_commands_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    assert main(["table1", "--runs-dir", str(tmp_path / "runs"), "--executor", "slurm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sbatch, squeue, scontrol not found" in err[0]
+
+
+def test_slurm_without_submitit_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import fails
+    assert main(["table1", "--runs-dir", str(tmp_path / "runs"), "--executor", "slurm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["reproduce: error: --executor slurm needs submitit: pip install submitit"]

@@ -60,7 +60,9 @@ def send_signal_at(monkeypatch, signal_number, epoch, batch=None):
         state["epoch"] = e
 
     def on_train_batch_end(self, b, logs=None):
-        if state["epoch"] == epoch and b == batch:
+        # Callbacks see the last batch of each compiled call of several batches.
+        if state["epoch"] == epoch and b >= batch and not state.get("sent"):
+            state["sent"] = True
             os.kill(os.getpid(), signal_number)
 
     monkeypatch.setattr(EpochTimer, "on_epoch_begin", on_epoch_begin)
@@ -116,7 +118,7 @@ from brainprop.cli import main
 from brainprop.training import EpochTimer
 
 def on_train_batch_end(self, batch, logs=None):
-    if len(self.seconds) == 1 and batch == 2:
+    if len(self.seconds) == 1 and batch >= 2:  # epoch 2, end of a compiled call
         os.kill(os.getpid(), signal.SIGINT)
 
 EpochTimer.on_train_batch_end = on_train_batch_end

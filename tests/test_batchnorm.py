@@ -1,0 +1,127 @@
+"""BatchNormalization: Keras' layer, with TensorFlow's fused kernel where it applies."""
+
+import keras
+import numpy as np
+import pytest
+
+from brainprop.layers import BatchNormalization
+
+
+def layer_pair(shape, axis=-1, seed=1):
+    """Keras' layer and ours, built, with the same random weights and statistics."""
+    ours, keras_layer = BatchNormalization(axis=axis), keras.layers.BatchNormalization(axis=axis)
+    rng = np.random.default_rng(seed)
+    for layer in (ours, keras_layer):
+        layer.build(shape)
+    weights = [(0.5 + rng.random(w.shape)).astype("float32") for w in keras_layer.weights]
+    for layer in (ours, keras_layer):
+        layer.set_weights(weights)
+    return ours, keras_layer
+
+
+def images(shape, seed=0):
+    return np.random.default_rng(seed).normal(1.0, 2.0, shape).astype("float32")
+
+
+def outputs_and_gradients(layer, x, training):
+    """Output, and the gradients of sum(y sin y) for the input, gamma and beta."""
+    x = keras.ops.convert_to_tensor(x)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def loss(x, gamma, beta):
+            values = [gamma, beta, *(v.value for v in layer.non_trainable_variables)]
+            y, _ = layer.stateless_call(values[:2], values[2:], x, training=training)
+            return jax.numpy.sum(y * jax.numpy.sin(y)), y
+
+        (_, y), grads = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)(
+            x, layer.gamma.value, layer.beta.value
+        )
+        layer(x, training=training)  # update the moving statistics, as a step would
+        return [np.asarray(y)] + [np.asarray(g) for g in grads]
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training)
+        loss = tf.reduce_sum(y * tf.sin(y))
+    grads = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+    return [y.numpy()] + [g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(16, 6, 6, 8), (5, 3, 4, 2)])
+def test_outputs_gradients_and_moving_statistics_equal_keras_layer(shape, training):
+    ours, reference = layer_pair(shape)
+    x = images(shape)
+
+    got, expected = outputs_and_gradients(ours, x, training), outputs_and_gradients(
+        reference, x, training
+    )
+
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * np.max(np.abs(b)))
+    for a, b in zip(ours.non_trainable_variables, reference.non_trainable_variables):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-6
+        )
+
+
+def test_training_normalizes_by_the_batch_and_moves_statistics_by_the_biased_variance():
+    shape = (8, 3, 3, 4)
+    layer, _ = layer_pair(shape)
+    gamma, beta, moving_mean, moving_variance = (
+        keras.ops.convert_to_numpy(w).astype(np.float64) for w in layer.weights
+    )
+    x = images(shape)
+
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+
+    data = x.astype(np.float64)
+    mean, variance = data.mean(axis=(0, 1, 2)), data.var(axis=(0, 1, 2))  # biased
+    expected = (data - mean) / np.sqrt(variance + layer.epsilon) * gamma + beta
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    momentum = layer.momentum
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer.moving_mean),
+        momentum * moving_mean + (1 - momentum) * mean, rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer.moving_variance),
+        momentum * moving_variance + (1 - momentum) * variance, rtol=1e-6)
+
+
+def test_channels_first_takes_keras_path_with_the_same_result():
+    shape = (4, 3, 5, 5)
+    ours, reference = layer_pair(shape, axis=1)
+    x = images(shape)
+
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ours(x, training=True)),
+        keras.ops.convert_to_numpy(reference(x, training=True)),
+        rtol=1e-6, atol=1e-6,
+    )
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's kernel")
+@pytest.mark.parametrize("training", [True, False])
+def test_tensorflow_runs_the_fused_kernel(training):
+    import tensorflow as tf
+
+    layer, _ = layer_pair((2, 3, 3, 4))
+    graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(
+        tf.TensorSpec((None, 3, 3, 4), tf.float32)
+    ).graph
+
+    kinds = {op.type for op in graph.get_operations()}
+    assert "FusedBatchNormV3" in kinds
+    assert "Rsqrt" not in kinds  # Keras' composite normalization is not built
+
+
+def test_config_round_trip_finds_the_registered_class():
+    layer = BatchNormalization(momentum=0.9, epsilon=1e-3, name="bn")
+
+    config = keras.saving.serialize_keras_object(layer)
+    again = keras.saving.deserialize_keras_object(config)
+
+    assert type(again) is BatchNormalization
+    assert again.get_config() == layer.get_config()
