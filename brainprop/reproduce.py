@@ -53,6 +53,11 @@ def configurations(table: str, only: list[str] | None = None) -> list[Config]:
     return [c for c in configs if c in kept]
 
 
+def _runs(count: int) -> str:
+    """`1 run`, `2 runs`."""
+    return f"{count} run{'' if count == 1 else 's'}"
+
+
 def _done_runs(runs_dir) -> dict[tuple, dict]:
     from brainprop.report import load_runs
 
@@ -145,7 +150,7 @@ def reproduce(args: argparse.Namespace) -> int:
         if ran and ran != args.epochs:
             print(f"[reproduce] keeping {' '.join(config)} seed {seed}, which ran with at most "
                   f"{ran} epochs (asked: {args.epochs}); use another --runs-dir to redo it")
-    print(f"[reproduce] {args.table}: {len(plan)} runs, {len(plan) - len(todo)} already done",
+    print(f"[reproduce] {args.table}: {_runs(len(plan))}, {len(plan) - len(todo)} already done",
           flush=True)
     check_data([config[0] for config, _ in todo], args.data_dir)
     runs = [_job_run(args, runs_dir, config, seed) for config, seed in todo]
@@ -193,7 +198,7 @@ def _on_slurm(args: argparse.Namespace, runs: list, runs_dir: Path):
     )
     jobs = submit_to_slurm(runs, runs_dir / "slurm", options)
     job = array_id(jobs)
-    print(f"[reproduce] submitted job array {job}: {len(runs)} runs, one task each; logs in "
+    print(f"[reproduce] submitted job array {job}: {_runs(len(runs))}, one task each; logs in "
           f"{runs_dir / 'logs'}; watch with: squeue -j {job}", flush=True)
     if not args.wait:
         print(f"[reproduce] when it has ended, write the report with: {report}")
