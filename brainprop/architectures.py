@@ -237,7 +237,8 @@ def compile_model(
     (as the release's `categorical_crossentropy`).
 
     Both log `class_accuracy`, the accuracy of each class (a vector per epoch).
-    Callbacks see a batch end once per `steps_per_execution` batches.
+    Callbacks see a batch end once per `steps_per_execution` batches (one
+    under a TensorFlow strategy of several replicas, `devices.steps_per_call`).
 
     `jit_compile="auto"` is Keras' choice, and the faster one measured on CPU
     for every architecture (benchmarks/RESULTS.md): XLA on JAX (off would mean
@@ -250,6 +251,9 @@ def compile_model(
     from brainprop.metrics import ClassAccuracy
     from brainprop.model import BrainProp
 
+    from brainprop.devices import steps_per_call
+
+    steps_per_execution = steps_per_call(steps_per_execution)
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0)
     per_class = ClassAccuracy(model.output_shape[-1])
     if isinstance(model, BrainProp):

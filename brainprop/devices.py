@@ -65,17 +65,30 @@ def has_accelerator() -> bool:
     return not all(name.startswith("cpu") for name in local_devices())
 
 
+def _tensorflow_replicas() -> int:
+    """The replicas of the TensorFlow strategy in scope; 1 without one, or on JAX."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync if tf.distribute.has_strategy() else 1
+
+
 def replicated_batch_statistics() -> bool:
     """Whether BatchNormalization must gather its statistics over replicas:
     under TensorFlow's MirroredStrategy each device sees only its share of the
     batch (JAX's data parallelism computes over the global batch anyway)."""
-    import keras
+    return _tensorflow_replicas() > 1
 
-    if keras.backend.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
 
-    return tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
+def steps_per_call(requested: int) -> int:
+    """How many batches one compiled call may run: `requested`, except under a
+    TensorFlow MirroredStrategy of several replicas, where Keras' loop of several
+    steps per call fails to run (Keras 3.15: an unfed placeholder in its
+    `multi_step_on_iterator`), so one batch per call."""
+    return 1 if _tensorflow_replicas() > 1 else requested
 
 
 def check_one_host() -> None:
