@@ -109,7 +109,7 @@ def test_a_requeued_task_ends_as_the_uninterrupted_run(cluster, tmp_path, capsys
             "--time-limit", "20"]
     assert main(argv) == 0  # submitted, not waited for
     out = capsys.readouterr().out
-    job = re.search(r"submitted job array (\d+): 1 runs", out)[1]
+    job = re.search(r"submitted job array (\d+): 1 run,", out)[1]
     assert f"write the report with: python -m brainprop.report {runs}" in out
 
     log = runs / "logs" / f"{stem}.log"
