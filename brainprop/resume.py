@@ -29,8 +29,6 @@ from brainprop.atomic import write_atomically
 from brainprop.errors import BrainPropError
 from brainprop.signals import SignalFlag, stop_signals
 
-SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
 
 class TrainingInterrupted(Exception):
     """Training stopped on a signal; the last completed epoch is backed up."""
