@@ -73,13 +73,13 @@ def predicted_units(weights: Path, data, batch_size: int, verbose: int | str = "
     import keras
 
     from brainprop.architectures import build_model
-    from brainprop.pipeline import ImageBatches
+    from brainprop.pipeline import ImageBatches, fit_input
     from brainprop.weights import load_weights
 
     model = build_model(ARCHITECTURE, "BrainProp", data.input_shape, data.n_classes)
     load_weights(model, weights)
     batches = ImageBatches(data.x_train, data.y_train, batch_size)
-    outputs = model.predict(batches, verbose=verbose)
+    outputs = model.predict(fit_input(batches), verbose=verbose)
     return keras.ops.convert_to_numpy(outputs).argmax(axis=-1)
 
 

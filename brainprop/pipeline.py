@@ -1,4 +1,9 @@
-"""The input pipeline: uint8 images in memory, scaled to [0, 1] one batch at a time."""
+"""The input pipeline: uint8 images in memory, scaled to [0, 1] one batch at a time.
+
+`ImageBatches` holds the order of every epoch; `fit_input` is what `fit` and
+`evaluate` iterate: the batches themselves, or under TensorFlow the same
+batches through a `tf.data` pipeline (see there why).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ import keras
 import numpy as np
 
 from brainprop.errors import BrainPropError
+
+# Batches made ahead of the step that takes them: one in use, one ready.
+PREFETCH_BATCHES = 2
 
 
 class ImageBatches(keras.utils.PyDataset):
@@ -61,14 +69,61 @@ class ImageBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return -(-len(self.images) // self.batch_size)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch `index` of the current epoch as stored: (uint8 images, int32 labels)."""
+        index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
         rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
         order = self.order()
         if order is not None:
             rows = order[rows]
-        return self.images[rows].astype(np.float32) / 255.0, self.labels[rows]
+        return self.images[rows], self.labels[rows]
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = self.rows(index)
+        return images.astype(np.float32) / 255.0, labels
 
     def on_epoch_end(self) -> None:
         self.epoch = self._epoch + 1
+
+
+def fit_input(batches: ImageBatches):
+    """What `fit` and `evaluate` should iterate to see `batches`, epoch after epoch.
+
+    Under TensorFlow, Keras feeds a `PyDataset` through `tf.data.Dataset.from_generator`:
+    a Python generator run by a `tf.data` thread, which on a 2-core CPU cost an MNIST
+    dense epoch 15% more CPU time than this pipeline and, in some epochs, twice the
+    wall time (benchmarks/RESULTS.md, "Epochs against the release").  Here Python only
+    picks each batch's rows (`ImageBatches.rows`, the same order); `tf.data` scales them
+    to float32 (the same values: x / 255 in float32) and keeps `PREFETCH_BATCHES` ready.
+    Each pass over the pipeline is the epoch after the one before, the first pass the
+    epoch after `batches.epoch`: what `fit` makes of a `PyDataset`, which it advances once
+    (`on_epoch_end`) after reading a batch to build the model, and at the end of every
+    epoch.  A run's batches, and so its history, are the same on every backend and
+    whichever way they are fed (tests/test_pipeline.py).  On other backends: `batches`.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return batches
+    from brainprop.backend import import_tensorflow
+
+    tf = import_tensorflow()
+    def start_pass():
+        batches.on_epoch_end()
+        return np.int64(len(batches))
+
+    def rows(index):
+        return batches.rows(index)
+
+    shape, stored = tuple(batches.images.shape[1:]), tf.as_dtype(batches.images.dtype)
+
+    def scale(images, labels):
+        images = tf.ensure_shape(images, (None, *shape))
+        return tf.cast(images, tf.float32) / 255.0, tf.ensure_shape(labels, (None,))
+
+    passes = tf.data.Dataset.from_tensors(0).map(
+        lambda _: tf.numpy_function(start_pass, [], tf.int64, stateful=True))
+    dataset = passes.flat_map(tf.data.Dataset.range).map(
+        lambda index: tf.numpy_function(rows, [index], (stored, tf.int32), stateful=True))
+    dataset = dataset.map(scale).apply(tf.data.experimental.assert_cardinality(len(batches)))
+    return dataset.prefetch(PREFETCH_BATCHES)

@@ -35,7 +35,7 @@ from brainprop.console import (
 )
 from brainprop.datasets import Dataset
 from brainprop.errors import BrainPropError
-from brainprop.pipeline import ImageBatches
+from brainprop.pipeline import ImageBatches, fit_input
 from brainprop.resume import (
     RunBackup,
     StopOnSignal,
@@ -191,15 +191,19 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
     interrupted_by = None
     with catch_stop_signals() as flag:
         try:
-            model.fit(
-                train_batches,
-                validation_data=val_batches,
-                epochs=epochs,
-                initial_epoch=completed,
-                callbacks=[*callbacks, StopOnSignal(flag)],
-                shuffle=False,  # ImageBatches shuffles, reproducibly per (seed, epoch)
-                verbose=1 if verbose == 1 else 0,  # 2: EpochLine, one plain line
-            )
+            try:
+                model.fit(
+                    fit_input(train_batches),
+                    validation_data=fit_input(val_batches),
+                    epochs=epochs,
+                    initial_epoch=completed,
+                    callbacks=[*callbacks, StopOnSignal(flag)],
+                    shuffle=False,  # ImageBatches shuffles, reproducibly per (seed, epoch)
+                    verbose=1 if verbose == 1 else 0,  # 2: EpochLine, one plain line
+                )
+            finally:  # however fit ended, the last completed epoch's backup is whole
+                if backup is not None:
+                    backup.wait()
         except TrainingInterrupted as stop:
             interrupted_by = stop.signal_number
         except KeyboardInterrupt:  # a second signal: stop at once
@@ -300,4 +304,4 @@ def _result(
 def evaluate(model: keras.Model, data: Dataset, batch_size: int) -> float:
     """Test-set accuracy (argmax of the output against the label)."""
     batches = ImageBatches(data.x_test, data.y_test, batch_size)
-    return float(model.evaluate(batches, return_dict=True, verbose=0)["accuracy"])
+    return float(model.evaluate(fit_input(batches), return_dict=True, verbose=0)["accuracy"])

@@ -3,7 +3,6 @@
 import argparse
 import dataclasses
 import shlex
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from brainprop.errors import BrainPropError
-from brainprop.pipeline import ImageBatches
+from brainprop.pipeline import ImageBatches, fit_input
 
 
 def numbered(n: int):
@@ -104,3 +104,68 @@ def test_batches_feed_keras_fit():
     assert batches.epoch >= 2
 
 
+
+
+def passes_of(dataset, count: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """`count` passes over what `fit_input` gave, as fit makes them: a new iterator each."""
+    return [[tuple(keras.ops.convert_to_numpy(part) for part in batch) for batch in dataset]
+            for _ in range(count)]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a tf.data pipeline")
+@pytest.mark.parametrize("shuffle, start_epoch", [(True, 0), (True, 3), (False, 0)])
+def test_fit_input_gives_the_batches_bit_for_bit_epoch_after_epoch(shuffle, start_epoch):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (23, 3, 3, 2), dtype=np.uint8)
+    y = rng.integers(0, 5, 23)
+    source = ImageBatches(x, y, 5, shuffle=shuffle, seed=4)  # 5 batches, the last of 3
+    source.epoch = start_epoch  # a resumed run starts in the middle of the sequence
+    fed = fit_input(source)
+    expected = ImageBatches(x, y, 5, shuffle=shuffle, seed=4)
+    expected.epoch = start_epoch
+    for epoch_batches in passes_of(fed, 3):
+        expected.on_epoch_end()  # as fit advances a PyDataset: before its first epoch too
+        assert len(epoch_batches) == len(expected) == 5
+        for index, (images, labels) in enumerate(epoch_batches):
+            want_images, want_labels = expected[index]
+            assert images.dtype == np.float32 and labels.dtype == np.int32
+            np.testing.assert_array_equal(images, want_images)
+            np.testing.assert_array_equal(labels, want_labels)
+
+
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="TensorFlow has its own")
+def test_fit_input_is_the_batches_themselves_off_tensorflow():
+    batches = ImageBatches(*numbered(4), 2)
+    assert fit_input(batches) is batches
+
+
+def test_scaling_is_that_of_numpy_for_every_byte():
+    x = np.arange(256, dtype=np.uint8).reshape(256, 1, 1, 1)
+    [[(images, _)]] = passes_of(fit_input(ImageBatches(x, np.zeros(256), 256)), 1)
+    np.testing.assert_array_equal(images[:, 0, 0, 0], np.arange(256, dtype=np.float32) / 255.0)
+
+
+def _train(feed) -> tuple[dict, list[np.ndarray]]:
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (40, 4, 4, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, 40)
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)]
+    )
+    model.compile(keras.optimizers.SGD(0.5),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], steps_per_execution=2)
+    history = model.fit(feed(ImageBatches(x, y, 6, shuffle=True, seed=7)), epochs=3,
+                        validation_data=feed(ImageBatches(x[:13], y[:13], 6)),
+                        shuffle=False, verbose=0).history
+    return history, [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+
+def test_training_through_fit_input_is_training_on_the_batches():
+    """Same steps in the same order: same history and weights, bit for bit."""
+    direct_history, direct_weights = _train(lambda batches: batches)
+    history, weights = _train(fit_input)
+    assert history == direct_history
+    for got, want in zip(weights, direct_weights):
+        np.testing.assert_array_equal(got, want)
