@@ -3,7 +3,7 @@
 Ctrl-C (SIGINT) or SIGTERM sets a flag; at the end of the current batch (of
 the current compiled call of several batches) the run stops with `TrainingInterrupted`, discarding the unfinished epoch.  Every
 completed epoch has been backed up by `RunBackup` into one file, written
-atomically: every variable of the model (weights, BatchNorm statistics, the
+atomically (by a thread, while the next epoch trains): every variable of the model (weights, BatchNorm statistics, the
 state of every random seed generator: BrainProp's action selection, dropout),
 every variable of the optimizer, and what Keras' callbacks reset in `fit`: the
 early-stopping counter and best, the best validation accuracy seen by the
@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -78,6 +79,11 @@ class RunBackup(keras.callbacks.Callback):
     saves have already seen the epoch, and pass `completed_epochs()` to `fit`
     as `initial_epoch`.  `history` holds every completed epoch's logs, those of
     earlier sessions of the run included.
+
+    The state is copied at the end of the epoch and written to disk by a thread
+    while the next epoch trains; `wait()` returns once it is whole on disk (and
+    raises what the writing raised).  Each backup waits for the one before, and
+    `on_train_end` for the last; call `wait()` yourself when `fit` raises.
     """
 
     def __init__(self, backup_dir, early_stopping, checkpoint, timer):
@@ -87,6 +93,8 @@ class RunBackup(keras.callbacks.Callback):
         self.checkpoint = checkpoint
         self.timer = timer
         self.history: dict[str, list] = {}
+        self._writing: threading.Thread | None = None
+        self._failure: BaseException | None = None
         if not self.path.exists() and (Path(backup_dir) / "run_state.json").exists():
             raise BrainPropError(
                 f"{backup_dir} was written by an earlier version of this project, which "
@@ -181,23 +189,46 @@ class RunBackup(keras.callbacks.Callback):
             # Set by early stopping or a NaN loss in this epoch (the callbacks before).
             "finished": bool(self.model.stop_training),
         }
+        state = np.str_(json.dumps(state))  # as it is now: the lists grow
         arrays = {
             **_arrays(self.model.variables, "model"),
             **_arrays(self.model.optimizer.variables, "optimizer"),
         }
+        self.wait()
+        self._writing = threading.Thread(
+            target=self._write, args=(state, arrays), name="backup", daemon=False)
+        self._writing.start()
 
+    def on_train_end(self, logs=None):
+        self.wait()
+
+    def wait(self) -> None:
+        """Return once the last backup is whole on disk; raise what writing it raised."""
+        if self._writing is not None:
+            self._writing.join()
+            self._writing = None
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    def _write(self, state: np.str_, arrays: dict[str, np.ndarray]) -> None:
         def write(partial: Path) -> None:
             with open(partial, "wb") as f:
-                np.savez(f, state=np.str_(json.dumps(state)), **arrays)
+                np.savez(f, state=state, **arrays)
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():  # kept until the new one is whole
-            os.replace(self.path, self.path.with_name(PREVIOUS_FILE))
-        write_atomically(self.path, write)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():  # kept until the new one is whole
+                os.replace(self.path, self.path.with_name(PREVIOUS_FILE))
+            write_atomically(self.path, write)
+        except BaseException as error:  # raised in the training thread, by wait()
+            self._failure = error
 
 
 def _arrays(variables, group: str) -> dict[str, np.ndarray]:
-    return {f"{group}_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+    """Copies of the variables' values, which training goes on changing while they are written."""
+    return {f"{group}_{i}": np.array(keras.ops.convert_to_numpy(v), copy=True)
+            for i, v in enumerate(variables)}
 
 
 def _assign(variables, stored, group: str, path: Path) -> None:

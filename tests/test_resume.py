@@ -140,3 +140,53 @@ def test_ctrl_c_leaves_no_tensorflow_error_at_exit(data_dir, tmp_path):
     assert result.returncode == 130, result.stderr
     assert "Interrupted. To continue:" in result.stdout
     assert "GeneratorDataset" not in result.stderr, result.stderr
+
+
+def _backed_up_model(tmp_path):
+    import keras
+
+    from brainprop.resume import RunBackup
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    model.optimizer.build(model.trainable_variables)
+    stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max")
+    stopping.set_model(model)
+    stopping.on_train_begin()
+    backup = RunBackup(tmp_path, stopping, None, EpochTimer())
+    backup.set_model(model)
+    return model, backup
+
+
+def test_a_backup_holds_the_epochs_end_while_the_next_epoch_changes_the_weights(tmp_path):
+    from brainprop.resume import BACKUP_FILE
+
+    model, backup = _backed_up_model(tmp_path)
+    at_epoch_end = [np.array(v) for v in model.variables]
+    backup.on_epoch_end(0, {"loss": 1.0})
+    for variable in model.variables:  # the next epoch trains while the backup is written
+        variable.assign(variable + 1.0)
+    backup.wait()
+    with np.load(tmp_path / BACKUP_FILE) as stored:
+        assert json.loads(str(stored["state"]))["epoch"] == 1
+        for i, value in enumerate(at_epoch_end):
+            np.testing.assert_array_equal(stored[f"model_{i}"], value)
+
+
+def test_a_backup_that_cannot_be_written_fails_the_training_thread(tmp_path, monkeypatch):
+    import errno
+
+    from brainprop import resume
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    model, backup = _backed_up_model(tmp_path)
+    monkeypatch.setattr(resume, "write_atomically", full)
+    backup.on_epoch_end(0, {"loss": 1.0})  # written by a thread: no error yet
+    with pytest.raises(OSError, match="No space left"):
+        backup.wait()
+    backup.wait()  # raised once
+    backup.on_epoch_end(1, {"loss": 1.0})
+    with pytest.raises(OSError, match="No space left"):
+        backup.on_epoch_end(2, {"loss": 1.0})  # the next epoch's end reports it at the latest
