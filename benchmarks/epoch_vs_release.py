@@ -334,8 +334,12 @@ def markdown(table, images, args, machine) -> str:
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores; {machine['versions']}; "
         f"{machine['date']}. Load average at the start {machine['load_start']}, at the end "
-        f"{machine['load_end']} (above the core count: other work shared the machine, so "
-        "absolute times are noisy; the ratios compare contenders that took turns).",
+        f"{machine['load_end']}" + (
+            " (above the core count: other work shared the machine, so absolute times are "
+            "noisy; the ratios compare contenders that took turns)."
+            if max(float(machine["load_start"]), float(machine["load_end"]))
+            > (machine["cores"] or 1)
+            else " (at most the core count: the machine was otherwise quiet)."),
         "",
         f"Epochs 2 to {args.epochs} of each run (the first compiles), mean seconds per epoch; "
         f"median over {args.rounds} round(s). Images (training / test): "

@@ -96,7 +96,8 @@ def fit_input(batches: ImageBatches):
     dense epoch 15% more CPU time than this pipeline and, in some epochs, twice the
     wall time (benchmarks/RESULTS.md, "Epochs against the release").  Here Python only
     picks each batch's rows (`ImageBatches.rows`, the same order); `tf.data` scales them
-    to float32 (the same values: x / 255 in float32) and keeps `PREFETCH_BATCHES` ready.
+    to float32 (the same values: x / 255 in float32) and keeps `PREFETCH_BATCHES` ready,
+    without its autotuner (see below).
     Each pass over the pipeline is the epoch after the one before, the first pass the
     epoch after `batches.epoch`: what `fit` makes of a `PyDataset`, which it advances once
     (`on_epoch_end`) after reading a batch to build the model, and at the end of every
@@ -126,4 +127,9 @@ def fit_input(batches: ImageBatches):
     dataset = passes.flat_map(tf.data.Dataset.range).map(
         lambda index: tf.numpy_function(rows, [index], (stored, tf.int32), stateful=True))
     dataset = dataset.map(scale).apply(tf.data.experimental.assert_cardinality(len(batches)))
-    return dataset.prefetch(PREFETCH_BATCHES)
+    # Nothing here for tf.data's autotuner to tune, and it stalls: with it on, on 2 cores,
+    # the first compiled call of every other CIFAR10 conv epoch waited about 1 s with
+    # the cores idle (1.44 s epochs became 2.55 s); with it off, none did.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(PREFETCH_BATCHES).with_options(options)

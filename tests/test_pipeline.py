@@ -169,3 +169,9 @@ def test_training_through_fit_input_is_training_on_the_batches():
     assert history == direct_history
     for got, want in zip(weights, direct_weights):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a tf.data pipeline")
+def test_the_pipeline_runs_without_the_autotuner_which_stalls_epochs():
+    fed = fit_input(ImageBatches(*numbered(6), 2, shuffle=True))
+    assert fed.options().autotune.enabled is False
