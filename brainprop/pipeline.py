@@ -89,15 +89,15 @@ class ImageBatches(keras.utils.PyDataset):
 
 
 def fit_input(batches: ImageBatches):
-    """What `fit` and `evaluate` should iterate to see `batches`, epoch after epoch.
+    """What `fit`, `evaluate` and `predict` should iterate to see `batches`, epoch after epoch.
 
-    Under TensorFlow, Keras feeds a `PyDataset` through `tf.data.Dataset.from_generator`:
-    a Python generator run by a `tf.data` thread, which on a 2-core CPU cost an MNIST
-    dense epoch 15% more CPU time than this pipeline and, in some epochs, twice the
-    wall time (benchmarks/RESULTS.md, "Epochs against the release").  Here Python only
-    picks each batch's rows (`ImageBatches.rows`, the same order); `tf.data` scales them
-    to float32 (the same values: x / 255 in float32) and keeps `PREFETCH_BATCHES` ready,
-    without its autotuner (see below).
+    Under TensorFlow, Keras feeds a `PyDataset` through `tf.data.Dataset.from_generator`,
+    a Python generator run by a `tf.data` thread: on a 2-core CPU an MNIST dense epoch
+    took 15% more CPU time that way than through this pipeline (benchmarks/RESULTS.md,
+    "Whole epochs against the release").  Here Python only picks each batch's rows
+    (`ImageBatches.rows`, the same order); `tf.data` scales them to float32 (the same
+    values: x / 255 in float32) and keeps `PREFETCH_BATCHES` ready, its autotuner off.
+
     Each pass over the pipeline is the epoch after the one before, the first pass the
     epoch after `batches.epoch`: what `fit` makes of a `PyDataset`, which it advances once
     (`on_epoch_end`) after reading a batch to build the model, and at the end of every
@@ -109,12 +109,10 @@ def fit_input(batches: ImageBatches):
     from brainprop.backend import import_tensorflow
 
     tf = import_tensorflow()
+
     def start_pass():
         batches.on_epoch_end()
         return np.int64(len(batches))
-
-    def rows(index):
-        return batches.rows(index)
 
     shape, stored = tuple(batches.images.shape[1:]), tf.as_dtype(batches.images.dtype)
 
@@ -125,7 +123,8 @@ def fit_input(batches: ImageBatches):
     passes = tf.data.Dataset.from_tensors(0).map(
         lambda _: tf.numpy_function(start_pass, [], tf.int64, stateful=True))
     dataset = passes.flat_map(tf.data.Dataset.range).map(
-        lambda index: tf.numpy_function(rows, [index], (stored, tf.int32), stateful=True))
+        lambda index: tf.numpy_function(batches.rows, [index], (stored, tf.int32),
+                                         stateful=True))
     dataset = dataset.map(scale).apply(tf.data.experimental.assert_cardinality(len(batches)))
     # Nothing here for tf.data's autotuner to tune, and it stalls: with it on, on 2 cores,
     # the first compiled call of every other CIFAR10 conv epoch waited about 1 s with
