@@ -186,6 +186,16 @@ def test_invalid_combination_process_prints_allowed_ones_without_traceback(tmp_p
     assert not list(tmp_path.iterdir())
 
 
+def parser_error(argv, capsys) -> str:
+    """The one line on stderr with which the parser refuses `argv` (exit status 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
 @pytest.mark.parametrize(
     "args",
     [["IMAGENET", "deep", "BrainProp"], ["MNIST", "dense", "Hebb"], ["MNIST", "dense"],
@@ -194,11 +204,7 @@ def test_invalid_combination_process_prints_allowed_ones_without_traceback(tmp_p
     ids=["dataset", "algorithm", "missing", "epochs", "batch", "lr", "option"],
 )
 def test_bad_arguments_are_refused_in_one_line(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 1 and "error" in errors[0]
+    assert "error" in parser_error(args, capsys)
 
 
 def test_missing_data_file_says_which_file_to_put_where(tmp_path):
@@ -223,11 +229,7 @@ def test_seeds_accept_ranges_lists_and_single_numbers(text, seeds):
     ids=["not-a-number", "empty-range", "repeated", "both", "split-1", "split-0"],
 )
 def test_bad_seeds_and_splits_are_refused_in_one_line(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["MNIST", "dense", "EBP", *args])
-    assert exit_info.value.code == 2
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 1 and "error" in errors[0]
+    assert "error" in parser_error(["MNIST", "dense", "EBP", *args], capsys)
 
 
 def test_load_refuses_seeds_in_one_line(tmp_path, capsys):
@@ -281,11 +283,8 @@ def test_seeds_end_with_mean_and_std_of_best_accuracy_and_best_epoch(two_seeds):
 
 def test_seed_and_seeds_exclude_each_other_whatever_the_values(capsys):
     for seed in ("1", "2"):  # 1 is --seed's default: argparse used to let it through
-        with pytest.raises(SystemExit) as exit_info:
-            main(["MNIST", "dense", "EBP", "--seed", seed, "--seeds", "1-2"])
-        assert exit_info.value.code == 2
-        errors = capsys.readouterr().err.strip().splitlines()
-        assert len(errors) == 1 and "not allowed with argument --seed" in errors[0]
+        line = parser_error(["MNIST", "dense", "EBP", "--seed", seed, "--seeds", "1-2"], capsys)
+        assert "not allowed with argument --seed" in line
 
 
 def test_save_with_load_is_refused_in_one_line(tmp_path, capsys):

@@ -34,14 +34,20 @@ def labels(n: int, n_classes: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n_classes, n)
 
 
-def write_mnist(folder: Path, n_train=7, n_test=3, **override) -> dict:
+def mnist_arrays(n_train: int, n_test: int, seed: int, **override) -> dict:
+    """MNIST-shaped uint8 arrays (seeds `seed` to `seed + 3`), with `override` replacing any."""
     arrays = {
-        "x_train": images(n_train, (28, 28), 1),
-        "y_train": labels(n_train, 10, 2).astype(np.uint8),
-        "x_test": images(n_test, (28, 28), 3),
-        "y_test": labels(n_test, 10, 4).astype(np.uint8),
+        "x_train": images(n_train, (28, 28), seed),
+        "y_train": labels(n_train, 10, seed + 1).astype(np.uint8),
+        "x_test": images(n_test, (28, 28), seed + 2),
+        "y_test": labels(n_test, 10, seed + 3).astype(np.uint8),
     }
     arrays.update(override)
+    return arrays
+
+
+def write_mnist(folder: Path, n_train=7, n_test=3, **override) -> dict:
+    arrays = mnist_arrays(n_train, n_test, 1, **override)
     np.savez_compressed(folder / "mnist.npz", **arrays)
     return arrays
 
@@ -56,13 +62,7 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 def write_mnist_idx(folder: Path, gz=(False,) * 4, n_train=7, n_test=3, **override) -> dict:
     """The four files as the MNIST distribution has them (each gzipped where `gz` says)."""
-    arrays = {
-        "x_train": images(n_train, (28, 28), 5),
-        "y_train": labels(n_train, 10, 6).astype(np.uint8),
-        "x_test": images(n_test, (28, 28), 7),
-        "y_test": labels(n_test, 10, 8).astype(np.uint8),
-    }
-    arrays.update(override)
+    arrays = mnist_arrays(n_train, n_test, 5, **override)
     for (key, name), zipped in zip(MNIST_IDX_FILES.items(), gz):
         content = idx_bytes(arrays[key])
         if zipped:
