@@ -1,11 +1,12 @@
 """Long runs survive interruption: stop cleanly on a signal, resume from a backup.
 
 Ctrl-C (SIGINT) or SIGTERM sets a flag; at the end of the current batch (of
-the current compiled call of several batches) the run stops with `TrainingInterrupted`, discarding the unfinished epoch.  Every
-completed epoch has been backed up by `RunBackup` into one file, written
-atomically (by a thread, while the next epoch trains): every variable of the model (weights, BatchNorm statistics, the
-state of every random seed generator: BrainProp's action selection, dropout),
-every variable of the optimizer, and what Keras' callbacks reset in `fit`: the
+the current compiled call of several batches) the run stops with
+`TrainingInterrupted`, discarding the unfinished epoch.  Every completed epoch
+has been backed up by `RunBackup` into one file, written atomically (by a
+thread, while the next epoch trains): every variable of the model (weights,
+BatchNorm statistics, the state of every random seed generator: BrainProp's
+action selection, dropout), every variable of the optimizer, and what Keras' callbacks reset in `fit`: the
 early-stopping counter and best, the best validation accuracy seen by the
 checkpoint, the history and the epoch times.  With the data shuffle picked by
 the epoch number, a resumed run continues exactly where the uninterrupted one
@@ -226,9 +227,9 @@ class RunBackup(keras.callbacks.Callback):
 
 
 def _arrays(variables, group: str) -> dict[str, np.ndarray]:
-    """Copies of the variables' values, which training goes on changing while they are written."""
-    return {f"{group}_{i}": np.array(keras.ops.convert_to_numpy(v), copy=True)
-            for i, v in enumerate(variables)}
+    """The variables' values, copied (`convert_to_numpy` makes a NumPy array of its own on
+    every backend): training goes on changing the variables while these are written."""
+    return {f"{group}_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
 
 
 def _assign(variables, stored, group: str, path: Path) -> None:

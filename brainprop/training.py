@@ -219,8 +219,9 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
             ) from None
     if interrupted_by is not None:
         # The interrupted fit's frames, and with them its data iterators, are held in
-        # reference cycles; freed at interpreter exit, TensorFlow's generator iterator
-        # logs "Error occurred when finalizing GeneratorDataset iterator".  Free them now.
+        # reference cycles.  A tf.data iterator that calls Python (`fit_input`'s
+        # numpy_function; Keras' PyDataset generator logged "Error occurred when
+        # finalizing GeneratorDataset iterator") should not outlive it: free them now.
         gc.collect()
     for working_file, final in ((working["weights"], best_weights_path),
                                 (working["log"], csv_log_path)):

@@ -104,8 +104,6 @@ def test_batches_feed_keras_fit():
     assert batches.epoch >= 2
 
 
-
-
 def passes_of(dataset, count: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
     """`count` passes over what `fit_input` gave, as fit makes them: a new iterator each."""
     return [[tuple(keras.ops.convert_to_numpy(part) for part in batch) for batch in dataset]
