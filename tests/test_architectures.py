@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.architectures import (
+from brainprop.nets.architectures import (
     ALGORITHMS,
     PAPER_COMBINATIONS,
     ARCHITECTURES,
@@ -15,10 +15,10 @@ from brainprop.architectures import (
     compile_model,
     learning_rate_at,
 )
-from brainprop.errors import BrainPropError
-from brainprop.layers import LocallyConnected2D
+from brainprop.utils.errors import BrainPropError
+from brainprop.nets.layers import LocallyConnected2D
 from brainprop.model import BrainProp
-from brainprop.weights import weighted_layers
+from brainprop.nets.weights import weighted_layers
 
 BN = lambda c: [(c,), (c,), (c,), (c,)]  # noqa: E731  gamma, beta, moving mean, variance
 
@@ -213,8 +213,8 @@ def test_only_the_papers_combinations_are_allowed(dataset, architecture, algorit
 
 
 def _fit_two_epochs(algorithm, steps_per_execution):
-    from brainprop.architectures import compile_model
-    from brainprop.pipeline import ImageBatches
+    from brainprop.nets.architectures import compile_model
+    from brainprop.data.pipeline import ImageBatches
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (100, 8, 8, 1), dtype=np.uint8)  # small: quick to compile

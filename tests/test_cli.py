@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainprop.architectures import ALGORITHMS, PAPER_COMBINATIONS
-from brainprop.cli import main, parse_seeds
+from brainprop.nets.architectures import ALGORITHMS, PAPER_COMBINATIONS
+from brainprop.runs.cli import main, parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 

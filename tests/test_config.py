@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brainprop import reproduce
-from brainprop.architectures import ALGORITHMS, ARCHITECTURES, PAPER_COMBINATIONS, build_model
-from brainprop.cli import build_parser, configs_from
-from brainprop.config import RunConfig, option, positive
-from brainprop.datasets import build_dataset
-from brainprop.run import summary
-from brainprop.training import TrainingResult
+from brainprop.tables import reproduce
+from brainprop.nets.architectures import ALGORITHMS, ARCHITECTURES, PAPER_COMBINATIONS, build_model
+from brainprop.runs.cli import build_parser, configs_from
+from brainprop.runs.config import RunConfig, option, positive
+from brainprop.data.datasets import build_dataset
+from brainprop.runs.run import summary
+from brainprop.train.training import TrainingResult
 
 FIELDS = dataclasses.fields(RunConfig)
 

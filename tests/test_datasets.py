@@ -10,14 +10,14 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.datasets import (
+from brainprop.data.datasets import (
     DATASET_CLASSES,
     MNIST_IDX_FILES,
     Dataset,
     build_dataset,
     load_dataset,
 )
-from brainprop.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError
 
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 

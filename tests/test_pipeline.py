@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.errors import BrainPropError
-from brainprop.pipeline import ImageBatches, fit_input
+from brainprop.utils.errors import BrainPropError
+from brainprop.data.pipeline import ImageBatches, fit_input
 
 
 def numbered(n: int):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from filesystems import read_only_folder
 
-from brainprop.report import curve_band, load_runs, main, write_report
+from brainprop.tables.report import curve_band, load_runs, main, write_report
 
 
 def write_run(folder, dataset, architecture, algorithm, seed, best_epoch, accuracy,
@@ -243,7 +243,7 @@ def test_history_pickles_of_the_original_release_still_load(tmp_path, protocol, 
 
 
 def test_json_history_is_read_and_the_pickle_left_alone(tmp_path):
-    from brainprop.outputs import write_history_json
+    from brainprop.runs.outputs import write_history_json
 
     write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.5, 2)
     stem = "MNIST_dense_BrainProp_seed1"
@@ -285,7 +285,7 @@ def test_report_into_a_folder_that_cannot_be_written_is_refused_in_one_line(tmp_
 
 def _figure_of(monkeypatch, plot, *args):
     """The matplotlib figure `plot` would save, kept open to look at."""
-    import brainprop.report as report_module
+    import brainprop.tables.report as report_module
 
     figures = []
     monkeypatch.setattr(report_module, "_save_figure",
@@ -302,7 +302,7 @@ def _legend_clear_of_curves(fig, ax):
 
 
 def test_figures_of_one_epoch_runs_show_points_on_a_whole_epoch_axis(tmp_path, monkeypatch):
-    from brainprop.report import load_runs, plot_class_discovery, plot_figure5
+    from brainprop.tables.report import load_runs, plot_class_discovery, plot_figure5
 
     write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 1, 0.11, 1)
     write_run(tmp_path, "MNIST", "dense", "EBP", 1, 1, 0.3, 1)
@@ -327,7 +327,7 @@ def test_figures_of_one_epoch_runs_show_points_on_a_whole_epoch_axis(tmp_path, m
 def test_run_plot_has_markers_and_a_legend_off_the_curves(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
-    from brainprop import outputs
+    from brainprop.runs import outputs
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)

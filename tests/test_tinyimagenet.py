@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainprop import imagecache, tinyimagenet
-from brainprop.cli import main
-from brainprop.datasets import load_dataset
-from brainprop.errors import BrainPropError
+from brainprop.data import imagecache, tinyimagenet
+from brainprop.runs.cli import main
+from brainprop.data.datasets import load_dataset
+from brainprop.utils.errors import BrainPropError
 from tinyimagenet_files import WNIDS, save_jpeg, smooth_image, write_tiny_imagenet
 
 

@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.architectures import build_model
-from brainprop.errors import BrainPropError
-from brainprop.weights import load_weights, save_weights, weighted_layers
+from brainprop.nets.architectures import build_model
+from brainprop.utils.errors import BrainPropError
+from brainprop.nets.weights import load_weights, save_weights, weighted_layers
 
 # Keras 2 (TF 2.x) class names as Sequential auto-named them.
 KERAS2_NAMES = {

@@ -9,7 +9,7 @@ and the image size are read from the data.  Grayscale images become three channe
 
 The first load decodes every JPEG (in parallel, with progress) and writes
 `brainprop-cache.npz` into the folder; later loads read that cache if it still matches
-the folder's files (see `brainprop.imagecache`).
+the folder's files (see `brainprop.data.imagecache`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from brainprop.errors import BrainPropError
-from brainprop.imagecache import fingerprint, load_cache, save_cache
+from brainprop.utils.errors import BrainPropError
+from brainprop.data.imagecache import fingerprint, load_cache, save_cache
 
 FOLDER = "tiny-imagenet-200"
 ZIP_NAME = "tiny-imagenet-200.zip"

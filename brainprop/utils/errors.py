@@ -47,5 +47,5 @@ def run_command(name: str, command: Callable[[], int]) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt as stop:  # outside training, which stops on its own
         print(f"{name}: interrupted", file=sys.stderr)
-        # SIGTERM noted by brainprop.signals ends as a shell expects (143).
+        # SIGTERM noted by brainprop.utils.signals ends as a shell expects (143).
         return getattr(stop, "exit_code", EXIT_INTERRUPTED)

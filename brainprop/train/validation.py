@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from brainprop.datasets import Dataset
-from brainprop.errors import BrainPropError
+from brainprop.data.datasets import Dataset
+from brainprop.utils.errors import BrainPropError
 
 if TYPE_CHECKING:
     import keras
@@ -58,7 +58,7 @@ def best_epoch_test_accuracy(
 
     None when no best weights were written (no epoch had a finite validation accuracy).
     """
-    from brainprop.training import evaluate
+    from brainprop.train.training import evaluate
 
     if not Path(best_weights_path).exists():
         return None

@@ -19,9 +19,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from brainprop.atomic import write_atomically
-from brainprop.errors import BrainPropError
-from brainprop.locks import LockHeld, exclusive
+from brainprop.utils.atomic import write_atomically
+from brainprop.utils.errors import BrainPropError
+from brainprop.utils.locks import LockHeld, exclusive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +245,7 @@ def write_summary(path: Path, summary: dict) -> None:
 def plot_accuracy(history: dict, title: str, train_label: str, pdf_path: Path,
                   png_path: Path) -> None:
     """Training and validation accuracy per epoch, best validation epoch marked."""
-    from brainprop.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
+    from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
 
     train = history.get("accuracy", [])
     val = history.get("val_accuracy", [])

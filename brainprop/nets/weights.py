@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
-from brainprop.atomic import write_atomically
-from brainprop.errors import BrainPropError
+from brainprop.utils.atomic import write_atomically
+from brainprop.utils.errors import BrainPropError
 
 if TYPE_CHECKING:
     import keras

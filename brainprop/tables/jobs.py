@@ -3,7 +3,7 @@
 A run is `main.py`'s command line (`Run.argv`), the stem its files take and a log file.
 Every run is its own process, started as
 
-    python -m brainprop.jobs CORES ARGV...
+    python -m brainprop.tables.jobs CORES ARGV...
 
 which pins itself to CORES (a comma-separated list, or `-` to keep what it was given)
 before the backend starts, so each backend sizes its thread pools to its share of the
@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from brainprop.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError
 
 # Each process takes only the GPU memory it uses, so several runs can share one GPU:
 # JAX preallocates 75% of it and TensorFlow all of it otherwise.
@@ -59,7 +59,7 @@ class Run:
 
     def main_argv(self) -> list[str]:
         """main.py's arguments now: `--resume` when an unfinished run waits."""
-        from brainprop.outputs import find_unfinished
+        from brainprop.runs.outputs import find_unfinished
 
         try:
             find_unfinished(Path(self.output_dir), self.name)
@@ -69,7 +69,7 @@ class Run:
 
     def command(self, cores: Sequence[int] | None = None) -> list[str]:
         where = ",".join(map(str, cores)) if cores else "-"
-        return [sys.executable, "-u", "-m", "brainprop.jobs", where, *self.main_argv()]
+        return [sys.executable, "-u", "-m", "brainprop.tables.jobs", where, *self.main_argv()]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -588,7 +588,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _child(argv: list[str]) -> int:
-    """`python -m brainprop.jobs CORES ARGV...`: pin to CORES, then main.py ARGV."""
+    """`python -m brainprop.tables.jobs CORES ARGV...`: pin to CORES, then main.py ARGV."""
     where, *main_argv = argv
     if where != "-":
         os.sched_setaffinity(0, {int(c) for c in where.split(",")})
@@ -598,7 +598,7 @@ def _child(argv: list[str]) -> int:
     print(f"[jobs] {' '.join(['main.py', *main_argv])}\n[jobs] process {os.getpid()} on "
           f"{socket.gethostname()}, cores {_ranges(sorted(os.sched_getaffinity(0)))}, "
           f"{gpu_settings}", flush=True)
-    from brainprop.cli import main
+    from brainprop.runs.cli import main
 
     return main(main_argv)
 

@@ -18,19 +18,15 @@ import math
 import shlex
 from typing import Any, Callable
 
-from brainprop.architectures import (
+from brainprop.nets.architectures import (
     ALGORITHMS,
     ARCHITECTURES,
     LR_HALVING_EPOCHS,
     PAPER_COMBINATIONS,
     check_combination,
 )
-from brainprop.errors import BrainPropError
-
-# The original release's stopping rules.
-DEFAULT_EPOCHS = 500
-DEFAULT_PATIENCE = 45
-MIN_DELTA = 0.001
+from brainprop.train.config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA, TrainingConfig
+from brainprop.utils.errors import BrainPropError
 
 LOAD_AND_SAVE = (
     "-s saves what training produces and -l evaluates weights without training: drop -s "
@@ -166,18 +162,6 @@ def _init_stds() -> str:
 def _learning_rates() -> str:
     rates = {arch.learning_rate for arch in ARCHITECTURES.values()}
     return "/".join(f"{rate:g}" for rate in sorted(rates))
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    """How long and how fast to train (defaults: the original release)."""
-
-    batch_size: int
-    learning_rate: float
-    epochs: int = DEFAULT_EPOCHS
-    patience: int = DEFAULT_PATIENCE
-    min_delta: float = MIN_DELTA
-    seed: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

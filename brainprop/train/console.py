@@ -14,7 +14,7 @@ import sys
 
 import keras
 
-from brainprop.resume import as_python
+from brainprop.train.resume import as_python
 
 README_SECTION = "What learning looks like"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainprop.atomic import write_atomically
+from brainprop.utils.atomic import write_atomically
 
 # Bump when what the cache holds, or how it is laid out, changes.
 CACHE_VERSION = 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from brainprop.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError
 
 if TYPE_CHECKING:
     import keras
@@ -144,8 +144,8 @@ def _kernel_options(arch: Architecture) -> dict:
 def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers.Layer:
     import keras
 
-    from brainprop.devices import replicated_batch_statistics
-    from brainprop.layers import BatchNormalization, LocallyConnected2D
+    from brainprop.utils.devices import replicated_batch_statistics
+    from brainprop.nets.layers import BatchNormalization, LocallyConnected2D
 
     kind, *args = spec
     weights = _kernel_options(arch)
@@ -248,10 +248,10 @@ def compile_model(
     """
     import keras
 
-    from brainprop.metrics import ClassAccuracy
+    from brainprop.nets.metrics import ClassAccuracy
     from brainprop.model import BrainProp
 
-    from brainprop.devices import steps_per_call
+    from brainprop.utils.devices import steps_per_call
 
     steps_per_execution = steps_per_call(steps_per_execution)
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0)

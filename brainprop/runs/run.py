@@ -2,7 +2,7 @@
 
 Everything a user can get wrong is checked before Keras starts a backend; the
 data set is loaded once for all seeds.  With `-s` every run writes its files
-(`brainprop.outputs`) and a summary derived from its `RunConfig`.
+(`brainprop.runs.outputs`) and a summary derived from its `RunConfig`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from brainprop.config import LOAD_ALONE, RunConfig
-from brainprop.errors import BrainPropError
-from brainprop.signals import EXIT_CODES, raise_if_stopped
+from brainprop.runs.config import LOAD_ALONE, RunConfig
+from brainprop.utils.errors import BrainPropError
+from brainprop.utils.signals import EXIT_CODES, raise_if_stopped
 
 
 def run(config: RunConfig, command: str | None = None) -> int:
@@ -44,15 +44,15 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
         _check_tensorboard()
     output_dir = None
     if first.load:
-        from brainprop.weights import check_weight_file
+        from brainprop.nets.weights import check_weight_file
 
         check_weight_file(first.load)
     elif first.saves:
-        from brainprop.outputs import check_writable
+        from brainprop.runs.outputs import check_writable
 
         output_dir = check_writable(first.output_dir)
 
-    from brainprop.datasets import load_dataset
+    from brainprop.data.datasets import load_dataset
 
     data = load_dataset(first.dataset, first.data_dir, first.class_order)
     results = []
@@ -85,7 +85,7 @@ def seeds_summary(results: Sequence) -> str:
 
     Mean and sample standard deviation (ddof=1), as in the paper's tables and the report.
     """
-    from brainprop.report import mean_std
+    from brainprop.utils.stats import mean_std
 
     accuracy = mean_std([r.best_val_accuracy for r in results])
     epoch = mean_std([r.best_epoch for r in results])
@@ -108,12 +108,12 @@ def describe(configs: Sequence[RunConfig]) -> dict:
     """
     for config in configs:
         config.check()
-    from brainprop import backend
+    from brainprop.utils import backend
 
     keras = backend.start()
-    from brainprop.architectures import ARCHITECTURES, LR_SCHEDULE
+    from brainprop.nets.architectures import ARCHITECTURES, LR_SCHEDULE
     from brainprop.model import EPSILON
-    from brainprop.outputs import RunFiles
+    from brainprop.runs.outputs import RunFiles
 
     first = configs[0]
     arch = ARCHITECTURES[first.architecture]
@@ -166,10 +166,10 @@ def describe(configs: Sequence[RunConfig]) -> dict:
 def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
     """Train (or evaluate) one seed: its TrainingResult (None when evaluating), and
     whether the run, if a signal stopped it, can be resumed."""
-    from brainprop import backend
+    from brainprop.utils import backend
 
     keras = backend.start()
-    from brainprop.devices import placement
+    from brainprop.utils.devices import placement
 
     # A fresh session per seed: seed 2 after seed 1 trains as seed 2 alone would.
     keras.backend.clear_session()
@@ -178,18 +178,18 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
 
 
 def _run_placed(config: RunConfig, data, output_dir: Path | None, command: str, place):
-    from brainprop import backend
+    from brainprop.utils import backend
 
     keras = backend.start()
-    from brainprop.architectures import ARCHITECTURES, build_model, compile_model
-    from brainprop.devices import check_even_split
+    from brainprop.nets.architectures import ARCHITECTURES, build_model, compile_model
+    from brainprop.utils.devices import check_even_split
 
     backend.set_random_seed(config.seed)
     arch = ARCHITECTURES[config.architecture]
     training = config.training()
     fit_data = data
     if config.validation_split:  # may refuse the split: before any file is claimed
-        from brainprop.validation import hold_out
+        from brainprop.train.validation import hold_out
 
         fit_data = hold_out(data, config.validation_split)
     check_even_split(place.replicas, training.batch_size, {
@@ -203,8 +203,8 @@ def _run_placed(config: RunConfig, data, output_dir: Path | None, command: str, 
     compile_model(model, training.learning_rate)
 
     if config.load:
-        from brainprop.training import evaluate
-        from brainprop.weights import load_weights
+        from brainprop.train.training import evaluate
+        from brainprop.nets.weights import load_weights
 
         load_weights(model, config.load)  # a file that does not fit ends here, in one line
         model.summary()
@@ -223,7 +223,7 @@ def _run_placed(config: RunConfig, data, output_dir: Path | None, command: str, 
     if output_dir is None:
         return _train_and_save(config, model, data, fit_data, None, command, place)
 
-    from brainprop.outputs import find_unfinished, hold_run, reserve_run_files
+    from brainprop.runs.outputs import find_unfinished, hold_run, reserve_run_files
 
     # The run's name is claimed only now that every check passed, just before training.
     claim = find_unfinished if config.resume else reserve_run_files
@@ -243,14 +243,14 @@ def settings(config: RunConfig) -> dict:
 
 
 def _train_and_save(config, model, data, fit_data, files, command, place):
-    from brainprop.outputs import check_settings, record_settings, release_run_files
-    from brainprop.training import train
+    from brainprop.runs.outputs import check_settings, record_settings, release_run_files
+    from brainprop.train.training import train
 
     training = config.training()
     if files is not None:
         if config.resume:
             check_settings(files, settings(config))
-            from brainprop.resume import RunBackup
+            from brainprop.train.resume import RunBackup
 
             done = RunBackup(files.backup, None, None, None).completed_epochs()
             print(f"Resuming {files.stem.name} from epoch {done + 1} of {training.epochs} "
@@ -294,7 +294,7 @@ def _validation_summary(config: RunConfig, model, best_weights, fit_data) -> dic
     """What was validated on, and the test accuracy of the best epoch when held out."""
     if not config.validation_split:
         return {"validation": "test set", "validation_split": None}
-    from brainprop.validation import SPLIT_SEED, best_epoch_test_accuracy
+    from brainprop.train.validation import SPLIT_SEED, best_epoch_test_accuracy
 
     accuracy = best_epoch_test_accuracy(
         model, best_weights, fit_data, config.training().batch_size
@@ -315,7 +315,7 @@ def summary(config: RunConfig, model, data, result) -> dict:
     """What the summary records of a run, times and files aside."""
     import keras
 
-    from brainprop.architectures import ARCHITECTURES, LR_SCHEDULE
+    from brainprop.nets.architectures import ARCHITECTURES, LR_SCHEDULE
     from brainprop.model import exploration_rate
 
     arch = ARCHITECTURES[config.architecture]
@@ -363,7 +363,7 @@ def summary(config: RunConfig, model, data, result) -> dict:
 
 def _save(config, model, data, result, files, started, validation, command) -> None:
     from brainprop.model import training_accuracy_label
-    from brainprop.outputs import (
+    from brainprop.runs.outputs import (
         plot_accuracy,
         write_history,
         write_history_json,

@@ -2,8 +2,8 @@
 
     python main.py <dataset> <architecture> <algorithm> [-s] [-l WEIGHTS]
 
-The options are the fields of `brainprop.config.RunConfig`; this module only
-parses them into one `RunConfig` per seed and hands those to `brainprop.run`.
+The options are the fields of `brainprop.runs.config.RunConfig`; this module only
+parses them into one `RunConfig` per seed and hands those to `brainprop.runs.run`.
 Mistakes a user can make end in one line on stderr and a non-zero exit.
 """
 
@@ -14,10 +14,10 @@ import json
 import shlex
 import sys
 
-from brainprop.architectures import combinations_text
-from brainprop.config import LOAD_ALONE, RunConfig, parse_seeds
-from brainprop.errors import BrainPropError, Parser, run_command
-from brainprop.signals import stop_signals
+from brainprop.nets.architectures import combinations_text
+from brainprop.runs.config import LOAD_ALONE, RunConfig, parse_seeds
+from brainprop.utils.errors import BrainPropError, Parser, run_command
+from brainprop.utils.signals import stop_signals
 
 PROG = "main.py"
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         # From here a Ctrl-C is noted, not raised wherever Python happens to be (an
         # import of a backend could swallow it), and acted on at the next safe point.
         with stop_signals():
-            from brainprop.run import describe, run_all
+            from brainprop.runs.run import describe, run_all
 
             if args.print_config:
                 print(json.dumps(describe(configs_from(args)), indent=2))

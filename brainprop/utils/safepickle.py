@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from brainprop.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError
 
 
 def _numpy_core(module: str, name: str):

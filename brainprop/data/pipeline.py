@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from brainprop.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError
 
 # Batches made ahead of the step that takes them: one in use, one ready.
 PREFETCH_BATCHES = 2
@@ -106,7 +106,7 @@ def fit_input(batches: ImageBatches):
     """
     if keras.backend.backend() != "tensorflow":
         return batches
-    from brainprop.backend import import_tensorflow
+    from brainprop.utils.backend import import_tensorflow
 
     tf = import_tensorflow()
 

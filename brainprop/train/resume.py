@@ -27,9 +27,9 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
-from brainprop.atomic import write_atomically
-from brainprop.errors import BrainPropError
-from brainprop.signals import SignalFlag, stop_signals
+from brainprop.utils.atomic import write_atomically
+from brainprop.utils.errors import BrainPropError
+from brainprop.utils.signals import SignalFlag, stop_signals
 
 
 class TrainingInterrupted(Exception):
@@ -44,7 +44,7 @@ class TrainingInterrupted(Exception):
 def catch_stop_signals() -> Iterator[SignalFlag]:
     """Record SIGINT/SIGTERM in a flag instead of dying; a second one stops at once.
 
-    Inside a command that already notes stop signals (`brainprop.signals`), the
+    Inside a command that already notes stop signals (`brainprop.utils.signals`), the
     same flag: a Ctrl-C that came before training stops it at the first batch.
     """
     with stop_signals("stopping after this batch") as flag:

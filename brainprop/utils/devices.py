@@ -28,7 +28,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterator
 
-from brainprop.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError
 
 MIXED_POLICY = "mixed_float16"
 HOSTS_VARIABLE = "KERAS_DISTRIBUTION_NUM_PROCESSES"

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from brainprop.atomic import write_atomically  # noqa: E402
+from brainprop.utils.atomic import write_atomically  # noqa: E402
 
 __all__ = ["curve_style", "epoch_axis", "legend_below", "plt", "save_figure"]
 

@@ -22,21 +22,21 @@ from pathlib import Path
 
 import keras
 
-from brainprop.architectures import learning_rate_at
-from brainprop.atomic import write_atomically
-from brainprop.backend import import_tensorflow
-from brainprop.config import TrainingConfig
-from brainprop.console import (
+from brainprop.nets.architectures import learning_rate_at
+from brainprop.utils.atomic import write_atomically
+from brainprop.utils.backend import import_tensorflow
+from brainprop.train.config import TrainingConfig
+from brainprop.train.console import (
     ChanceHint,
     CSVLog,
     EpochLine,
     TensorBoardLog,
     default_verbosity,
 )
-from brainprop.datasets import Dataset
-from brainprop.errors import BrainPropError
-from brainprop.pipeline import ImageBatches, fit_input
-from brainprop.resume import (
+from brainprop.data.datasets import Dataset
+from brainprop.utils.errors import BrainPropError
+from brainprop.data.pipeline import ImageBatches, fit_input
+from brainprop.train.resume import (
     RunBackup,
     StopOnSignal,
     TrainingInterrupted,

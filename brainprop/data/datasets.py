@@ -6,14 +6,14 @@ the four idx files of the MNIST distribution (`train-images-idx3-ubyte` and the 
 gzipped or not), `cifar-10-batches-py/` or `cifar-10-python.tar.gz`, `cifar-100-python/`
 or `cifar-100-python.tar.gz`.  The number of images per file is read from the files.
 
-Images stay uint8 (channels last) in memory; `brainprop.pipeline.ImageBatches` scales
+Images stay uint8 (channels last) in memory; `brainprop.data.pipeline.ImageBatches` scales
 one batch at a time to float32 in [0, 1], so no float copy of a whole split is ever made.
 Reading local files needs no Keras backend, so a missing file is reported at once.
 
 Tiny ImageNet is never downloaded: it is read from the extracted `tiny-imagenet-200/`
-in `--data-dir` or the current directory (see `brainprop.tinyimagenet`).
+in `--data-dir` or the current directory (see `brainprop.data.tinyimagenet`).
 
-The CIFAR files are Python pickles; they are read by `brainprop.safepickle`, which
+The CIFAR files are Python pickles; they are read by `brainprop.utils.safepickle`, which
 admits only the arrays, dicts, lists and strings such a file holds and refuses any other
 pickle (which could run code when loaded) in one line.
 """
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brainprop import safepickle
-from brainprop.errors import BrainPropError
+from brainprop.utils import safepickle
+from brainprop.utils.errors import BrainPropError
 
 DATASET_CLASSES = {"MNIST": 10, "CIFAR10": 10, "CIFAR100": 100}
 # Read from local files only, with the number of classes counted in the data.
@@ -88,7 +88,7 @@ def load_dataset(
 
     TinyImageNet comes from `tiny-imagenet-200/` in `data_dir` or, without one, in the
     current directory (where the original looked); `class_order` numbers its classes
-    (`sorted`, the default, `listdir` or a file: see `brainprop.tinyimagenet`), and the
+    (`sorted`, the default, `listdir` or a file: see `brainprop.data.tinyimagenet`), and the
     Dataset's `classes` are its wnids in that order.
 
     Raises BrainPropError (a one-line message saying what to do) for an unknown name,
@@ -96,7 +96,7 @@ def load_dataset(
     wrong shape, dtype or label range.
     """
     if name == TINY_IMAGENET:
-        from brainprop.tinyimagenet import read_tinyimagenet
+        from brainprop.data.tinyimagenet import read_tinyimagenet
 
         splits, classes, source = read_tinyimagenet(data_dir, class_order or "sorted")
         data = build_dataset(name, *splits, n_classes=len(classes), source=source)
@@ -212,7 +212,7 @@ def _reading(name: str) -> Iterator[None]:
 
 
 def _download_mnist() -> Splits:
-    from brainprop.backend import start  # only for downloads: local files need no backend
+    from brainprop.utils.backend import start  # only for downloads: local files need no backend
 
     keras = start()
 
@@ -221,7 +221,7 @@ def _download_mnist() -> Splits:
 
 
 def _download_cifar(module: str, **kwargs) -> Splits:
-    from brainprop.backend import start
+    from brainprop.utils.backend import start
 
     keras = start()
 
