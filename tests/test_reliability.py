@@ -169,7 +169,7 @@ def test_resume_with_other_settings_is_refused_listing_the_differences(
 
 
 def test_second_resume_while_the_first_runs_is_refused_naming_its_process(
-    data_dir, interrupted, capsys
+    data_dir, interrupted, capsys, monkeypatch
 ):
     argv = command(data_dir, interrupted, "--resume")
     argv[argv.index("--epochs") + 1] = "3"
@@ -183,9 +183,17 @@ def test_second_resume_while_the_first_runs_is_refused_naming_its_process(
         while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
+        capsys.readouterr()
+
+        def load_dataset(*args, **kwargs):
+            raise AssertionError("the data were loaded before the refusal")
+
+        monkeypatch.setattr("brainprop.data.datasets.load_dataset", load_dataset)
         assert main(command(data_dir, interrupted, "--resume")) == 2
-        line = one_error(capsys)
-        assert f"being trained by process {first.pid}" in line
+        captured = capsys.readouterr()
+        assert captured.out == ""  # no model summary: refused at once
+        errors = captured.err.strip().splitlines()
+        assert len(errors) == 1 and f"being trained by process {first.pid}" in errors[0]
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=240)

@@ -51,6 +51,8 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
         from brainprop.runs.outputs import check_writable
 
         output_dir = check_writable(first.output_dir)
+        if first.resume:
+            _check_resumable(configs, output_dir)
 
     from brainprop.data.datasets import load_dataset
 
@@ -78,6 +80,17 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
         print(seeds_summary(results))
     raise_if_stopped()  # a signal during the last save: everything is saved, but stop
     return 0
+
+
+def _check_resumable(configs: Sequence[RunConfig], output_dir: Path) -> None:
+    """Each run to resume waits in `output_dir`, was started with the settings given,
+    and no process trains it now: refused before the data are loaded."""
+    from brainprop.runs.outputs import check_not_held, check_settings, find_unfinished
+
+    for config in configs:
+        files = find_unfinished(output_dir, config.name)
+        check_not_held(files)
+        check_settings(files, settings(config))
 
 
 def seeds_summary(results: Sequence) -> str:
