@@ -37,15 +37,18 @@ def one_error(capsys) -> str:
     return errors[0]
 
 
+# One weight file of the dense network is 12.8 MB, and so is its backup: 20 MB hold the
+# best epoch's weights but not the first backup beside them, 32 MB the first backup but
+# not the second, written before the first is let go.
+@pytest.mark.parametrize("size", ["20m", "32m"], ids=["first-epoch", "second-epoch"])
 def test_disk_full_during_training_ends_in_one_line_and_the_run_resumes(
-    data_dir, tmp_path, capsys
+    data_dir, tmp_path, capsys, size
 ):
-    # One weight file of the dense network is 12.8 MB: 20 MB hold the best epoch's
-    # weights but not the backup beside them.
-    with small_filesystem(tmp_path / "disk", "20m") as disk:
+    with small_filesystem(tmp_path / "disk", size) as disk:
         assert main(command(data_dir, disk)) == 2
         line = one_error(capsys)
-        assert "No space left on device" in line and "--resume" in line
+        assert "No space left on device while writing" in line and "--resume" in line
+        assert f"{disk}/" in line  # names the file
         assert not list(disk.glob("*_summary.json"))
         subprocess.run(["mount", "-o", "remount,size=200m", str(disk)], check=True)
         assert main(command(data_dir, disk, "--resume")) == 0
@@ -67,6 +70,16 @@ def test_a_write_failing_during_training_ends_in_one_line(data_dir, tmp_path, mo
     line = one_error(capsys)
     assert "No space left on device while writing" in line and "log.csv" in line
     assert "--resume" in line
+
+
+def test_a_weight_file_that_cannot_be_written_is_named(tmp_path):
+    from brainprop.train.training import _write_failure
+
+    h5py_message = ("[Errno 13] Unable to synchronously create file (unable to open file: "
+                    f"name = '{tmp_path}/best.weights.h5', errno = 13, error message = "
+                    "'Permission denied', flags = 13, o_flags = 242)")
+    assert _write_failure(OSError(h5py_message)) == (
+        f"Permission denied while writing {tmp_path}/best.weights.h5")
 
 
 # --- Ctrl-C at any moment ---------------------------------------------------------------

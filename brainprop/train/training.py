@@ -240,11 +240,11 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
 def _write_failure(error: OSError) -> str:
     """What failed, in one line: h5py's messages span lines and bury the reason."""
     text = str(error)
-    found = dict(re.findall(r"(filename|error message) = '([^']*)'", text))
+    found = dict(re.findall(r"\b(filename|name|error message) = '([^']*)'", text))
     reason = found.get("error message") or (
         os.strerror(error.errno) if error.errno else " ".join(text.split())[:160]
     )
-    name = found.get("filename") or error.filename
+    name = found.get("filename") or found.get("name") or error.filename
     return f"{reason} while writing {name}" if name else reason
 
 
