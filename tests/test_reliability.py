@@ -270,7 +270,7 @@ def test_kill_9_then_resume_completes_as_an_uninterrupted_run(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_ctrl_c_during_the_final_save_finishes_it_then_stops(
+def test_ctrl_c_during_the_final_save_finishes_it_and_the_run_is_done(
     data_dir, tmp_path, monkeypatch, capsys
 ):
     import brainprop.runs.outputs
@@ -282,13 +282,33 @@ def test_ctrl_c_during_the_final_save_finishes_it_then_stops(
         original(*args, **kwargs)
 
     monkeypatch.setattr(brainprop.runs.outputs, "write_summary", interrupted_save)
-    assert main(command(data_dir, tmp_path)) == 130
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert errors == ["main.py: interrupted"]
+    assert main(command(data_dir, tmp_path)) == 0  # complete: nothing was left to stop
+    captured = capsys.readouterr()
+    assert "SIGINT: stopping" in captured.out and captured.out.strip().splitlines()[-1].startswith("Saved ")
+    assert "Traceback" not in captured.err and "interrupted" not in captured.err
     summary = json.loads(next(tmp_path.glob("*_summary.json")).read_text())
     assert summary["epochs_run"] == 3 and not summary["interrupted"]
     assert all((tmp_path / name).exists() for name in summary["files"].values())
     assert not list(tmp_path.glob(".*"))  # complete: no backup left
+
+
+def test_ctrl_c_during_the_first_seeds_save_stops_before_the_next_seed(
+    data_dir, tmp_path, monkeypatch, capsys
+):
+    import brainprop.runs.outputs
+
+    original = brainprop.runs.outputs.write_summary
+
+    def interrupted_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(brainprop.runs.outputs, "write_summary", interrupted_save)
+    argv = command(data_dir, tmp_path, "--seeds", "1-2")
+    argv[argv.index("--epochs") + 1] = "1"
+    assert main(argv) == 130  # seed 2 was not run
+    assert capsys.readouterr().err.strip().splitlines() == ["main.py: interrupted"]
+    assert [p.name for p in tmp_path.glob("*_summary.json")] == ["MNIST_dense_EBP_seed1_summary.json"]
 
 
 @pytest.mark.parametrize("command_main, target", [
