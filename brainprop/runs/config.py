@@ -148,7 +148,7 @@ def combinations_text() -> str:
 def _data_dir_help() -> str:
     files = ", ".join(f"{spec.files} for {name}" for name, spec in DATASETS.items())
     return ("read the data set from the standard files in this folder instead of "
-            f"downloading it: {files} (see README)")
+            f"downloading it: {files} (see docs/data.md)")
 
 
 def option(*flags: str, help: str | Callable[[], str], default: Any = None, forward: bool = True,
@@ -266,7 +266,7 @@ class RunConfig:
     distribute: bool = option(
         "--distribute", default=False, action="store_true",
         help="train this run data-parallel over every GPU (or TPU) of this machine "
-        "(see README); the batch size stays the global batch",
+        "(see docs/gpus.md); the batch size stays the global batch",
     )
     mixed_precision: bool = option(
         "--mixed-precision", default=False, action="store_true",
