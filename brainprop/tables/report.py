@@ -29,7 +29,7 @@ import numpy as np
 
 from brainprop.utils import safepickle
 from brainprop.utils.stats import mean_std
-from brainprop.utils.errors import BrainPropError, Parser, run_command
+from brainprop.utils.errors import BrainPropError, Parser, one_line, plural, run_command
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
 from brainprop.tables.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
@@ -127,7 +127,7 @@ def _read_json_history(path: Path) -> object:
     try:
         content = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise BrainPropError(f"cannot read {path} ({_one_line(error)}); move it away") from None
+        raise BrainPropError(f"cannot read {path} ({one_line(error)}); move it away") from None
     return content.get("history") if isinstance(content, dict) else None
 
 
@@ -141,7 +141,7 @@ def _read_pickled_history(path: Path) -> object:
         raise
     except Exception as error:  # truncated, or not a pickle at all
         raise BrainPropError(
-            f"cannot read {path} ({type(error).__name__}: {_one_line(error)}); "
+            f"cannot read {path} ({type(error).__name__}: {one_line(error)}); "
             "it is truncated or not a history pickle: move it away"
         ) from None
     if isinstance(content, (list, tuple)) and len(content) == 3:
@@ -161,20 +161,11 @@ def _checked_history(history: object, path: Path) -> dict[str, list]:
                 for key, values in history.items()
             }
         except (TypeError, ValueError) as error:
-            problem = f"a metric is not a list of numbers: {_one_line(error)}"
+            problem = f"a metric is not a list of numbers: {one_line(error)}"
     raise BrainPropError(f"{path} is not a run history ({problem}); move it away")
 
 
-def _one_line(error: object) -> str:
-    return " ".join(str(error).split())[:200]
-
-
 # --- tables -------------------------------------------------------------------------------
-
-
-def plural(count: int, noun: str) -> str:
-    """`1 seed`, `2 seeds`."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @dataclasses.dataclass
