@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from brainprop.utils.atomic import write_atomically
-from brainprop.utils.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError, one_line
 
 if TYPE_CHECKING:
     import keras
@@ -133,8 +133,8 @@ def _mismatch(model: keras.Model, path: Path, keras_message: str) -> str:
     found = _SHAPE_MISMATCH.search(keras_message)
     layers = [layer.name for layer in weighted_layers(model)]
     if found is None or found.group(3) not in layers:
-        first = keras_message.strip().splitlines()[0] if keras_message.strip() else "no reason"
-        return (f"{path.name} does not fit this architecture ({first}); "
+        return (f"{path.name} does not fit this architecture "
+                f"({one_line(keras_message) or 'no reason'}); "
                 "check the dataset and architecture")
     expected, stored, layer = found.groups()
     return (

@@ -30,7 +30,7 @@ import numpy as np
 from brainprop.runs.config import MAX_SEED
 from brainprop.utils import safepickle
 from brainprop.utils.stats import mean_std
-from brainprop.utils.errors import BrainPropError, Parser, run_command
+from brainprop.utils.errors import BrainPropError, Parser, one_line, plural, run_command
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
 from brainprop.tables.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
@@ -97,7 +97,7 @@ def _read_run(path: Path) -> Run:
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise BrainPropError(f"cannot read {path} ({_one_line(error)}); move it away") from None
+        raise BrainPropError(f"cannot read {path} ({one_line(error)}); move it away") from None
     _check_summary(summary, path)
     files = summary.get("files", {})
     history = None
@@ -121,21 +121,21 @@ def _check_summary(summary: object, path: Path) -> None:
         refuse(f"no {', '.join(missing)}")
     for key in ("dataset", "architecture", "algorithm"):
         if not isinstance(summary[key], str) or not summary[key]:
-            refuse(f"{key} is {_one_line(repr(summary[key]))}, not a name")
+            refuse(f"{key} is {one_line(repr(summary[key]))}, not a name")
     for key, high in (("seed", MAX_SEED), ("best_epoch", MAX_EPOCHS), ("epochs_run", MAX_EPOCHS)):
         value = summary[key]
         if type(value) is not int or not 0 <= value <= high:
-            refuse(f"{key} is {_one_line(repr(value))}, not a whole number from 0 to {high}")
+            refuse(f"{key} is {one_line(repr(value))}, not a whole number from 0 to {high}")
     for key in ("best_val_accuracy", "test_accuracy_at_best_epoch"):
         value = summary.get(key)
         if value is not None and not _is_accuracy(value):
-            refuse(f"{key} is {_one_line(repr(value))}, not an accuracy from 0 to 1 or null")
+            refuse(f"{key} is {one_line(repr(value))}, not an accuracy from 0 to 1 or null")
     for key in ("files", "hyperparameters"):
         if not isinstance(summary.get(key, {}), dict):
             refuse(f"{key} is not a mapping")
     max_epochs = summary.get("hyperparameters", {}).get("max_epochs")
     if max_epochs is not None and (type(max_epochs) is not int or not 0 < max_epochs <= MAX_EPOCHS):
-        refuse(f"hyperparameters.max_epochs is {_one_line(repr(max_epochs))}, not a number "
+        refuse(f"hyperparameters.max_epochs is {one_line(repr(max_epochs))}, not a number "
                "of epochs")
 
 
@@ -161,7 +161,7 @@ def _read_json_history(path: Path) -> object:
     try:
         content = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise BrainPropError(f"cannot read {path} ({_one_line(error)}); move it away") from None
+        raise BrainPropError(f"cannot read {path} ({one_line(error)}); move it away") from None
     return content.get("history") if isinstance(content, dict) else None
 
 
@@ -175,7 +175,7 @@ def _read_pickled_history(path: Path) -> object:
         raise
     except Exception as error:  # truncated, or not a pickle at all
         raise BrainPropError(
-            f"cannot read {path} ({type(error).__name__}: {_one_line(error)}); "
+            f"cannot read {path} ({type(error).__name__}: {one_line(error)}); "
             "it is truncated or not a history pickle: move it away"
         ) from None
     if isinstance(content, (list, tuple)) and len(content) == 3:
@@ -195,7 +195,7 @@ def _checked_history(history: object, path: Path) -> dict[str, list]:
 
 def _checked_metric(key: str, values: object, path: Path) -> list:
     def refuse(problem: str):
-        raise BrainPropError(f"{path} is not a run history (metric {_one_line(repr(key))} "
+        raise BrainPropError(f"{path} is not a run history (metric {one_line(repr(key))} "
                              f"{problem}); move it away")
 
     per_class = key.endswith("class_accuracy")
@@ -205,7 +205,7 @@ def _checked_metric(key: str, values: object, path: Path) -> list:
     try:
         array = np.asarray([math.nan if v is None else v for v in values], dtype=float)
     except (TypeError, ValueError, OverflowError) as error:
-        refuse(f"is not {shape}: {_one_line(error)}")
+        refuse(f"is not {shape}: {one_line(error)}")
     if array.ndim != (2 if per_class else 1):
         refuse(f"has shape {array.shape}, not {shape}")
     known = array[~np.isnan(array)]
@@ -214,16 +214,7 @@ def _checked_metric(key: str, values: object, path: Path) -> list:
     return array.tolist()
 
 
-def _one_line(error: object) -> str:
-    return " ".join(str(error).split())[:200]
-
-
 # --- tables -------------------------------------------------------------------------------
-
-
-def plural(count: int, noun: str) -> str:
-    """`1 seed`, `2 seeds`."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @dataclasses.dataclass
