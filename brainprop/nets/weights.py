@@ -195,8 +195,8 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
                 )
     except (OSError, KeyError, ValueError, TypeError) as error:  # h5py's, on a damaged file
         raise BrainPropError(
-            f"{path} could not be read ({type(error).__name__}: {one_line(error)}): the file may be "
-            "truncated or damaged"
+            f"{path} could not be read ({type(error).__name__}: {one_line(error)}): the file "
+            "may be truncated or damaged"
         ) from None
     if groups is None:
         _load_own(model, path, stored)
