@@ -284,7 +284,8 @@ def test_ctrl_c_during_the_final_save_finishes_it_and_the_run_is_done(
     monkeypatch.setattr(brainprop.runs.outputs, "write_summary", interrupted_save)
     assert main(command(data_dir, tmp_path)) == 0  # complete: nothing was left to stop
     captured = capsys.readouterr()
-    assert "SIGINT: stopping" in captured.out and captured.out.strip().splitlines()[-1].startswith("Saved ")
+    assert "SIGINT: stopping" in captured.out
+    assert captured.out.strip().splitlines()[-1].startswith("Saved ")
     assert "Traceback" not in captured.err and "interrupted" not in captured.err
     summary = json.loads(next(tmp_path.glob("*_summary.json")).read_text())
     assert summary["epochs_run"] == 3 and not summary["interrupted"]
@@ -308,7 +309,8 @@ def test_ctrl_c_during_the_first_seeds_save_stops_before_the_next_seed(
     argv[argv.index("--epochs") + 1] = "1"
     assert main(argv) == 130  # seed 2 was not run
     assert capsys.readouterr().err.strip().splitlines() == ["main.py: interrupted"]
-    assert [p.name for p in tmp_path.glob("*_summary.json")] == ["MNIST_dense_EBP_seed1_summary.json"]
+    summaries = [p.name for p in tmp_path.glob("*_summary.json")]
+    assert summaries == ["MNIST_dense_EBP_seed1_summary.json"]
 
 
 @pytest.mark.parametrize("command_main, target", [
