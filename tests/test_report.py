@@ -183,6 +183,44 @@ def test_foreign_or_truncated_history_pickle_is_refused_in_one_line(tmp_path, ca
     assert "MNIST_dense_BrainProp_seed1_history.pkl" in _one_error(capsys)
 
 
+@pytest.mark.parametrize("key, value", [
+    ("seed", [1]), ("seed", -1), ("seed", True), ("dataset", {"MNIST": 1}), ("algorithm", ""),
+    ("best_val_accuracy", "high"), ("best_val_accuracy", float("-inf")),
+    ("best_val_accuracy", 1e308), ("best_val_accuracy", float("nan")),
+    ("test_accuracy_at_best_epoch", 1.5), ("best_epoch", "two"), ("epochs_run", 10**400),
+    ("files", ["history"]), ("hyperparameters", {"max_epochs": "many"}),
+], ids=lambda value: type(value).__name__ if not isinstance(value, str) else value or "empty")
+def test_summary_with_a_value_of_the_wrong_type_is_refused_in_one_line(
+    tmp_path, capsys, key, value
+):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    path = tmp_path / "MNIST_dense_BrainProp_seed1_summary.json"
+    summary = json.loads(path.read_text())
+    summary[key] = value
+    path.write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 2
+    line = _one_error(capsys)
+    assert line.startswith(f"report: error: {path} is not a run summary (") and key in line
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("history", [
+    {"val_accuracy": [0.5, 10**400]}, {"val_accuracy": [0.5, float("inf")]},
+    {"val_accuracy": [0.5, -0.1]}, {"val_accuracy": [[0.5], [0.6]]},
+    {"val_class_accuracy": [0.5, 0.6]}, {"val_class_accuracy": [[0.5, 0.6], [0.5]]},
+    {"loss": 0.5}, {"loss": {"1": 0.5}},
+], ids=["huge-int", "inf", "negative", "2d-accuracy", "1d-per-class", "ragged", "number",
+        "mapping"])
+def test_history_with_values_of_the_wrong_type_or_range_is_refused_in_one_line(
+    tmp_path, capsys, history
+):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    path = tmp_path / "MNIST_dense_BrainProp_seed1_history.pkl"
+    path.write_bytes(pickle.dumps(["MNIST", "BrainProp", history]))
+    assert main([str(tmp_path)]) == 2
+    assert f"{path} is not a run history (metric" in _one_error(capsys)
+
+
 def _release_history_pickle(protocol: int, numpy_1: bool = False) -> bytes:
     """As the original release wrote it (tf.keras 2.x): floats for the metrics, NumPy
     float32 scalars for the learning rate its LearningRateScheduler logs."""

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from brainprop.utils import safepickle
-from brainprop.utils.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError, one_line
 
 DATASET_CLASSES = {"MNIST": 10, "CIFAR10": 10, "CIFAR100": 100}
 # Read from local files only, with the number of classes counted in the data.
@@ -152,12 +152,6 @@ def build_dataset(
 # --- checks shared by all readers -------------------------------------------------------
 
 
-def _one_line(text: object, limit: int = 200) -> str:
-    """`text` with all whitespace runs made single spaces, cut to `limit` characters."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 def _check_images(images: object, shape: tuple, what: str) -> np.ndarray:
     """`images` if it is a uint8 array whose shape matches `shape` (None: any size)."""
     expected = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
@@ -176,7 +170,7 @@ def _check_labels(labels: object, n_images: int, n_classes: int, what: str) -> n
     try:
         array = np.asarray(labels)
     except (TypeError, ValueError) as exc:
-        raise BrainPropError(f"{what} is not an array of integers ({_one_line(exc)})") from exc
+        raise BrainPropError(f"{what} is not an array of integers ({one_line(exc)})") from exc
     if array.ndim == 2 and array.shape[1:] == (1,):
         array = array[:, 0]
     if array.size == 0:
@@ -203,7 +197,7 @@ def _reading(name: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise BrainPropError(
-            f"{name}: cannot read it ({type(exc).__name__}: {_one_line(exc)}); "
+            f"{name}: cannot read it ({type(exc).__name__}: {one_line(exc)}); "
             "if it is truncated or corrupt, get it again"
         ) from exc
 
@@ -253,7 +247,7 @@ def _download(name: str) -> Splits:
     except Exception as exc:
         raise BrainPropError(
             f"could not download {name} (no internet? {type(exc).__name__}: "
-            f"{_one_line(exc)}): put {_FILES[name]} in a folder and pass --data-dir FOLDER"
+            f"{one_line(exc)}): put {_FILES[name]} in a folder and pass --data-dir FOLDER"
         ) from exc
 
 

@@ -172,8 +172,13 @@ def _annotated(folder: Path, index: dict[str, int], redo: str) -> tuple[list[Pat
     path = folder / ANNOTATIONS
     if not path.is_file():
         raise BrainPropError(f"{path} not found; {redo}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise BrainPropError(f"{path} line {line} is not UTF-8 text; {redo}") from None
     images, labels = [], []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")
@@ -182,7 +187,13 @@ def _annotated(folder: Path, index: dict[str, int], redo: str) -> tuple[list[Pat
                 f"{path} line {number}: expected 'file<TAB>wnid<TAB>...' with a wnid of "
                 f"train/, got {line[:80]!r}; {redo}"
             )
-        image = folder / "val" / "images" / fields[0]
+        name = fields[0]
+        if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+            raise BrainPropError(
+                f"{path} line {number}: {name[:80]!r} is not the name of a file in val/images/ "
+                f"(no folders or paths); {redo}"
+            )
+        image = folder / "val" / "images" / name
         if not image.is_file():
             raise BrainPropError(f"{image} (line {number} of {ANNOTATIONS}) not found; {redo}")
         images.append(image)

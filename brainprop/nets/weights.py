@@ -13,6 +13,7 @@ refused in one line and the model is left untouched.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import warnings
@@ -23,7 +24,7 @@ import h5py
 import numpy as np
 
 from brainprop.utils.atomic import write_atomically
-from brainprop.utils.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError, one_line
 
 if TYPE_CHECKING:
     import keras
@@ -43,33 +44,61 @@ def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
     return path
 
 
-def _attribute_list(group: h5py.Group, name: str) -> list[str]:
-    # Keras 2 splits long attributes into name0, name1, ... chunks.
-    if name in group.attrs:
-        values = list(group.attrs[name])
+def _not_weights(path: Path, problem: str) -> BrainPropError:
+    return BrainPropError(f"{path} is not a Keras weight file ({problem}): give a file saved "
+                          "by -s or one of the original release's .h5 files")
+
+
+def _attribute_list(node: h5py.HLObject, name: str, path: Path) -> list[str]:
+    """The names a Keras 2 attribute lists (split into name0, name1, ... when long)."""
+    if name in node.attrs:
+        chunks = [name]
     else:
-        values, chunk = [], 0
-        while f"{name}{chunk}" in group.attrs:
-            values.extend(group.attrs[f"{name}{chunk}"])
-            chunk += 1
-    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+        chunks = list(itertools.takewhile(lambda chunk: chunk in node.attrs,
+                                          (f"{name}{i}" for i in itertools.count())))
+    names = []
+    for chunk in chunks:
+        values = node.attrs[chunk]
+        if not isinstance(values, np.ndarray) or values.ndim != 1:
+            raise _not_weights(path, f"its {name} attribute is not a list of names")
+        for value in values:
+            if isinstance(value, bytes):
+                value = value.decode("utf8")
+            if not isinstance(value, str):
+                raise _not_weights(path, f"its {name} attribute is not a list of names")
+            names.append(value)
+    return names
 
 
-def _read_legacy(root: h5py.Group) -> list[tuple[str, list[np.ndarray]]]:
+def _read_legacy(root: h5py.Group, path: Path) -> list[tuple[str, list[np.ndarray]]]:
     if "model_weights" in root:
         root = root["model_weights"]
+        if not isinstance(root, h5py.Group):
+            raise _not_weights(path, "its model_weights entry is not a group")
     groups = []
-    for layer_name in _attribute_list(root, "layer_names"):
-        names = _attribute_list(root[layer_name], "weight_names")
-        if names:
-            groups.append((layer_name, [np.asarray(root[layer_name][n]) for n in names]))
+    for layer_name in _attribute_list(root, "layer_names", path):
+        layer = root.get(layer_name)
+        if not isinstance(layer, h5py.Group):
+            raise _not_weights(path, f"layer {layer_name!r} of its layer_names is not a group")
+        arrays = []
+        for name in _attribute_list(layer, "weight_names", path):
+            array = layer.get(name)
+            if not isinstance(array, h5py.Dataset):
+                raise _not_weights(path, f"weight {name!r} of layer {layer_name!r} is not an "
+                                   "array")
+            arrays.append(np.asarray(array))
+        if arrays:
+            groups.append((layer_name, arrays))
     return groups
 
 
-def _stored_shapes(root: h5py.Group) -> list[tuple[int, ...]]:
+def _stored_shapes(root: h5py.Group, path: Path) -> list[tuple[int, ...]]:
     """The shape of every array of a Keras 3 weight file's layers."""
+    layers = root["layers"]
+    if not isinstance(layers, h5py.Group):
+        raise _not_weights(path, "its layers entry is not a group")
     shapes: list[tuple[int, ...]] = []
-    root["layers"].visititems(
+    layers.visititems(
         lambda name, item: shapes.append(item.shape) if isinstance(item, h5py.Dataset) else None
     )
     return shapes
@@ -104,8 +133,8 @@ def _mismatch(model: keras.Model, path: Path, keras_message: str) -> str:
     found = _SHAPE_MISMATCH.search(keras_message)
     layers = [layer.name for layer in weighted_layers(model)]
     if found is None or found.group(3) not in layers:
-        first = keras_message.strip().splitlines()[0] if keras_message.strip() else "no reason"
-        return (f"{path.name} does not fit this architecture ({first}); "
+        return (f"{path.name} does not fit this architecture "
+                f"({one_line(keras_message) or 'no reason'}); "
                 "check the dataset and architecture")
     expected, stored, layer = found.groups()
     return (
@@ -157,15 +186,18 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
     try:
         with h5py.File(path, "r") as root:
             if "layer_names" in root.attrs or "model_weights" in root:
-                groups = _read_legacy(root)
+                groups = _read_legacy(root, path)
             elif "layers" in root:
-                stored = _stored_shapes(root)
+                stored = _stored_shapes(root, path)
             else:
                 raise BrainPropError(
                     f"{path} is HDF5 but holds no Keras weights: give a file saved by -s"
                 )
-    except (OSError, KeyError) as error:
-        raise BrainPropError(f"{path} could not be read ({error}): the file may be truncated")
+    except (OSError, KeyError, ValueError, TypeError) as error:  # h5py's, on a damaged file
+        raise BrainPropError(
+            f"{path} could not be read ({type(error).__name__}: {error}): the file may be "
+            "truncated or damaged"
+        ) from None
     if groups is None:
         _load_own(model, path, stored)
         return

@@ -217,7 +217,7 @@ class RunConfig:
         help="read the data set from the standard files in this folder instead of "
         "downloading it: mnist.npz or MNIST's four idx files (gzipped or not), "
         "cifar-10-batches-py/ or its .tar.gz, "
-        "cifar-100-python/ or its .tar.gz, tiny-imagenet-200/ (see README)",
+        "cifar-100-python/ or its .tar.gz, tiny-imagenet-200/ (see docs/data.md)",
     )
     validation_split: float | None = option(
         "--validation-split", type=fraction, metavar="F",
@@ -244,7 +244,7 @@ class RunConfig:
     distribute: bool = option(
         "--distribute", default=False, action="store_true",
         help="train this run data-parallel over every GPU (or TPU) of this machine "
-        "(see README); the batch size stays the global batch",
+        "(see docs/gpus.md); the batch size stays the global batch",
     )
     mixed_precision: bool = option(
         "--mixed-precision", default=False, action="store_true",

@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from brainprop.utils.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError, one_line
 
 # Each process takes only the GPU memory it uses, so several runs can share one GPU:
 # JAX preallocates 75% of it and TensorFlow all of it otherwise.
@@ -79,20 +79,19 @@ class Failure:
 
     def line(self) -> str:
         """`NAME failed (REASON): LAST LOG LINE (log: PATH)`."""
-        return (f"{self.run.name} failed ({self.reason}): {_last_line(self.run.log)} "
+        return (f"{self.run.name} failed ({self.reason}): {_log_tail(self.run.log)} "
                 f"(log: {self.run.log})")
 
 
-def _last_line(path: Path) -> str:
+def _log_tail(path: Path) -> str:
     """The last non-empty line of a log: usually the error."""
     try:
         with open(path, "rb") as file:
             file.seek(max(0, file.seek(0, os.SEEK_END) - 4096))
-            lines = [ln.strip() for ln in file.read().decode(errors="replace").splitlines()]
+            tail = file.read().decode(errors="replace")
     except OSError:
         return "no log"
-    lines = [ln for ln in lines if ln]
-    return lines[-1][:300] if lines else "empty log"
+    return one_line(tail, 300, last=True) or "empty log"
 
 
 def _child_environment(gpu: str | None) -> dict[str, str]:
@@ -431,7 +430,7 @@ class SlurmTask:
             status = self._wait()
         if status != 0:
             raise RuntimeError(f"{run.name}: main.py ended with {_exit_reason(status)}; "
-                               f"log: {run.log}: {_last_line(run.log)}")
+                               f"log: {run.log}: {_log_tail(run.log)}")
         return run.name
 
     def _wait(self, timeout: float | None = None) -> int | None:
@@ -575,13 +574,9 @@ def queue_states(job_id: str) -> dict[str, str]:
     if out.returncode != 0:
         if "Invalid job id" in out.stderr:  # forgotten: every task has long ended
             return {}
-        raise BrainPropError(f"squeue failed: {_first_line(RuntimeError(out.stderr))}")
+        raise BrainPropError(
+            f"squeue failed: {one_line(out.stderr, 300, last=True) or 'no message'}")
     return dict(line.split(maxsplit=1) for line in out.stdout.splitlines() if line.strip())
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return next((ln for ln in reversed(text) if ln.strip()), type(error).__name__)[:300]
 
 
 # --- The child process ------------------------------------------------------------------

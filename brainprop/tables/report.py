@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
+from brainprop.runs.config import MAX_SEED
 from brainprop.utils import safepickle
 from brainprop.utils.stats import mean_std
-from brainprop.utils.errors import BrainPropError, Parser, run_command
+from brainprop.utils.errors import BrainPropError, Parser, one_line, plural, run_command
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
 from brainprop.tables.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
@@ -92,19 +93,17 @@ def load_runs(runs_dir: str | Path) -> list[Run]:
 
 REQUIRED = ("dataset", "architecture", "algorithm", "seed", "best_epoch", "epochs_run",
             "best_val_accuracy")
+# Larger numbers of epochs are no run's: they would overflow the tables' floats.
+MAX_EPOCHS = 10**9
 
 
 def _read_run(path: Path) -> Run:
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise BrainPropError(f"cannot read {path} ({error}); move it away") from None
-    missing = [key for key in REQUIRED if not isinstance(summary, dict) or key not in summary]
-    if missing:
-        raise BrainPropError(f"{path} is not a run summary (no {', '.join(missing)}); move it away")
+        raise BrainPropError(f"cannot read {path} ({one_line(error)}); move it away") from None
+    _check_summary(summary, path)
     files = summary.get("files", {})
-    if not isinstance(files, dict):
-        raise BrainPropError(f"{path} is not a run summary (files is not a mapping); move it away")
     history = None
     for kind, read in (("history_json", _read_json_history), ("history", _read_pickled_history)):
         history_path = _named_file(path, files, kind)
@@ -112,6 +111,41 @@ def _read_run(path: Path) -> Run:
             history = _checked_history(read(history_path), history_path)
             break
     return Run(summary, history, path)
+
+
+def _check_summary(summary: object, path: Path) -> None:
+    """BrainPropError unless `summary` holds what the report reads, each of its type."""
+    def refuse(problem: str):
+        raise BrainPropError(f"{path} is not a run summary ({problem}); move it away")
+
+    if not isinstance(summary, dict):
+        refuse(f"it holds a {type(summary).__name__}, not a JSON object")
+    missing = [key for key in REQUIRED if key not in summary]
+    if missing:
+        refuse(f"no {', '.join(missing)}")
+    for key in ("dataset", "architecture", "algorithm"):
+        if not isinstance(summary[key], str) or not summary[key]:
+            refuse(f"{key} is {one_line(repr(summary[key]))}, not a name")
+    for key, high in (("seed", MAX_SEED), ("best_epoch", MAX_EPOCHS), ("epochs_run", MAX_EPOCHS)):
+        value = summary[key]
+        if type(value) is not int or not 0 <= value <= high:
+            refuse(f"{key} is {one_line(repr(value))}, not a whole number from 0 to {high}")
+    for key in ("best_val_accuracy", "test_accuracy_at_best_epoch"):
+        value = summary.get(key)
+        if value is not None and not _is_accuracy(value):
+            refuse(f"{key} is {one_line(repr(value))}, not an accuracy from 0 to 1 or null")
+    for key in ("files", "hyperparameters"):
+        if not isinstance(summary.get(key, {}), dict):
+            refuse(f"{key} is not a mapping")
+    max_epochs = summary.get("hyperparameters", {}).get("max_epochs")
+    if max_epochs is not None and (type(max_epochs) is not int or not 0 < max_epochs <= MAX_EPOCHS):
+        refuse(f"hyperparameters.max_epochs is {one_line(repr(max_epochs))}, not a number "
+               "of epochs")
+
+
+def _is_accuracy(value: object) -> bool:
+    """A real number from 0 to 1 (bools, NaN and infinities are not)."""
+    return type(value) in (int, float) and 0 <= value <= 1
 
 
 def _named_file(summary_path: Path, files: dict, kind: str) -> Path | None:
@@ -131,7 +165,7 @@ def _read_json_history(path: Path) -> object:
     try:
         content = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise BrainPropError(f"cannot read {path} ({_one_line(error)}); move it away") from None
+        raise BrainPropError(f"cannot read {path} ({one_line(error)}); move it away") from None
     return content.get("history") if isinstance(content, dict) else None
 
 
@@ -145,7 +179,7 @@ def _read_pickled_history(path: Path) -> object:
         raise
     except Exception as error:  # truncated, or not a pickle at all
         raise BrainPropError(
-            f"cannot read {path} ({type(error).__name__}: {_one_line(error)}); "
+            f"cannot read {path} ({type(error).__name__}: {one_line(error)}); "
             "it is truncated or not a history pickle: move it away"
         ) from None
     if isinstance(content, (list, tuple)) and len(content) == 3:
@@ -154,31 +188,37 @@ def _read_pickled_history(path: Path) -> object:
 
 
 def _checked_history(history: object, path: Path) -> dict[str, list]:
-    """`history` as {metric: [float or list of floats, ...]}; NaN where it holds null."""
-    problem = "it holds no dict of metrics"
-    if isinstance(history, dict):
-        try:
-            return {
-                str(key): np.asarray(
-                    [math.nan if v is None else v for v in values], dtype=float
-                ).tolist()
-                for key, values in history.items()
-            }
-        except (TypeError, ValueError) as error:
-            problem = f"a metric is not a list of numbers: {_one_line(error)}"
-    raise BrainPropError(f"{path} is not a run history ({problem}); move it away")
+    """`history` as {metric: [float, ...]}, or for the per-class metrics
+    (`*class_accuracy`) {metric: [[float, ...], ...]} (epochs by classes); NaN where it
+    holds null.  Accuracies lie in [0, 1] (or are NaN)."""
+    if not isinstance(history, dict):
+        raise BrainPropError(f"{path} is not a run history (it holds no dict of metrics); "
+                             "move it away")
+    return {str(key): _checked_metric(str(key), values, path) for key, values in history.items()}
 
 
-def _one_line(error: object) -> str:
-    return " ".join(str(error).split())[:200]
+def _checked_metric(key: str, values: object, path: Path) -> list:
+    def refuse(problem: str):
+        raise BrainPropError(f"{path} is not a run history (metric {one_line(repr(key))} "
+                             f"{problem}); move it away")
+
+    per_class = key.endswith("class_accuracy")
+    shape = "a list of lists of numbers, one per class" if per_class else "a list of numbers"
+    if not isinstance(values, (list, tuple)):
+        refuse(f"is a {type(values).__name__}, not {shape}")
+    try:
+        array = np.asarray([math.nan if v is None else v for v in values], dtype=float)
+    except (TypeError, ValueError, OverflowError) as error:
+        refuse(f"is not {shape}: {one_line(error)}")
+    if array.ndim != (2 if per_class else 1):
+        refuse(f"has shape {array.shape}, not {shape}")
+    known = array[~np.isnan(array)]
+    if key.endswith("accuracy") and not np.all((known >= 0) & (known <= 1)):
+        refuse("holds accuracies outside 0 to 1")
+    return array.tolist()
 
 
 # --- tables -------------------------------------------------------------------------------
-
-
-def plural(count: int, noun: str) -> str:
-    """`1 seed`, `2 seeds`."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @dataclasses.dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from brainprop.nets.architectures import ALGORITHMS
 from brainprop.runs.config import RunConfig, parse_seeds, positive
-from brainprop.utils.errors import EXIT_INTERRUPTED, BrainPropError, Parser, run_command
+from brainprop.utils.errors import EXIT_INTERRUPTED, BrainPropError, Parser, plural, run_command
 from brainprop.tables.paper import TABLES
 
 Config = tuple[str, str, str]  # dataset, architecture, algorithm
@@ -51,11 +51,6 @@ def configurations(table: str, only: list[str] | None = None) -> list[Config]:
             )
         kept += [c for c in matching if c not in kept]
     return [c for c in configs if c in kept]
-
-
-def _runs(count: int) -> str:
-    """`1 run`, `2 runs`."""
-    return f"{count} run{'' if count == 1 else 's'}"
 
 
 def _done_runs(runs_dir) -> dict[tuple, dict]:
@@ -150,7 +145,7 @@ def reproduce(args: argparse.Namespace) -> int:
         if ran and ran != args.epochs:
             print(f"[reproduce] keeping {' '.join(config)} seed {seed}, which ran with at most "
                   f"{ran} epochs (asked: {args.epochs}); use another --runs-dir to redo it")
-    print(f"[reproduce] {args.table}: {_runs(len(plan))}, {len(plan) - len(todo)} already done",
+    print(f"[reproduce] {args.table}: {plural(len(plan), 'run')}, {len(plan) - len(todo)} already done",
           flush=True)
     check_data([config[0] for config, _ in todo], args.data_dir)
     runs = [_job_run(args, runs_dir, config, seed) for config, seed in todo]
@@ -198,7 +193,7 @@ def _on_slurm(args: argparse.Namespace, runs: list, runs_dir: Path):
     )
     jobs = submit_to_slurm(runs, runs_dir / "slurm", options)
     job = array_id(jobs)
-    print(f"[reproduce] submitted job array {job}: {_runs(len(runs))}, one task each; logs in "
+    print(f"[reproduce] submitted job array {job}: {plural(len(runs), 'run')}, one task each; logs in "
           f"{runs_dir / 'logs'}; watch with: squeue -j {job}", flush=True)
     if not args.wait:
         print(f"[reproduce] when it has ended, write the report with: {report}")

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from brainprop.utils.atomic import write_atomically
-from brainprop.utils.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError, one_line
 from brainprop.utils.signals import SignalFlag, stop_signals
 
 
@@ -122,13 +122,13 @@ class RunBackup(keras.callbacks.Callback):
                 damaged.append((path, f"{type(error).__name__}: {error}"))
                 continue
             for bad, reason in damaged:
-                print(f"The backup {bad} cannot be read ({' '.join(reason.split())[:120]}); "
+                print(f"The backup {bad} cannot be read ({one_line(reason, 120)}); "
                       f"continuing from {path.name}", flush=True)
                 os.replace(bad, bad.with_name(bad.name + ".damaged"))
             return path
         if damaged and len(damaged) == 2:
             raise BrainPropError(
-                f"no backup in {self.path.parent} can be read ({damaged[0][1][:120]}); "
+                f"no backup in {self.path.parent} can be read ({one_line(damaged[0][1], 120)}); "
                 f"delete that folder to start the run over without --resume"
             )
         if damaged:  # the first backup, damaged: nothing is lost by starting over

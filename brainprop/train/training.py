@@ -34,7 +34,7 @@ from brainprop.train.console import (
     default_verbosity,
 )
 from brainprop.data.datasets import Dataset
-from brainprop.utils.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError, one_line
 from brainprop.data.pipeline import ImageBatches, fit_input
 from brainprop.train.resume import (
     RunBackup,
@@ -242,7 +242,7 @@ def _write_failure(error: OSError) -> str:
     text = str(error)
     found = dict(re.findall(r"(filename|error message) = '([^']*)'", text))
     reason = found.get("error message") or (
-        os.strerror(error.errno) if error.errno else " ".join(text.split())[:160]
+        os.strerror(error.errno) if error.errno else one_line(text, 160)
     )
     name = found.get("filename") or error.filename
     return f"{reason} while writing {name}" if name else reason

@@ -8,6 +8,8 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "BrainPropError": "errors",
     "Parser": "errors",
     "run_command": "errors",
+    "one_line": "errors",
+    "plural": "errors",
     "write_atomically": "atomic",
     "exclusive": "locks",
     "stop_signals": "signals",

@@ -97,7 +97,7 @@ def check_one_host() -> None:
         raise BrainPropError(
             f"{HOSTS_VARIABLE} is set for a run over several hosts, which --distribute "
             "does not do yet (it uses this machine's devices): unset it, or run seeds "
-            "on separate hosts (see README)"
+            "on separate hosts (see docs/gpus.md#several-hosts)"
         )
 
 

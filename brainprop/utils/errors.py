@@ -3,7 +3,8 @@
 `Parser` and `run_command` are shared by `main.py`, `tinyimagenet.py`,
 `python -m brainprop.report` and `python -m brainprop.reproduce`: the same
 refusal of abbreviated options, one line on stderr for any mistake, and the
-same exit statuses.
+same exit statuses.  `one_line` makes any message (an exception, a log's tail,
+a tool's stderr) fit such a line.
 """
 
 from __future__ import annotations
@@ -24,6 +25,28 @@ class BrainPropError(Exception):
     The CLI prints its message as a single line and exits non-zero, so the
     message must say what is wrong and what to do about it.
     """
+
+
+def one_line(message: object, limit: int = 200, *, last: bool = False) -> str:
+    """`message` (an exception or text) as one line of at most `limit` characters.
+
+    Runs of whitespace, line breaks included, become single spaces; longer text is
+    cut and ends in "...".  `last` keeps only the last non-empty line, where a log or
+    a tool's stderr puts the error.  Empty text gives "", an exception without a
+    message its type's name.
+    """
+    text = str(message)
+    if last:
+        text = next((line for line in reversed(text.splitlines()) if line.strip()), "")
+    flat = " ".join(text.split())
+    if not flat and isinstance(message, BaseException):
+        flat = type(message).__name__
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 seed`, `2 seeds`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 class Parser(argparse.ArgumentParser):
