@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brainprop.tables import reproduce
-from brainprop.nets.architectures import ALGORITHMS, ARCHITECTURES, PAPER_COMBINATIONS, build_model
+from brainprop.model.rules import RULES
+from brainprop.nets.architectures import ARCHITECTURES, PAPER_COMBINATIONS, build_model
 from brainprop.runs.cli import build_parser, configs_from
 from brainprop.runs.config import RunConfig, option, positive
 from brainprop.data.datasets import build_dataset
@@ -74,7 +75,7 @@ def configs(draw):
     resume = draw(st.booleans())
     load = None if resume else draw(st.none() | text)
     return RunConfig(
-        dataset, architecture, draw(st.sampled_from(ALGORITHMS)),
+        dataset, architecture, draw(st.sampled_from(list(RULES))),
         save=draw(st.booleans()), load=load,
         epochs=draw(st.integers(1, 10_000)), patience=draw(st.integers(1, 500)),
         seed=draw(st.integers(0, 2**32 - 1)),

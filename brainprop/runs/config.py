@@ -18,8 +18,8 @@ import math
 import shlex
 from typing import Any, Callable
 
+from brainprop.model.rules import RULES
 from brainprop.nets.architectures import (
-    ALGORITHMS,
     ARCHITECTURES,
     LR_HALVING_EPOCHS,
     PAPER_COMBINATIONS,
@@ -170,7 +170,8 @@ class RunConfig:
 
     dataset: str = option(choices=list(PAPER_COMBINATIONS), help="the data set")
     architecture: str = option(choices=list(ARCHITECTURES), help="the network")
-    algorithm: str = option(choices=list(ALGORITHMS), help="the learning rule")
+    # A live view: a rule registered after this module was imported is a choice too.
+    algorithm: str = option(choices=RULES.keys(), help="the learning rule")
     save: bool = option(
         "-s", "--save", default=False, action="store_true", forward=False,
         help="save the accuracy plot (PDF and PNG), the history (pickle and JSON), the "
