@@ -12,18 +12,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from brainprop.model.rules import get_rule
-from brainprop.utils.errors import BrainPropError
 
 if TYPE_CHECKING:
     import keras
-
-# Which architectures the paper ran on which dataset (Tables 1 and 2 of the paper).
-PAPER_COMBINATIONS = {
-    "MNIST": ("dense", "loccon", "conv"),
-    "CIFAR10": ("loccon", "conv", "deep"),
-    "CIFAR100": ("loccon", "conv", "deep"),
-    "TinyImageNet": ("deep",),
-}
 
 LayerSpec = tuple  # ("conv", filters, strides), ("dense", units), ("relu",), ...
 
@@ -108,22 +99,6 @@ LR_SCHEDULE = f"learning_rate * 0.5 ** (epoch // {LR_HALVING_EPOCHS})"
 def learning_rate_at(epoch: int, initial: float) -> float:
     """Learning rate for a 0-based `epoch`: LR_SCHEDULE with `learning_rate=initial`."""
     return initial * 0.5 ** (epoch // LR_HALVING_EPOCHS)
-
-
-def check_combination(dataset: str, architecture: str, algorithm: str) -> None:
-    """Raise BrainPropError unless the paper ran this dataset/architecture/algorithm."""
-    get_rule(algorithm)
-    if architecture in PAPER_COMBINATIONS.get(dataset, ()):
-        return
-    raise BrainPropError(
-        f"{dataset} with {architecture} is not a combination of the paper; "
-        f"allowed: {combinations_text()}"
-    )
-
-
-def combinations_text() -> str:
-    """`MNIST: dense, loccon, conv; CIFAR10: ...`: the combinations the paper ran."""
-    return "; ".join(f"{d}: {', '.join(a)}" for d, a in PAPER_COMBINATIONS.items())
 
 
 def _kernel_options(arch: Architecture) -> dict:
