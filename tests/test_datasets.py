@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from brainprop.data.datasets import (
-    DATASET_CLASSES,
+    DATASETS,
     MNIST_IDX_FILES,
     Dataset,
     build_dataset,
@@ -134,7 +134,7 @@ def tar_folder(folder: Path, inner: str, tarball: str) -> Path:
 
 
 def check_matches(data: Dataset, expected: dict, name: str, shape: tuple) -> None:
-    assert data.name == name and data.n_classes == DATASET_CLASSES[name]
+    assert data.name == name and data.n_classes == DATASETS[name].n_classes
     assert data.input_shape == shape
     for key in ("x_train", "x_test"):
         array = getattr(data, key)

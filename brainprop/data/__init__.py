@@ -6,6 +6,8 @@ from brainprop.utils.exports import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
     "Dataset": "datasets",
+    "DatasetSpec": "datasets",
+    "register_dataset": "datasets",
     "load_dataset": "datasets",
     "ImageBatches": "pipeline",
     "fit_input": "pipeline",

@@ -1,5 +1,11 @@
 """The data sets: MNIST, CIFAR10, CIFAR100 and Tiny ImageNet as uint8 arrays.
 
+Each data set is one `DatasetSpec`, declared at the end of this module with
+`register_dataset`: its name, its number of classes (or that the data name them), how it
+is downloaded, which files it reads offline and the networks the paper trained on it.
+The command line's choices, the `--data-dir` help and the paper's combinations are read
+from those declarations.
+
 Without a data folder the data come from `keras.datasets` (downloaded once, then cached
 by Keras).  Offline, `--data-dir` points at the standard files instead: `mnist.npz` or
 the four idx files of the MNIST distribution (`train-images-idx3-ubyte` and the others,
@@ -29,19 +35,63 @@ import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from brainprop.utils import safepickle
 from brainprop.utils.errors import BrainPropError, one_line
 
-DATASET_CLASSES = {"MNIST": 10, "CIFAR10": 10, "CIFAR100": 100}
-# Read from local files only, with the number of classes counted in the data.
-TINY_IMAGENET = "TinyImageNet"
-DATASETS = (*DATASET_CLASSES, TINY_IMAGENET)
-
 # (x_train, y_train, x_test, y_test), images (N, H, W, C) uint8.
 Splits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+class Read(NamedTuple):
+    """What a reader found: the four arrays, and the name of each class in label order
+    where the data name their classes (None where they only number them)."""
+
+    splits: Splits
+    classes: tuple[str, ...] | None = None
+    source: str | None = None  # what errors name: the folder read, where not the one given
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """A data set, declared once: everything else (the command line's choices, the
+    `--data-dir` help, the messages, the paper's combinations) is read from here.
+
+    `read(folder, class_order)` reads the files named by `files` in `folder`;
+    `class_order` is None unless the data set `orders_classes` (takes --class-order).
+    `download` fetches the four arrays (from `keras.datasets`); without it, the data
+    set is read from `--data-dir`, or from the current directory without one.
+    `n_classes` None: one class per name the reader returns.  `paper_architectures`
+    names the networks the paper trained on it (none: a data set beyond the paper).
+    """
+
+    name: str
+    files: str
+    read: Callable[[Path, str | None], Read]
+    n_classes: int | None = None
+    download: Callable[[], Splits] | None = None
+    paper_architectures: tuple[str, ...] = ()
+    orders_classes: bool = False
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Declare `spec` (under its name): from now on it is a choice of the command line."""
+    if spec.name in DATASETS:
+        raise ValueError(f"a data set named {spec.name!r} is already declared")
+    DATASETS[spec.name] = spec
+    return spec
+
+
+def paper_combinations() -> dict[str, tuple[str, ...]]:
+    """Data set -> the networks the paper trained on it, for the data sets of the paper."""
+    return {name: spec.paper_architectures for name, spec in DATASETS.items()
+            if spec.paper_architectures}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -84,41 +134,46 @@ class Dataset:
 def load_dataset(
     name: str, data_dir: str | os.PathLike | None = None, class_order: str | None = None
 ) -> Dataset:
-    """Load `name` from `keras.datasets`, or from the standard files in `data_dir`.
+    """Load the declared data set `name` from `keras.datasets`, or from its files in
+    `data_dir`.
 
-    TinyImageNet comes from `tiny-imagenet-200/` in `data_dir` or, without one, in the
-    current directory (where the original looked); `class_order` numbers its classes
-    (`sorted`, the default, `listdir` or a file: see `brainprop.data.tinyimagenet`), and the
-    Dataset's `classes` are its wnids in that order.
+    A data set that is never downloaded (TinyImageNet) is read from `data_dir` or,
+    without one, from the current directory (where the original looked).
+    `class_order` numbers the classes of a data set that names them and takes it
+    (TinyImageNet: `sorted`, the default, `listdir` or a file: see
+    `brainprop.data.tinyimagenet`), and the Dataset's `classes` are their names in that
+    order.
 
     Raises BrainPropError (a one-line message saying what to do) for an unknown name,
     a failed download, a missing file, or a file that is corrupt or holds arrays of the
     wrong shape, dtype or label range.
     """
-    if name == TINY_IMAGENET:
-        from brainprop.data.tinyimagenet import read_tinyimagenet
-
-        splits, classes, source = read_tinyimagenet(data_dir, class_order or "sorted")
-        data = build_dataset(name, *splits, n_classes=len(classes), source=source)
-        return dataclasses.replace(data, classes=tuple(classes))
-    if name not in DATASET_CLASSES:
+    spec = DATASETS.get(name)
+    if spec is None:
         known = ", ".join(DATASETS)
         raise BrainPropError(f"unknown dataset {name!r}; known datasets: {known}")
-    if class_order is not None:
+    ordering = [n for n, s in DATASETS.items() if s.orders_classes]
+    if class_order is not None and not spec.orders_classes:
         raise BrainPropError(
-            f"--class-order numbers the classes of {TINY_IMAGENET} only; drop it for {name}"
+            f"--class-order numbers the classes of {' and '.join(ordering)} only; "
+            f"drop it for {name}"
         )
-    if data_dir is None:
-        splits, source = _download(name), f"keras.datasets ({name})"
+    if spec.orders_classes:
+        class_order = class_order or "sorted"
+    if data_dir is None and spec.download is not None:
+        splits, source = _download(spec), f"keras.datasets ({name})"
+        read = Read(splits)
     else:
-        folder = Path(data_dir)
-        if not folder.is_dir():
+        folder = Path.cwd() if data_dir is None else Path(data_dir)
+        if spec.download is not None and not folder.is_dir():
             raise BrainPropError(
-                f"--data-dir {folder} is not a folder; pass the folder that holds "
-                f"{_FILES[name]}"
+                f"--data-dir {folder} is not a folder; pass the folder that holds {spec.files}"
             )
-        splits, source = _READERS[name](folder), str(folder)
-    return build_dataset(name, *splits, n_classes=DATASET_CLASSES[name], source=source)
+        read = spec.read(folder, class_order)
+        source = read.source or str(folder)
+    n_classes = spec.n_classes if spec.n_classes is not None else len(read.classes)
+    data = build_dataset(name, *read.splits, n_classes=n_classes, source=source)
+    return dataclasses.replace(data, classes=read.classes)
 
 
 def build_dataset(
@@ -225,33 +280,18 @@ def _download_cifar(module: str, **kwargs) -> Splits:
     return x_train, y_train, x_test, y_test
 
 
-_DOWNLOADERS: dict[str, Callable[[], Splits]] = {
-    "MNIST": _download_mnist,
-    "CIFAR10": functools.partial(_download_cifar, "cifar10"),
-    "CIFAR100": functools.partial(_download_cifar, "cifar100", label_mode="fine"),
-}
-
-# What to put in a --data-dir folder, for the messages.
-_FILES = {
-    "MNIST": "mnist.npz (or the four idx files train-images-idx3-ubyte, "
-    "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, gzipped or not)",
-    "CIFAR10": "cifar-10-python.tar.gz (or the extracted cifar-10-batches-py/)",
-    "CIFAR100": "cifar-100-python.tar.gz (or the extracted cifar-100-python/)",
-}
-
-
-def _download(name: str) -> Splits:
-    """`name` from keras.datasets; BrainPropError telling what to do if that fails."""
+def _download(spec: DatasetSpec) -> Splits:
+    """`spec`'s arrays from keras.datasets; BrainPropError telling what to do if that fails."""
     try:
-        return _DOWNLOADERS[name]()
+        return spec.download()
     except Exception as exc:
         raise BrainPropError(
-            f"could not download {name} (no internet? {type(exc).__name__}: "
-            f"{one_line(exc)}): put {_FILES[name]} in a folder and pass --data-dir FOLDER"
+            f"could not download {spec.name} (no internet? {type(exc).__name__}: "
+            f"{one_line(exc)}): put {spec.files} in a folder and pass --data-dir FOLDER"
         ) from exc
 
 
-# --- MNIST: mnist.npz or the four idx files ----------------------------------------------
+# --- MNIST's format: an .npz or the four idx files ---------------------------------------
 
 _MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # The files of the standard distribution, each also read gzipped (name + ".gz").
@@ -263,43 +303,58 @@ MNIST_IDX_FILES = {
 }
 
 
-def _read_mnist(folder: Path) -> Splits:
-    """x_train, y_train, x_test, y_test, images (N, 28, 28, 1), from `folder`/mnist.npz
-    or, without it, from the four idx files (gzipped or not)."""
-    if (folder / "mnist.npz").is_file():
-        return _mnist_splits(_read_mnist_npz(folder / "mnist.npz"))
-    paths = {key: _idx_path(folder, name) for key, name in MNIST_IDX_FILES.items()}
-    if not any(paths.values()):
-        raise BrainPropError(f"MNIST not found: put {_FILES['MNIST']} in {folder}")
-    missing = [MNIST_IDX_FILES[key] for key, path in paths.items() if path is None]
-    if missing:
-        raise BrainPropError(
-            f"{folder} lacks {', '.join(missing)} (or .gz); put all four MNIST idx files there"
-        )
-    dimensions = {"x": 3, "y": 1}
-    arrays = {key: _read_idx(path, dimensions[key[0]]) for key, path in paths.items()}
-    return _mnist_splits(arrays, {key: path.name for key, path in paths.items()})
+@dataclasses.dataclass(frozen=True)
+class MnistLayout:
+    """Where a data set in MNIST's format (28x28 grayscale, ten classes) keeps its files
+    in a data folder: an .npz of the four arrays, or the four idx files in `idx_folder`
+    ("" for the data folder itself)."""
 
+    name: str  # the data set
+    npz: str
+    idx_folder: str = ""
 
-def _read_mnist_npz(path: Path) -> dict[str, np.ndarray]:
-    with _reading("mnist.npz"), np.load(path, allow_pickle=False) as npz:
-        missing = [key for key in _MNIST_KEYS if key not in npz.files]
+    @property
+    def files(self) -> str:
+        """What to put in a --data-dir folder, for the help and the messages."""
+        where = f" in a {self.idx_folder}/ subfolder" if self.idx_folder else ""
+        return (f"{self.npz} (or the four idx files {', '.join(MNIST_IDX_FILES.values())}"
+                f"{where}, gzipped or not)")
+
+    def read(self, folder: Path) -> Splits:
+        """x_train, y_train, x_test, y_test, images (N, 28, 28, 1), from `folder`/npz
+        or, without it, from the four idx files (gzipped or not)."""
+        if (folder / self.npz).is_file():
+            return self._splits(self._read_npz(folder / self.npz))
+        idx_folder = folder / self.idx_folder
+        paths = {key: _idx_path(idx_folder, name) for key, name in MNIST_IDX_FILES.items()}
+        if not any(paths.values()):
+            raise BrainPropError(f"{self.name} not found: put {self.files} in {folder}")
+        missing = [MNIST_IDX_FILES[key] for key, path in paths.items() if path is None]
         if missing:
-            raise BrainPropError(f"mnist.npz has no {', '.join(missing)}; get the file again")
-        return {key: npz[key] for key in _MNIST_KEYS}
+            raise BrainPropError(
+                f"{idx_folder} lacks {', '.join(missing)} (or .gz); put all four "
+                f"{self.name} idx files there"
+            )
+        dimensions = {"x": 3, "y": 1}
+        arrays = {key: _read_idx(path, dimensions[key[0]]) for key, path in paths.items()}
+        return self._splits(arrays, {key: path.name for key, path in paths.items()})
 
+    def _read_npz(self, path: Path) -> dict[str, np.ndarray]:
+        with _reading(self.npz), np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in _MNIST_KEYS if key not in npz.files]
+            if missing:
+                raise BrainPropError(f"{self.npz} has no {', '.join(missing)}; get the file again")
+            return {key: npz[key] for key in _MNIST_KEYS}
 
-def _mnist_splits(arrays: dict[str, np.ndarray], names: dict[str, str] | None = None) -> Splits:
-    """The four arrays checked; errors name the idx file, or mnist.npz: key."""
-    what = names or {key: f"mnist.npz: {key}" for key in _MNIST_KEYS}
-    splits = []
-    for split in ("train", "test"):
-        images = _check_images(arrays[f"x_{split}"], (None, 28, 28), what[f"x_{split}"])
-        labels = _check_labels(
-            arrays[f"y_{split}"], len(images), DATASET_CLASSES["MNIST"], what[f"y_{split}"]
-        )
-        splits += [images[..., None], labels]
-    return tuple(splits)
+    def _splits(self, arrays: dict[str, np.ndarray], names: dict[str, str] | None = None) -> Splits:
+        """The four arrays checked; errors name the idx file, or the .npz: key."""
+        what = names or {key: f"{self.npz}: {key}" for key in _MNIST_KEYS}
+        splits = []
+        for split in ("train", "test"):
+            images = _check_images(arrays[f"x_{split}"], (None, 28, 28), what[f"x_{split}"])
+            labels = _check_labels(arrays[f"y_{split}"], len(images), 10, what[f"y_{split}"])
+            splits += [images[..., None], labels]
+        return tuple(splits)
 
 
 def _idx_path(folder: Path, name: str) -> Path | None:
@@ -347,6 +402,12 @@ class _CifarLayout:
     train: tuple[str, ...]  # pickles of the training split
     test: tuple[str, ...]
     label_key: str
+    n_classes: int
+
+    @property
+    def files(self) -> str:
+        """What to put in a --data-dir folder, for the help and the messages."""
+        return f"{self.tarball} (or the extracted {self.folder}/)"
 
 
 _CIFAR10 = _CifarLayout(
@@ -356,9 +417,11 @@ _CIFAR10 = _CifarLayout(
     tuple(f"data_batch_{i}" for i in range(1, 6)),
     ("test_batch",),
     "labels",
+    10,
 )
 _CIFAR100 = _CifarLayout(
-    "CIFAR100", "cifar-100-python", "cifar-100-python.tar.gz", ("train",), ("test",), "fine_labels"
+    "CIFAR100", "cifar-100-python", "cifar-100-python.tar.gz", ("train",), ("test",), "fine_labels",
+    100,
 )
 
 
@@ -396,7 +459,7 @@ def _cifar_pickles(layout: _CifarLayout, folder: Path) -> dict[str, object]:
         return {name: _unpickle_file(directory / name, f"{layout.folder}/{name}") for name in names}
     if (folder / layout.tarball).is_file():
         return _unpickle_tar_members(folder / layout.tarball, layout.folder, names)
-    raise BrainPropError(f"{layout.name} not found: put {_FILES[layout.name]} in {folder}")
+    raise BrainPropError(f"{layout.name} not found: put {layout.files} in {folder}")
 
 
 _CIFAR_HOLDS = "a CIFAR batch"
@@ -440,14 +503,45 @@ def _cifar_arrays(
             raise BrainPropError(f"{what} has no {key!r} entry; get the file again")
         entries[key] = value
     rows = _check_images(entries["data"], (None, 3072), f"{what}: data")
-    n_classes = DATASET_CLASSES[layout.name]
+    n_classes = layout.n_classes
     label_what = f"{what}: {layout.label_key}"
     labels = _check_labels(entries[layout.label_key], len(rows), n_classes, label_what)
     return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-_READERS: dict[str, Callable[[Path], Splits]] = {
-    "MNIST": _read_mnist,
-    "CIFAR10": functools.partial(_read_cifar, _CIFAR10),
-    "CIFAR100": functools.partial(_read_cifar, _CIFAR100),
-}
+# --- the declarations -------------------------------------------------------------------
+
+
+def _fixed(read: Callable[[Path], Splits]) -> Callable[[Path, str | None], Read]:
+    """A reader of a data set that numbers its classes without naming them."""
+    return lambda folder, class_order: Read(read(folder))
+
+
+def _read_tinyimagenet(folder: Path, class_order: str | None) -> Read:
+    from brainprop.data.tinyimagenet import read_tinyimagenet  # Pillow, only when needed
+
+    splits, classes, source = read_tinyimagenet(folder, class_order)
+    return Read(splits, tuple(classes), source)
+
+
+_MNIST = MnistLayout("MNIST", "mnist.npz")
+
+register_dataset(DatasetSpec(
+    "MNIST", _MNIST.files, _fixed(_MNIST.read), n_classes=10, download=_download_mnist,
+    paper_architectures=("dense", "loccon", "conv"),
+))
+register_dataset(DatasetSpec(
+    "CIFAR10", _CIFAR10.files, _fixed(functools.partial(_read_cifar, _CIFAR10)), n_classes=10,
+    download=functools.partial(_download_cifar, "cifar10"),
+    paper_architectures=("loccon", "conv", "deep"),
+))
+register_dataset(DatasetSpec(
+    "CIFAR100", _CIFAR100.files, _fixed(functools.partial(_read_cifar, _CIFAR100)),
+    n_classes=100, download=functools.partial(_download_cifar, "cifar100", label_mode="fine"),
+    paper_architectures=("loccon", "conv", "deep"),
+))
+# Never downloaded: read from --data-dir or the current directory, classes counted.
+register_dataset(DatasetSpec(
+    "TinyImageNet", "tiny-imagenet-200/", _read_tinyimagenet,
+    paper_architectures=("deep",), orders_classes=True,
+))

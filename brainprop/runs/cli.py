@@ -14,8 +14,7 @@ import json
 import shlex
 import sys
 
-from brainprop.nets.architectures import combinations_text
-from brainprop.runs.config import LOAD_ALONE, RunConfig, parse_seeds
+from brainprop.runs.config import LOAD_ALONE, RunConfig, combinations_text, parse_seeds
 from brainprop.utils.errors import BrainPropError, Parser, run_command
 from brainprop.utils.signals import stop_signals
 

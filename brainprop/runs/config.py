@@ -18,13 +18,9 @@ import math
 import shlex
 from typing import Any, Callable
 
-from brainprop.nets.architectures import (
-    ALGORITHMS,
-    ARCHITECTURES,
-    LR_HALVING_EPOCHS,
-    PAPER_COMBINATIONS,
-    check_combination,
-)
+from brainprop.data.datasets import DATASETS, paper_combinations
+from brainprop.model.rules import RULES, get_rule
+from brainprop.nets.architectures import ARCHITECTURES, LR_HALVING_EPOCHS
 from brainprop.train.config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA, TrainingConfig
 from brainprop.utils.errors import BrainPropError
 
@@ -131,7 +127,29 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def option(*flags: str, help: str, default: Any = None, forward: bool = True,
+def check_combination(dataset: str, architecture: str, algorithm: str) -> None:
+    """Raise BrainPropError unless the paper ran this dataset/architecture/algorithm."""
+    get_rule(algorithm)
+    if architecture in paper_combinations().get(dataset, ()):
+        return
+    raise BrainPropError(
+        f"{dataset} with {architecture} is not a combination of the paper; "
+        f"allowed: {combinations_text()}"
+    )
+
+
+def combinations_text() -> str:
+    """`MNIST: dense, loccon, conv; CIFAR10: ...`: the combinations the paper ran."""
+    return "; ".join(f"{d}: {', '.join(a)}" for d, a in paper_combinations().items())
+
+
+def _data_dir_help() -> str:
+    files = ", ".join(f"{spec.files} for {name}" for name, spec in DATASETS.items())
+    return ("read the data set from the standard files in this folder instead of "
+            f"downloading it: {files} (see docs/data.md)")
+
+
+def option(*flags: str, help: str | Callable[[], str], default: Any = None, forward: bool = True,
            shown_default: str | None = None, **argparse_options) -> Any:
     """A RunConfig field and its command-line option.
 
@@ -139,12 +157,20 @@ def option(*flags: str, help: str, default: Any = None, forward: bool = True,
     decides itself (which run, where, whether to save or resume) rather than passes on.
     `shown_default` is what --help says the default is, when not the value itself.
     Other keywords go to `ArgumentParser.add_argument` (`type`, `action`, `choices`, ...).
+    `help` and `choices` may be functions, called when a parser is built: what they
+    read (the declared data sets) may grow after this module is imported.
     """
     metadata = {"flags": flags, "help": help, "forward": forward,
                 "shown_default": shown_default, "argparse": argparse_options}
     if not flags:
         return dataclasses.field(metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def help_of(field: dataclasses.Field) -> str:
+    """The help text of a RunConfig field (its default aside), as a parser built now shows it."""
+    text = field.metadata["help"]
+    return text() if callable(text) else text
 
 
 def _batch_sizes() -> str:
@@ -168,9 +194,10 @@ def _learning_rates() -> str:
 class RunConfig:
     """Everything that decides what one run (one seed) does."""
 
-    dataset: str = option(choices=list(PAPER_COMBINATIONS), help="the data set")
+    dataset: str = option(choices=lambda: list(DATASETS), help="the data set")
     architecture: str = option(choices=list(ARCHITECTURES), help="the network")
-    algorithm: str = option(choices=list(ALGORITHMS), help="the learning rule")
+    # A live view: a rule registered after this module was imported is a choice too.
+    algorithm: str = option(choices=RULES.keys(), help="the learning rule")
     save: bool = option(
         "-s", "--save", default=False, action="store_true", forward=False,
         help="save the accuracy plot (PDF and PNG), the history (pickle and JSON), the "
@@ -212,13 +239,7 @@ class RunConfig:
         "--output-dir", default=".", forward=False, shown_default="current directory",
         help="where -s writes its files; created if needed, checked before training",
     )
-    data_dir: str | None = option(
-        "--data-dir",
-        help="read the data set from the standard files in this folder instead of "
-        "downloading it: mnist.npz or MNIST's four idx files (gzipped or not), "
-        "cifar-10-batches-py/ or its .tar.gz, "
-        "cifar-100-python/ or its .tar.gz, tiny-imagenet-200/ (see docs/data.md)",
-    )
+    data_dir: str | None = option("--data-dir", help=_data_dir_help)
     validation_split: float | None = option(
         "--validation-split", type=fraction, metavar="F",
         shown_default="validate on the test set, as the paper did",
@@ -318,7 +339,9 @@ class RunConfig:
             meta = field.metadata
             if forwarded_only and not (meta["flags"] and meta["forward"]):
                 continue
-            help_text = meta["help"]
+            help_text = help_of(field)
+            options = {key: value() if key == "choices" and callable(value) else value
+                       for key, value in meta["argparse"].items()}
             shown = meta["shown_default"]
             if shown is None and meta["flags"] and field.default not in (None, False):
                 shown = str(field.default)
@@ -327,9 +350,9 @@ class RunConfig:
             target = seed_group if field.name == "seed" and seed_group is not None else parser
             if meta["flags"]:
                 target.add_argument(*meta["flags"], dest=field.name, default=field.default,
-                                    help=help_text, **meta["argparse"])
+                                    help=help_text, **options)
             else:
-                target.add_argument(field.name, help=help_text, **meta["argparse"])
+                target.add_argument(field.name, help=help_text, **options)
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace, **changes) -> RunConfig:
