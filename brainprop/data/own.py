@@ -85,8 +85,8 @@ def own_dataset(text: str) -> DatasetSpec:
         return DatasetSpec(path_name(text), ", ".join(NPZ_KEYS),
                            lambda folder, order: read_npz(path))
     raise BrainPropError(
-        f"{text}: no such file or folder; give a declared data set "
-        f"({', '.join(DATASETS)}), an .npz or an image folder"
+        f"{text}: no such file or folder; give a declared data set ({', '.join(DATASETS)}), "
+        "an .npz or an image folder"
     )
 
 

@@ -151,8 +151,8 @@ def dataset_argument(text: str) -> str:
         return text
     if not is_path(text):
         raise argparse.ArgumentTypeError(
-            f"invalid choice: {text!r} (choose from {', '.join(DATASETS)}, or give the path "
-            "of an .npz or of an image folder)"
+            f"invalid choice: {text!r} (choose a declared data set or give the path of an "
+            ".npz or of an image folder)"
         )
     try:
         dataset_spec(text)
