@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from brainprop.model.rules import RULES
 from brainprop.nets.architectures import (
-    ALGORITHMS,
     ARCHITECTURES,
     build_model,
     check_input,
@@ -52,7 +52,7 @@ EXPECTED_SHAPES = {
 
 
 @pytest.mark.parametrize("key", list(EXPECTED_SHAPES), ids=lambda k: f"{k[0]}-{k[2]}")
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", list(RULES))
 def test_weight_shapes_come_in_the_original_order(key, algorithm):
     architecture, input_shape, n_classes = key
     model = build_model(architecture, algorithm, input_shape, n_classes)
@@ -128,7 +128,7 @@ def test_ebp_example_with_label_probability_below_1e7_gets_the_full_gradient():
     # 1e-7 would leave no gradient; from the logits it is x (softmax(z) - onehot(y)).
     inputs = keras.Input((2,))
     outputs = keras.layers.Dense(3, use_bias=False, name="output")(inputs)
-    model = compile_model(keras.Model(inputs, outputs), learning_rate=0.5)
+    model = compile_model(keras.Model(inputs, outputs), learning_rate=0.5, rule="EBP")
     kernel = np.array([[20.0, 0.0, -5.0], [0.0, 0.0, 0.0]], "float32")
     model.layers[-1].set_weights([kernel])
     x, y = np.array([[1.0, 2.0]], "float32"), np.array([2], "int32")
@@ -218,7 +218,7 @@ def _fit_two_epochs(algorithm, steps_per_execution):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", list(RULES))
 def test_steps_per_execution_trains_exactly_as_one_step_per_call(algorithm):
     """Several batches per compiled call are the same steps: same history, same weights
     (random action choices and dropout included, and a last call with fewer batches)."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from brainprop.model.rules import get_rule
 from brainprop.utils.errors import BrainPropError
 
 if TYPE_CHECKING:
     import keras
-
-ALGORITHMS = ("BrainProp", "EBP")
 
 LayerSpec = tuple  # ("conv", filters, strides), ("dense", units), ("relu",), ...
 
@@ -225,20 +224,19 @@ def build_model(
 ) -> keras.Model:
     """Build the network as the original release did (uncompiled).
 
-    The output layer is linear for both rules.  BrainProp gets the `BrainProp`
-    model class (the rule), whose loss is divided by `batch_size`, the batch
-    size it will be trained with (default: the architecture's).  EBP gets a
-    plain `keras.Model` whose outputs are the logits of the softmax (the
-    release's softmax layer had no weights, so its files load unchanged, and
-    the argmax is the same); `compile_model` gives it the cross-entropy of
-    those logits.  `init_std` replaces the architecture's standard deviation
-    of the initial weights.  Weight initialisation draws from Keras' global
-    seed, so call `keras.utils.set_random_seed` first.
+    The output layer is linear for every rule; the rule (`brainprop.model.rules`)
+    makes the model around it.  BrainProp gets the `BrainProp` model class, whose
+    loss is divided by `batch_size`, the batch size it will be trained with
+    (default: the architecture's).  EBP gets a plain `keras.Model` whose outputs
+    are the logits of the softmax (the release's softmax layer had no weights, so
+    its files load unchanged, and the argmax is the same); `compile_model` gives it
+    the cross-entropy of those logits.  `init_std` replaces the architecture's
+    standard deviation of the initial weights.  Weight initialisation draws from
+    Keras' global seed, so call `keras.utils.set_random_seed` first.
     """
     import keras
 
-    from brainprop.model import BrainProp
-
+    rule = get_rule(algorithm)
     arch = ARCHITECTURES[architecture]
     if init_std is not None:
         arch = dataclasses.replace(arch, init_std=init_std)
@@ -249,12 +247,10 @@ def build_model(
     # float32 under mixed precision too: the Q values (or logits) and the loss stay exact.
     output = keras.layers.Dense(n_classes, name="output", dtype="float32",
                                 **_kernel_options(arch))(x)
-    name = f"{architecture}_{algorithm}"
-    if algorithm == "BrainProp":
-        return BrainProp(
-            inputs, output, seed=seed, batch_size=batch_size or arch.batch_size, name=name
-        )
-    return keras.Model(inputs, output, name=name)
+    model = rule.build(inputs, output, name=f"{architecture}_{algorithm}", seed=seed,
+                       batch_size=batch_size or arch.batch_size, epsilon=rule.epsilon)
+    model.rule = rule.name  # what `compile_model` compiles it for
+    return model
 
 
 # Training and validation steps run per compiled call: the same steps in the same
@@ -270,13 +266,15 @@ def compile_model(
     learning_rate: float,
     jit_compile: bool | str = "auto",
     steps_per_execution: int = STEPS_PER_EXECUTION,
+    rule: str | None = None,
 ) -> keras.Model:
-    """Compile with plain SGD (no momentum); the loss depends on the algorithm:
-    BrainProp's own (`brainprop.model`), or for EBP the cross-entropy of the
-    softmax of the outputs, computed from the logits, averaged over the batch
-    (as the release's `categorical_crossentropy`).
+    """Compile with plain SGD (no momentum) and the loss of the model's rule
+    (`brainprop.model.rules`): BrainProp's own (`brainprop.model.brainprop`), or for
+    EBP the cross-entropy of the softmax of the outputs, computed from the logits,
+    averaged over the batch (as the release's `categorical_crossentropy`).
 
-    Both log `class_accuracy`, the accuracy of each class (a vector per epoch).
+    `rule` names the rule; by default the one `build_model` made `model` for.
+    Every rule logs `class_accuracy`, the accuracy of each class (a vector per epoch).
     Callbacks see a batch end once per `steps_per_execution` batches (one
     under a TensorFlow strategy of several replicas, `devices.steps_per_call`).
 
@@ -289,29 +287,18 @@ def compile_model(
     import keras
 
     from brainprop.nets.metrics import ClassAccuracy
-    from brainprop.model import BrainProp
-
     from brainprop.utils.devices import steps_per_call
 
     steps_per_execution = steps_per_call(steps_per_execution)
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0)
     per_class = ClassAccuracy(model.output_shape[-1])
-    if isinstance(model, BrainProp):
-        model.compile(
-            optimizer=optimizer,
-            metrics=[per_class],
-            jit_compile=jit_compile,
-            steps_per_execution=steps_per_execution,
-        )
-    else:
-        # From the logits: probabilities clipped to [1e-7, 1 - 1e-7] (as Keras does
-        # on some backends) would give an example whose label is that unlikely
-        # no gradient at all.
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), per_class],
-            jit_compile=jit_compile,
-            steps_per_execution=steps_per_execution,
-        )
+    rule = get_rule(rule or getattr(model, "rule", ""))
+    own_loss = rule.loss is None  # the model computes its loss and logs its "accuracy"
+    model.compile(
+        optimizer=optimizer,
+        loss=None if own_loss else rule.loss(),
+        metrics=[per_class] if own_loss else [rule.accuracy(), per_class],
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
     return model

@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 from brainprop.data.datasets import DATASETS, dataset_name, dataset_spec, paper_combinations
 from brainprop.data.own import is_path
-from brainprop.nets.architectures import ALGORITHMS, ARCHITECTURES, LR_HALVING_EPOCHS
+from brainprop.model.rules import RULES, get_rule
+from brainprop.nets.architectures import ARCHITECTURES, LR_HALVING_EPOCHS
 from brainprop.train.config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA, TrainingConfig
 from brainprop.utils.errors import BrainPropError
 
@@ -132,10 +133,7 @@ def check_combination(dataset: str, architecture: str, algorithm: str,
     """BrainPropError for an unknown rule, or for a data set of the paper on a network
     the paper did not train on it, unless `beyond_paper`.  Other data sets (FashionMNIST,
     your own) take every network their images fit (`nets.architectures.check_input`)."""
-    if algorithm not in ALGORITHMS:
-        raise BrainPropError(
-            f"unknown algorithm {algorithm!r}: choose {' or '.join(ALGORITHMS)}"
-        )
+    get_rule(algorithm)
     paper = paper_combinations()
     if dataset not in paper or architecture in paper[dataset] or beyond_paper:
         return
@@ -228,7 +226,8 @@ class RunConfig:
         "(see docs/data.md)",
     )
     architecture: str = option(choices=list(ARCHITECTURES), help="the network")
-    algorithm: str = option(choices=list(ALGORITHMS), help="the learning rule")
+    # A live view: a rule registered after this module was imported is a choice too.
+    algorithm: str = option(choices=RULES.keys(), help="the learning rule")
     save: bool = option(
         "-s", "--save", default=False, action="store_true", forward=False,
         help="save the accuracy plot (PDF and PNG), the history (pickle and JSON), the "

@@ -116,7 +116,7 @@ def describe(configs: Sequence[RunConfig]) -> dict:
 
     keras = backend.start()
     from brainprop.nets.architectures import ARCHITECTURES, LR_SCHEDULE
-    from brainprop.model import EPSILON
+    from brainprop.model.rules import get_rule
     from brainprop.runs.outputs import RunFiles
 
     first = configs[0]
@@ -152,7 +152,7 @@ def describe(configs: Sequence[RunConfig]) -> dict:
             "l2": arch.l2,
             "padding": arch.padding,
             "optimizer": "SGD, no momentum",
-            "epsilon": EPSILON if first.algorithm == "BrainProp" else None,
+            "epsilon": get_rule(first.algorithm).epsilon,
         },
         "class_order": first.class_order,
         "validation": f"{first.validation_split:g} of the training set held out"
@@ -249,6 +249,7 @@ def settings(config: RunConfig) -> dict:
 
 
 def _train_and_save(config, model, data, fit_data, files, command, place):
+    from brainprop.model.rules import get_rule
     from brainprop.runs.outputs import check_settings, record_settings, release_run_files
     from brainprop.train.training import train
 
@@ -277,7 +278,8 @@ def _train_and_save(config, model, data, fit_data, files, command, place):
             csv_log_path=files.log if files else None,
             backup_dir=files.backup if files else None,
             verbose=config.verbose,
-            chance_hint_classes=data.n_classes if config.algorithm == "BrainProp" else None,
+            chance_hint_classes=data.n_classes if get_rule(config.algorithm).discovers_classes
+            else None,
             tensorboard_dir=(Path(config.tensorboard) / (files.stem.name if files else config.name)
                              if config.tensorboard else None),
         )
@@ -322,7 +324,7 @@ def summary(config: RunConfig, model, data, result) -> dict:
     import keras
 
     from brainprop.nets.architectures import ARCHITECTURES, LR_SCHEDULE
-    from brainprop.model import exploration_rate
+    from brainprop.model.rules import get_rule
 
     arch = ARCHITECTURES[config.architecture]
     training = config.training()
@@ -362,14 +364,14 @@ def summary(config: RunConfig, model, data, result) -> dict:
             "patience": training.patience,
             "min_delta": training.min_delta,
             "optimizer": "SGD, no momentum",
-            "epsilon": exploration_rate(model),
+            "epsilon": get_rule(config.algorithm).epsilon,
         },
         "config": config.as_dict(),
     }
 
 
 def _save(config, model, data, result, files, started, validation, command) -> None:
-    from brainprop.model import training_accuracy_label
+    from brainprop.model.rules import get_rule
     from brainprop.runs.outputs import (
         plot_accuracy,
         write_history,
@@ -380,7 +382,7 @@ def _save(config, model, data, result, files, started, validation, command) -> N
     plot_accuracy(
         result.history,
         f"{data.name} {config.architecture} {config.algorithm}",
-        training_accuracy_label(model),
+        get_rule(config.algorithm).training_accuracy,
         files.plot_pdf,
         files.plot_png,
     )

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainprop.model.rules import RULES
 from brainprop.runs.config import MAX_SEED
 from brainprop.utils import safepickle
 from brainprop.utils.stats import mean_std
@@ -35,8 +36,6 @@ from brainprop.utils.atomic import write_atomically
 from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
 from brainprop.tables.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
 
-ALGORITHM_ORDER = ("BrainProp", "EBP")
-COLORS = {"BrainProp": "tab:red", "EBP": "tab:blue"}
 
 
 @dataclasses.dataclass
@@ -257,13 +256,15 @@ def _paper_rank(config: tuple[str, ...]) -> tuple:
 
 
 def table_rows(runs: list[Run]) -> list[Row]:
-    """One row per dataset/architecture/algorithm, in the paper's order."""
+    """One row per dataset/architecture/algorithm, in the paper's order (the rules in
+    the order they were declared)."""
     groups: dict[tuple[str, str, str], list[Run]] = {}
     for run in runs:
         groups.setdefault(run.config, []).append(run)
     rows = []
     for (dataset, architecture, algorithm), group in sorted(
-        groups.items(), key=lambda item: _paper_rank(item[0])
+        groups.items(), key=lambda item: (_paper_rank(item[0][:2]), _algorithm_rank(item[0][2]),
+                                          item[0][2])
     ):
         group.sort(key=lambda run: run.summary["seed"])
         held_out = {run.summary.get("test_accuracy_at_best_epoch") is not None for run in group}
@@ -400,7 +401,7 @@ def plot_figure5(runs: list[Run], out_dir: Path) -> list[Path]:
         for algorithm in sorted(panels[key], key=_algorithm_rank):
             curves = panels[key][algorithm]
             epochs, mean, std = curve_band(curves)
-            color = COLORS.get(algorithm)
+            color = RULES[algorithm].color if algorithm in RULES else None
             ax.plot(epochs, mean, color=color, **curve_style(len(epochs)),
                     label=f"{algorithm} ({plural(len(curves), 'seed')})")
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.25, linewidth=0)
@@ -415,12 +416,15 @@ def plot_figure5(runs: list[Run], out_dir: Path) -> list[Path]:
 
 
 def _algorithm_rank(algorithm: str) -> int:
-    return ALGORITHM_ORDER.index(algorithm) if algorithm in ALGORITHM_ORDER else len(ALGORITHM_ORDER)
+    """The rules in the order they were declared (`brainprop.model.rules`), others after."""
+    order = list(RULES)
+    return order.index(algorithm) if algorithm in order else len(order)
 
 
 def class_discovery_run(runs: list[Run], stem: str | None = None) -> Run | None:
-    """The run to show per class: the one named by `stem`, else BrainProp on the first
-    network of the paper's order (MNIST dense first), lowest seed."""
+    """The run to show per class: the one named by `stem`, else one of a rule that
+    discovers the classes one at a time (BrainProp) on the first network of the
+    paper's order (MNIST dense first), lowest seed."""
     usable = [run for run in runs if run.history and run.history.get("val_class_accuracy")]
     if stem is not None:
         for run in usable:
@@ -430,8 +434,9 @@ def class_discovery_run(runs: list[Run], stem: str | None = None) -> Run | None:
             f"no run {stem!r} with per-class accuracy in the folder: give the file name "
             "of a summary without _summary.json"
         )
-    brainprop = [run for run in usable if run.config[2] == "BrainProp"] or usable
-    return min(brainprop, key=lambda r: (_paper_rank(r.config), r.summary["seed"]), default=None)
+    discovering = [run for run in usable
+                   if run.config[2] in RULES and RULES[run.config[2]].discovers_classes]
+    return min(discovering or usable, key=lambda r: (_paper_rank(r.config), r.summary["seed"]), default=None)
 
 
 def plot_class_discovery(run: Run, out_dir: Path) -> list[Path]:
