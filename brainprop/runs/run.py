@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainprop.data.datasets import DATASETS, dataset_name
 from brainprop.runs.config import LOAD_ALONE, RunConfig
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.signals import EXIT_CODES, raise_if_stopped
@@ -55,6 +56,9 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
     from brainprop.data.datasets import load_dataset
 
     data = load_dataset(first.dataset, first.data_dir, first.class_order)
+    from brainprop.nets.architectures import check_input
+
+    check_input(first.architecture, data.input_shape, data.n_classes)  # before any training
     results = []
     for number, config in enumerate(configs, start=1):
         raise_if_stopped()  # a Ctrl-C while loading, or during the previous seed's save
@@ -131,9 +135,10 @@ def describe(configs: Sequence[RunConfig]) -> dict:
             "command": config.command(),
         })
     return {
-        "dataset": first.dataset,
+        "dataset": dataset_name(first.dataset),
         "architecture": first.architecture,
         "algorithm": first.algorithm,
+        "paper_combination": first.paper_combination,
         "mode": "evaluate weights" if first.load else "train",
         "backend": keras.backend.backend(),
         "hyperparameters": {
@@ -152,7 +157,8 @@ def describe(configs: Sequence[RunConfig]) -> dict:
         "class_order": first.class_order,
         "validation": f"{first.validation_split:g} of the training set held out"
         if first.validation_split else "test set",
-        "data": absolute(first.data_dir) or "keras.datasets (downloaded once to ~/.keras/datasets)",
+        "data": absolute(first.data_dir) or (absolute(first.dataset) if first.dataset not in DATASETS
+                                             else "keras.datasets (downloaded once to ~/.keras/datasets)"),
         "weights": absolute(first.load),
         "output_dir": absolute(first.output_dir) if first.saves else None,
         "resume": first.resume,
@@ -213,7 +219,7 @@ def _run_placed(config: RunConfig, data, output_dir: Path | None, command: str, 
     model.summary()
 
     print(
-        f"Training {config.algorithm} on {config.dataset} ({config.architecture}): "
+        f"Training {config.algorithm} on {data.name} ({config.architecture}): "
         f"batch {training.batch_size}, learning rate {training.learning_rate}, "
         f"init std {config.weight_std}, L2 {arch.l2}, at most {training.epochs} epochs, "
         f"patience {training.patience}, seed {config.seed}, backend {keras.backend.backend()}, "
@@ -323,9 +329,10 @@ def summary(config: RunConfig, model, data, result) -> dict:
     arch = ARCHITECTURES[config.architecture]
     training = config.training()
     return {
-        "dataset": config.dataset,
+        "dataset": data.name,
         "architecture": config.architecture,
         "algorithm": config.algorithm,
+        "paper_combination": config.paper_combination,
         "seed": config.seed,
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
@@ -374,13 +381,13 @@ def _save(config, model, data, result, files, started, validation, command) -> N
 
     plot_accuracy(
         result.history,
-        f"{config.dataset} {config.architecture} {config.algorithm}",
+        f"{data.name} {config.architecture} {config.algorithm}",
         get_rule(config.algorithm).training_accuracy,
         files.plot_pdf,
         files.plot_png,
     )
-    write_history(files.history, config.dataset, config.algorithm, result.history)
-    write_history_json(files.history_json, config.dataset, config.algorithm, result.history)
+    write_history(files.history, data.name, config.algorithm, result.history)
+    write_history_json(files.history_json, data.name, config.algorithm, result.history)
     record = summary(config, model, data, result)
     record.update(
         started=started.isoformat(timespec="seconds"),
