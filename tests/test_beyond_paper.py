@@ -128,6 +128,27 @@ def test_every_network_that_fits_trains_on_own_data(tmp_path):
                      "--batch-size", "4", "--verbose", "0"]) == 0
 
 
+@pytest.mark.slow
+def test_seeds_of_own_data_run_one_after_another_each_with_its_summary(tmp_path, capsys):
+    write_npz(tmp_path / "tiny.npz")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "tiny.npz"), "dense", "BrainProp", "-s", "--seeds", "1-2",
+                 "--epochs", "1", "--batch-size", "4", "--verbose", "0",
+                 "--output-dir", str(out)]) == 0
+    assert "Over 2 seeds" in capsys.readouterr().out
+    assert [summary_of(out, f"tiny_dense_BrainProp_seed{seed}")["seed"] for seed in (1, 2)] == [1, 2]
+
+
+def test_print_config_of_a_path_names_the_path(tmp_path, capsys):
+    write_npz(tmp_path / "tiny.npz")
+    assert main([str(tmp_path / "tiny.npz"), "loccon", "EBP", "-s", "--print-config",
+                 "--output-dir", str(tmp_path)]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["dataset"] == "tiny" and described["data"] == str(tmp_path / "tiny.npz")
+    assert described["paper_combination"] is False
+    assert described["runs"][0]["files"]["summary"].endswith("tiny_loccon_EBP_seed1_summary.json")
+
+
 def test_a_network_the_images_do_not_fit_is_refused_before_anything_is_written(tmp_path, capsys):
     x = np.zeros((6, 7, 7), np.uint8)
     write_npz(tmp_path / "small.npz", x_train=x, x_test=x[:3], y_train=[0, 1] * 3, y_test=[1, 0, 1])

@@ -52,7 +52,7 @@ def test_a_declared_data_set_is_a_choice_with_its_files_in_the_help(toy, capsys)
         build_parser().parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert f"{{MNIST,CIFAR10,CIFAR100,TinyImageNet,FashionMNIST,{TOY},PATH}}" in text
-    assert f"{TOY_FILE} for {TOY}" in text  # --data-dir names what to put there
+    assert f"{TOY}: {TOY_FILE}" in text  # --data-dir names what to put there
 
 
 def test_an_undeclared_data_set_is_refused(capsys):

@@ -1,4 +1,5 @@
-"""The data sets: MNIST, CIFAR10, CIFAR100 and Tiny ImageNet as uint8 arrays.
+"""The data sets: MNIST, CIFAR10, CIFAR100, Tiny ImageNet, FashionMNIST and your own
+images (an .npz or an image folder, see `brainprop.data.own`) as uint8 arrays.
 
 Each data set is one `DatasetSpec`, declared at the end of this module with
 `register_dataset`: its name, its number of classes (or that the data name them), how it
@@ -10,7 +11,8 @@ Without a data folder the data come from `keras.datasets` (downloaded once, then
 by Keras).  Offline, `--data-dir` points at the standard files instead: `mnist.npz` or
 the four idx files of the MNIST distribution (`train-images-idx3-ubyte` and the others,
 gzipped or not), `cifar-10-batches-py/` or `cifar-10-python.tar.gz`, `cifar-100-python/`
-or `cifar-100-python.tar.gz`.  The number of images per file is read from the files.
+or `cifar-100-python.tar.gz`, `fashion-mnist.npz` or MNIST's four idx files in a
+`fashion-mnist/` subfolder.  The number of images per file is read from the files.
 
 Images stay uint8 (channels last) in memory; `brainprop.data.pipeline.ImageBatches` scales
 one batch at a time to float32 in [0, 1], so no float copy of a whole split is ever made.
@@ -66,7 +68,9 @@ class DatasetSpec:
     set is read from `--data-dir`, or from the current directory without one.
     `n_classes` None: one class per name the reader returns or, where it names none,
     the highest label + 1 (`brainprop.data.own.check_classes`).  `paper_architectures`
-    names the networks the paper trained on it (none: a data set beyond the paper).
+    names the networks the paper trained on it (none: a data set beyond the paper, which
+    takes every network its images fit).  A path given as the dataset has a DatasetSpec
+    of its own, made by `dataset_spec` and never registered.
     """
 
     name: str

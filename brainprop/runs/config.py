@@ -169,7 +169,7 @@ def combinations_text() -> str:
 
 
 def _data_dir_help() -> str:
-    files = ", ".join(f"{spec.files} for {name}" for name, spec in DATASETS.items())
+    files = "; ".join(f"{name}: {spec.files}" for name, spec in DATASETS.items())
     return ("read the data set from the standard files in this folder instead of "
             f"downloading it: {files} (see docs/data.md)")
 

@@ -388,11 +388,14 @@ def _save_figure(fig, out_dir: Path, name: str) -> list[Path]:
 def plot_figure5(runs: list[Run], out_dir: Path) -> list[Path]:
     """Validation accuracy per epoch, mean +-1 std over seeds, one panel per network."""
     panels: dict[tuple[str, str], dict[str, list]] = {}
+    beyond = set()  # panels of runs the paper did not do
     for run in runs:
         if run.history and run.history.get("val_accuracy"):
             dataset, architecture, algorithm = run.config
             panel = panels.setdefault((dataset, architecture), {})
             panel.setdefault(algorithm, []).append(run.history["val_accuracy"])
+            if not run.in_paper:
+                beyond.add((dataset, architecture))
     if not panels:
         return []
     keys = sorted(panels, key=_paper_rank)
@@ -408,7 +411,8 @@ def plot_figure5(runs: list[Run], out_dir: Path) -> list[Path]:
             ax.plot(epochs, mean, color=color, **curve_style(len(epochs)),
                     label=f"{algorithm} ({plural(len(curves), 'seed')})")
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.25, linewidth=0)
-        ax.set(title=f"{key[0]} {key[1]}", ylabel="validation accuracy")
+        ax.set(title=f"{key[0]} {key[1]}" + (" (beyond the paper)" if key in beyond else ""),
+               ylabel="validation accuracy")
         epoch_axis(ax, max(len(c) for curves in panels[key].values() for c in curves))
         ax.grid(alpha=0.3)
         legend_below(ax, ncols=2)
