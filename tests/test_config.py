@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from brainprop.tables import reproduce
 from brainprop.data.datasets import paper_combinations
-from brainprop.nets.architectures import ALGORITHMS, ARCHITECTURES, build_model
+from brainprop.model.rules import RULES
+from brainprop.nets.architectures import ARCHITECTURES, build_model
 from brainprop.runs.cli import build_parser, configs_from
 from brainprop.runs.config import RunConfig, check_combination, help_of, option, positive
 from brainprop.data.datasets import build_dataset
@@ -77,7 +78,7 @@ def configs(draw):
     resume = draw(st.booleans())
     load = None if resume else draw(st.none() | text)
     return RunConfig(
-        dataset, architecture, draw(st.sampled_from(ALGORITHMS)),
+        dataset, architecture, draw(st.sampled_from(list(RULES))),
         save=draw(st.booleans()), load=load,
         epochs=draw(st.integers(1, 10_000)), patience=draw(st.integers(1, 500)),
         seed=draw(st.integers(0, 2**32 - 1)),
@@ -166,7 +167,7 @@ def test_reproduce_resumes_a_run_left_unfinished_in_the_runs_folder(tmp_path):
     assert "--resume" in child.argv()
 
 
-ALL = itertools.product(list(paper_combinations()), ["dense", "loccon", "conv", "deep"], ALGORITHMS)
+ALL = itertools.product(list(paper_combinations()), ["dense", "loccon", "conv", "deep"], list(RULES))
 
 
 @pytest.mark.parametrize("dataset,architecture,algorithm", list(ALL))

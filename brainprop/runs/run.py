@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainprop.data.datasets import DATASETS, dataset_name
 from brainprop.runs.config import LOAD_ALONE, RunConfig
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.signals import EXIT_CODES, raise_if_stopped
@@ -58,6 +59,9 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
     from brainprop.data.datasets import load_dataset
 
     data = load_dataset(first.dataset, first.data_dir, first.class_order)
+    from brainprop.nets.architectures import check_input
+
+    check_input(first.architecture, data.input_shape, data.n_classes)  # before any training
     results = []
     for number, config in enumerate(configs, start=1):
         raise_if_stopped()  # a Ctrl-C while loading, or during the previous seed's save
@@ -126,7 +130,7 @@ def describe(configs: Sequence[RunConfig]) -> dict:
 
     keras = backend.start()
     from brainprop.nets.architectures import ARCHITECTURES, LR_SCHEDULE
-    from brainprop.model import EPSILON
+    from brainprop.model.rules import get_rule
     from brainprop.runs.outputs import RunFiles
 
     first = configs[0]
@@ -145,9 +149,10 @@ def describe(configs: Sequence[RunConfig]) -> dict:
             "command": config.command(),
         })
     return {
-        "dataset": first.dataset,
+        "dataset": dataset_name(first.dataset),
         "architecture": first.architecture,
         "algorithm": first.algorithm,
+        "paper_combination": first.paper_combination,
         "mode": "evaluate weights" if first.load else "train",
         "backend": keras.backend.backend(),
         "hyperparameters": {
@@ -161,12 +166,13 @@ def describe(configs: Sequence[RunConfig]) -> dict:
             "l2": arch.l2,
             "padding": arch.padding,
             "optimizer": "SGD, no momentum",
-            "epsilon": EPSILON if first.algorithm == "BrainProp" else None,
+            "epsilon": get_rule(first.algorithm).epsilon,
         },
         "class_order": first.class_order,
         "validation": f"{first.validation_split:g} of the training set held out"
         if first.validation_split else "test set",
-        "data": absolute(first.data_dir) or "keras.datasets (downloaded once to ~/.keras/datasets)",
+        "data": absolute(first.data_dir) or (absolute(first.dataset) if first.dataset not in DATASETS
+                                             else "keras.datasets (downloaded once to ~/.keras/datasets)"),
         "weights": absolute(first.load),
         "output_dir": absolute(first.output_dir) if first.saves else None,
         "resume": first.resume,
@@ -227,7 +233,7 @@ def _run_placed(config: RunConfig, data, output_dir: Path | None, command: str, 
     model.summary()
 
     print(
-        f"Training {config.algorithm} on {config.dataset} ({config.architecture}): "
+        f"Training {config.algorithm} on {data.name} ({config.architecture}): "
         f"batch {training.batch_size}, learning rate {training.learning_rate}, "
         f"init std {config.weight_std}, L2 {arch.l2}, at most {training.epochs} epochs, "
         f"patience {training.patience}, seed {config.seed}, backend {keras.backend.backend()}, "
@@ -257,6 +263,7 @@ def settings(config: RunConfig) -> dict:
 
 
 def _train_and_save(config, model, data, fit_data, files, command, place):
+    from brainprop.model.rules import get_rule
     from brainprop.runs.outputs import check_settings, record_settings, release_run_files
     from brainprop.train.training import train
 
@@ -285,7 +292,8 @@ def _train_and_save(config, model, data, fit_data, files, command, place):
             csv_log_path=files.log if files else None,
             backup_dir=files.backup if files else None,
             verbose=config.verbose,
-            chance_hint_classes=data.n_classes if config.algorithm == "BrainProp" else None,
+            chance_hint_classes=data.n_classes if get_rule(config.algorithm).discovers_classes
+            else None,
             tensorboard_dir=(Path(config.tensorboard) / (files.stem.name if files else config.name)
                              if config.tensorboard else None),
         )
@@ -330,14 +338,15 @@ def summary(config: RunConfig, model, data, result) -> dict:
     import keras
 
     from brainprop.nets.architectures import ARCHITECTURES, LR_SCHEDULE
-    from brainprop.model import exploration_rate
+    from brainprop.model.rules import get_rule
 
     arch = ARCHITECTURES[config.architecture]
     training = config.training()
     return {
-        "dataset": config.dataset,
+        "dataset": data.name,
         "architecture": config.architecture,
         "algorithm": config.algorithm,
+        "paper_combination": config.paper_combination,
         "seed": config.seed,
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
@@ -369,14 +378,14 @@ def summary(config: RunConfig, model, data, result) -> dict:
             "patience": training.patience,
             "min_delta": training.min_delta,
             "optimizer": "SGD, no momentum",
-            "epsilon": exploration_rate(model),
+            "epsilon": get_rule(config.algorithm).epsilon,
         },
         "config": config.as_dict(),
     }
 
 
 def _save(config, model, data, result, files, started, validation, command) -> None:
-    from brainprop.model import training_accuracy_label
+    from brainprop.model.rules import get_rule
     from brainprop.runs.outputs import (
         plot_accuracy,
         write_history,
@@ -386,13 +395,13 @@ def _save(config, model, data, result, files, started, validation, command) -> N
 
     plot_accuracy(
         result.history,
-        f"{config.dataset} {config.architecture} {config.algorithm}",
-        training_accuracy_label(model),
+        f"{data.name} {config.architecture} {config.algorithm}",
+        get_rule(config.algorithm).training_accuracy,
         files.plot_pdf,
         files.plot_png,
     )
-    write_history(files.history, config.dataset, config.algorithm, result.history)
-    write_history_json(files.history_json, config.dataset, config.algorithm, result.history)
+    write_history(files.history, data.name, config.algorithm, result.history)
+    write_history_json(files.history_json, data.name, config.algorithm, result.history)
     record = summary(config, model, data, result)
     record.update(
         started=started.isoformat(timespec="seconds"),

@@ -4,8 +4,8 @@ Per example the network's linear outputs are Q values, the expected reward
 of choosing each class.  A Max-Boltzmann controller picks one class, the
 environment rewards 1 for the label and 0 otherwise, and only the chosen
 unit learns, through the reward-prediction error (RPE) r - Q_s.  The
-gradient of 1/2 (r - Q_s)^2 is Eq. 15 of the paper; no other part of the
-project knows about the rule.
+gradient of 1/2 (r - Q_s)^2 is Eq. 15 of the paper.  The rest of the
+project knows the rule only through its declaration in `brainprop.model.rules`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-# Probability of exploring instead of choosing the greedy class.
-EPSILON = 0.02
+from brainprop.model.rules import EPSILON
 
 
 def replica_of_step() -> tuple[object, int]:
@@ -151,12 +150,3 @@ class BrainProp(keras.Model):
             loss = loss + ops.cast(ops.sum(ops.stack(regularization)), "float32") / replicas
         return loss
 
-
-def exploration_rate(model: keras.Model) -> float | None:
-    """The probability of exploring of a BrainProp model; None for EBP, which never explores."""
-    return model.epsilon if isinstance(model, BrainProp) else None
-
-
-def training_accuracy_label(model: keras.Model) -> str:
-    """What the logged training "accuracy" of `model` measures, for plot legends."""
-    return "training (reward rate)" if isinstance(model, BrainProp) else "training"
