@@ -1,7 +1,8 @@
 """Every reader of outside files that needs no Keras backend, fuzzed (`fuzzing.py`):
 the data sets' files (mnist.npz, the idx files, the CIFAR pickles in their folder and
-in their tarball, Tiny ImageNet's folder, annotations, cache and class-order file) and
-the runs folder the report reads (summaries, JSON and pickled histories).
+in their tarball, Tiny ImageNet's folder, annotations, cache and class-order file, your
+own .npz and image folder with its cache) and the runs folder the report reads
+(summaries, JSON and pickled histories).
 
 Damaged copies of a valid input are read or refused in one line with exit status 2,
 changing no file.  These tests import no backend: CI runs them once
@@ -14,6 +15,7 @@ import gzip
 import io
 import json
 import pickle
+import shutil
 import tarfile
 from pathlib import Path
 from unittest import mock
@@ -234,7 +236,7 @@ def annotation_lines() -> st.SearchStrategy[bytes]:
     return st.one_of(text, text.map(lambda t: t + b"\xff\xfe\n"), st.binary(max_size=64))
 
 
-def image_damage() -> st.SearchStrategy:
+def image_damage(images: list[str]) -> st.SearchStrategy:
     """An image replaced by one of another size, mode or format, or by broken bytes."""
     def write(name, size, mode, fmt):
         def damage(folder):
@@ -249,10 +251,10 @@ def image_damage() -> st.SearchStrategy:
         return damage
 
     return st.one_of(
-        st.builds(write, st.sampled_from(IMAGES), st.sampled_from([8, 1, 9]),
-                  st.sampled_from(["RGB", "L", "LA", "P", "CMYK", "I", "1"]),
-                  st.sampled_from(["PNG", "TIFF", "GIF", "BMP"])),
-        on_file(st.sampled_from(IMAGES), byte_damage()),
+        st.builds(write, st.sampled_from(images), st.sampled_from([8, 6, 1, 9]),
+                  st.sampled_from(["RGB", "L", "LA", "P", "CMYK", "I", "1", "RGBA"]),
+                  st.sampled_from(["PNG", "TIFF", "GIF", "BMP", "JPEG"])),
+        on_file(st.sampled_from(images), byte_damage()),
     )
 
 
@@ -276,21 +278,21 @@ def structure_damage() -> st.SearchStrategy:
     return st.sampled_from([empty_class, file_for_class, no_val_images, image_folder])
 
 
-def cache_damage() -> st.SearchStrategy:
+def cache_damage(cache: str) -> st.SearchStrategy:
     """The cache rewritten with its version and fingerprint (so it is trusted) but drawn
     arrays; or its bytes broken (then it is ignored and rebuilt)."""
     def write(arrays):
         def damage(folder):
-            with np.load(folder / CACHE) as npz:
+            with np.load(folder / cache) as npz:
                 kept = {"version": npz["version"], "fingerprint": npz["fingerprint"]}
-            np.savez(folder / CACHE, **kept, **arrays)
+            np.savez(folder / cache, **kept, **arrays)
         return damage
 
     arrays = st.dictionaries(st.sampled_from(["x_train", "y_train", "x_test", "y_test"]),
                              st.one_of(ARRAYS, hnp.arrays(np.int32, st.just((3,)),
                                                           elements=st.integers(-5, 5))),
                              max_size=4)
-    return st.one_of(st.builds(write, arrays), on_file(CACHE, byte_damage()))
+    return st.one_of(st.builds(write, arrays), on_file(cache, byte_damage()))
 
 
 TINY_IMAGENET = Reader(
@@ -299,7 +301,7 @@ TINY_IMAGENET = Reader(
     write_valid=write_tiny,
     read=lambda folder: load_dataset("TinyImageNet", folder),
     damage=st.one_of(writes(ANNOTATIONS, annotation_lines()), on_file(ANNOTATIONS, byte_damage()),
-                     image_damage(), structure_damage(), cache_damage()),
+                     image_damage(IMAGES), structure_damage(), cache_damage(CACHE)),
     may_write=(CACHE,),
 )
 
@@ -311,6 +313,95 @@ CLASS_ORDER = Reader(
     read=lambda folder: load_dataset("TinyImageNet", folder, str(folder / "order.txt")),
     damage=st.one_of(writes("order.txt", annotation_lines()),
                      on_file("order.txt", byte_damage())),
+)
+
+# --- your own images: an .npz, or a folder of class folders ------------------------------------
+
+OWN_NPZ = "images.npz"
+
+
+def write_own_npz(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(folder / OWN_NPZ, x_train=rng.integers(0, 256, (4, 5, 5, 3), dtype=np.uint8),
+             y_train=np.array([0, 1, 2, 1]), x_test=rng.integers(0, 256, (2, 5, 5, 3),
+                                                                   dtype=np.uint8),
+             y_test=np.array([2, 0]))
+
+
+def single_array(folder: Path) -> None:
+    with open(folder / OWN_NPZ, "wb") as f:
+        np.save(f, np.zeros((2, 5, 5), np.uint8))
+
+
+OWN_NPZ_READER = Reader(
+    name="own .npz",
+    prog="main.py",
+    write_valid=write_own_npz,
+    read=lambda folder: load_dataset(str(folder / OWN_NPZ)),
+    damage=st.one_of(on_file(OWN_NPZ, byte_damage()),
+                     npz_damage(OWN_NPZ, ("x_train", "y_train", "x_test", "y_test")),
+                     st.just(single_array)),
+)
+
+OWN = "images"
+OWN_IMAGES = [f"{OWN}/train/cat/0.png", f"{OWN}/train/cat/1.jpg", f"{OWN}/train/dog/0.PNG",
+              f"{OWN}/test/cat/0.jpeg", f"{OWN}/test/dog/0.png"]
+OWN_CACHE = f"{OWN}/brainprop-cache.npz"
+
+
+def write_own_folder(folder: Path) -> None:
+    """Two classes of 6x6 images, PNG and JPEG, and the cache a first load writes."""
+    from PIL import Image
+
+    for k, name in enumerate(OWN_IMAGES):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+        Image.fromarray(smooth_image(k, 6)).save(path, format=fmt)
+    load_dataset(str(folder / OWN))
+
+
+def own_structure_damage() -> st.SearchStrategy:
+    """Classes without images, test classes train/ lacks, files and links where folders
+    were, an image that is a folder or a broken link."""
+    def mkdir(relative):
+        return lambda folder: (folder / OWN / relative).mkdir(parents=True, exist_ok=True)
+
+    def write(relative, content=b"x"):
+        return lambda folder: (folder / OWN / relative).write_bytes(content)
+
+    def remove_tree(relative):
+        return lambda folder: shutil.rmtree(folder / OWN / relative)
+
+    def linked(relative, target):
+        def damage(folder):
+            path = folder / OWN / relative
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            path.symlink_to(target)
+        return damage
+
+    return st.sampled_from([
+        mkdir("train/bird"), mkdir("test/fish"), write("train/notes.png"),
+        write("train/cat/.hidden.png"), remove_tree("test"), remove_tree("train/dog"),
+        remove_tree("test/cat"), write("test/dog/0.png", b""),
+        linked("train/cat/0.png", "nowhere"), linked("train/dog", "../train/dog"),
+        linked("test", "train"), linked("train/cat/1.jpg", "1.jpg"),
+    ])
+
+OWN_FOLDER = Reader(
+    name="own image folder",
+    prog="main.py",
+    write_valid=write_own_folder,
+    read=lambda folder: load_dataset(str(folder / OWN)),
+    damage=st.one_of(
+        image_damage(OWN_IMAGES),
+        own_structure_damage(),
+        cache_damage(OWN_CACHE),
+    ),
+    may_write=(OWN_CACHE,),
 )
 
 # --- the report's runs folder -----------------------------------------------------------------
@@ -419,7 +510,7 @@ def json_edit_files(folder: Path, name: str) -> None:
 
 
 READERS = [MNIST_NPZ, MNIST_IDX, CIFAR10_FOLDER, CIFAR100_TARBALL, TINY_IMAGENET, CLASS_ORDER,
-           REPORT]
+           OWN_NPZ_READER, OWN_FOLDER, REPORT]
 
 
 @pytest.mark.parametrize("reader", READERS, ids=lambda reader: reader.name)

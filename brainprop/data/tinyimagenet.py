@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from brainprop.utils.errors import BrainPropError, one_line
-from brainprop.data.imagecache import fingerprint, load_cache, save_cache
+from brainprop.data.imagecache import fingerprint, holds_images, load_cache, save_cache
 
 FOLDER = "tiny-imagenet-200"
 ZIP_NAME = "tiny-imagenet-200.zip"
@@ -80,8 +80,8 @@ def read_tinyimagenet(
     key = fingerprint(folder, sources, extra=" ".join(listing.classes))
     cache = folder / CACHE_NAME
     arrays = load_cache(cache, key)
-    if arrays is not None and not _matches(arrays, listing):
-        arrays = None  # written by something else under the right fingerprint: decode again
+    if arrays is not None and not holds_images(arrays, listing.y_train, listing.y_test):
+        arrays = None
     if arrays is None:
         total = len(listing.train) + len(listing.test)
         print(f"Decoding {total} Tiny ImageNet images once; they are cached in {cache}")
@@ -97,18 +97,6 @@ def read_tinyimagenet(
     unit = np.array([classes.index(wnid) for wnid in listing.classes], np.int32)
     splits = (arrays["x_train"], unit[arrays["y_train"]], arrays["x_test"], unit[arrays["y_test"]])
     return splits, classes, str(folder)
-
-
-def _matches(arrays: dict[str, np.ndarray], listing: Listing) -> bool:
-    """Whether a cache holds one uint8 RGB image per listed file and the listing's labels."""
-    for split, files, labels in (("train", listing.train, listing.y_train),
-                                 ("test", listing.test, listing.y_test)):
-        images, cached = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
-        if not (isinstance(images, np.ndarray) and images.dtype == np.uint8
-                and images.ndim == 4 and images.shape[0] == len(files) and images.shape[3] == 3
-                and isinstance(cached, np.ndarray) and np.array_equal(cached, labels)):
-            return False
-    return arrays["x_train"].shape[1:] == arrays["x_test"].shape[1:]
 
 
 def ordered_classes(folder: Path, wnids: list[str], class_order: str) -> list[str]:
