@@ -10,6 +10,7 @@ import pytest
 
 from brainprop.data.datasets import (
     DATASETS,
+    MNIST_IDX_FILES,
     Dataset,
     build_dataset,
     load_dataset,
@@ -21,6 +22,7 @@ from data_files import (
     idx_bytes,
     images,
     labels,
+    mnist_arrays,
     tar_folder,
     write_cifar10,
     write_cifar100,

@@ -88,7 +88,10 @@ def h5_damage(name: str) -> st.SearchStrategy:
                 node = f[target]
                 if kind == "attribute":
                     key = sorted(node.attrs)[position % len(node.attrs)] if node.attrs else "x"
-                    node.attrs[key] = value if value is not None else array
+                    try:
+                        node.attrs[key] = value if value is not None else array
+                    except (TypeError, ValueError):  # a value HDF5 cannot store
+                        pass
                     return
                 if target == "/":
                     return

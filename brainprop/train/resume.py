@@ -272,7 +272,7 @@ def _check_state(state: object) -> None:
             and number(stopping["best"], none=True)
             and all(type(stopping[k]) is int for k in ("wait", "best_epoch", "stopped_epoch"))):
         raise ValueError("early_stopping is not the early-stopping state")
-    if not number(state.get("checkpoint_best"), none=True):
+    if "checkpoint_best" not in state or not number(state["checkpoint_best"], none=True):
         raise ValueError("checkpoint_best is not a number")
     if type(state.get("finished", False)) is not bool:
         raise ValueError("finished is not true or false")
