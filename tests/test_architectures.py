@@ -8,10 +8,13 @@ from brainprop.model.rules import RULES
 from brainprop.nets.architectures import (
     ARCHITECTURES,
     build_model,
+    check_input,
     compile_model,
     learning_rate_at,
+    weight_sizes,
 )
 from brainprop.data.datasets import paper_combinations
+from brainprop.utils.errors import BrainPropError
 from brainprop.nets.layers import LocallyConnected2D
 from brainprop.model import BrainProp
 from brainprop.nets.weights import weighted_layers
@@ -247,3 +250,41 @@ def test_parameter_counts_in_the_docs_are_those_of_the_networks():
     assert set(documented) == {(d, a) for d, archs in paper_combinations().items() for a in archs}
     for (dataset, architecture), count in documented.items():
         assert build_model(architecture, "BrainProp", *shapes[dataset]).count_params() == count
+
+
+# --- images of any size: what each network fits ------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+@pytest.mark.parametrize("shape", [(28, 28, 1), (9, 13, 3), (8, 8, 1), (40, 24, 3)])
+def test_weight_sizes_count_every_weight_build_model_makes(architecture, shape):
+    sizes = weight_sizes(architecture, shape, 7)
+    model = build_model(architecture, "EBP", shape, 7)
+    assert sum(sizes.values()) == model.count_params()
+    by_layer = {layer.name: sum(int(np.prod(w.shape)) for w in layer.weights)
+                for layer in model.layers if layer.weights}
+    assert sizes == by_layer
+
+
+@pytest.mark.parametrize("architecture, shape, layer", [
+    ("deep", (7, 7, 1), "maxpool_26"), ("deep", (64, 3, 3), "maxpool_15"),
+    ("loccon", (4, 4, 1), "loccon_4"), ("loccon", (2, 30, 3), "loccon_1"),
+])
+def test_images_too_small_for_a_network_are_refused_in_one_line(architecture, shape, layer):
+    with pytest.raises(BrainPropError) as error:
+        check_input(architecture, shape, 10)
+    message = str(error.value)
+    assert "\n" not in message and layer in message and "another network" in message
+
+
+@pytest.mark.parametrize("architecture, shape", [
+    ("deep", (8, 8, 1)), ("loccon", (5, 5, 1)), ("conv", (1, 1, 1)), ("dense", (1, 1, 3)),
+])
+def test_the_smallest_images_each_network_fits(architecture, shape):
+    check_input(architecture, shape, 2)
+
+
+def test_a_network_too_large_for_one_tensor_is_refused_before_it_is_built():
+    with pytest.raises(BrainPropError) as error:
+        check_input("loccon", (2048, 2048, 3), 10)
+    assert "dense_9" in str(error.value) and "smaller images" in str(error.value)

@@ -192,6 +192,45 @@ def test_mnist_npz_preferred_to_idx_files(tmp_path):
     check_matches(load_dataset("MNIST", tmp_path), expected, "MNIST", (28, 28, 1))
 
 
+@pytest.mark.parametrize("gz", [(False,) * 4, (True,) * 4], ids=["raw", "gz"])
+def test_fashion_mnist_idx_files_in_their_subfolder_beside_mnists(tmp_path, gz):
+    (tmp_path / "fashion-mnist").mkdir()
+    expected = write_mnist_idx(tmp_path / "fashion-mnist", gz, n_train=5)
+    mnist = write_mnist_idx(tmp_path, n_train=6)  # the same file names, one folder up
+    check_matches(load_dataset("FashionMNIST", tmp_path), expected, "FashionMNIST", (28, 28, 1))
+    check_matches(load_dataset("MNIST", tmp_path), mnist, "MNIST", (28, 28, 1))
+
+
+def test_fashion_mnist_npz(tmp_path):
+    arrays = mnist_arrays(4, 2, 8)
+    np.savez(tmp_path / "fashion-mnist.npz", **arrays)
+    write_mnist(tmp_path)
+    check_matches(load_dataset("FashionMNIST", tmp_path), arrays, "FashionMNIST", (28, 28, 1))
+
+
+def test_fashion_mnist_missing_files_say_where_they_go(tmp_path):
+    write_mnist_idx(tmp_path)  # MNIST's files are not Fashion-MNIST's
+    message = error_of("FashionMNIST", tmp_path)
+    assert "fashion-mnist.npz" in message and "fashion-mnist/ subfolder" in message
+
+
+def test_fashion_mnist_idx_file_missing_names_the_subfolder(tmp_path):
+    (tmp_path / "fashion-mnist").mkdir()
+    write_mnist_idx(tmp_path / "fashion-mnist")
+    (tmp_path / "fashion-mnist" / MNIST_IDX_FILES["y_test"]).unlink()
+    message = error_of("FashionMNIST", tmp_path)
+    assert "fashion-mnist lacks t10k-labels-idx1-ubyte" in message
+
+
+def test_fashion_mnist_downloads_from_keras(monkeypatch):
+    x, y = images(4, (28, 28), 0), labels(4, 10, 1).astype(np.uint8)
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data",
+                        lambda: ((x, y), (x[:2], y[:2])))
+    data = load_dataset("FashionMNIST")
+    assert data.x_train.shape == (4, 28, 28, 1) and data.n_classes == 10
+    np.testing.assert_array_equal(data.x_train[..., 0], x)
+
+
 def test_cifar10_folder_with_unequal_batches(tmp_path):
     expected = write_cifar10(tmp_path)
     data = load_dataset("CIFAR10", tmp_path)

@@ -12,6 +12,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from brainprop.model.rules import get_rule
+from brainprop.utils.errors import BrainPropError
 
 if TYPE_CHECKING:
     import keras
@@ -90,6 +91,73 @@ ARCHITECTURES: dict[str, Architecture] = {
     "loccon": Architecture(tuple(_shallow("loccon")), 32, 0.1, 0.005, 0.0, "valid"),
     "deep": Architecture(tuple(_DEEP), 128, 0.1, 0.005, 0.0005, "same"),
 }
+
+# The most values one weight may hold: TensorFlow's and XLA's kernels index tensors
+# with 32-bit integers.
+MAX_WEIGHT_SIZE = 2**31 - 1
+
+
+def weight_sizes(architecture: str, input_shape: tuple[int, int, int],
+                 n_classes: int) -> dict[str, int]:
+    """The number of values of each weight (kernels, batch-norm statistics) of the network,
+    by layer name, as `build_model` makes it; computed without Keras.
+
+    BrainPropError, in one line, where the images are too small for the network (a
+    convolution or pooling would leave no pixel).
+    """
+    arch = ARCHITECTURES[architecture]
+    height, width, channels = input_shape
+    features = None  # set once flattened
+    sizes = {}
+    for index, (kind, *args) in enumerate(arch.layers, start=1):
+        name = f"{kind}_{index}"
+        if kind in ("conv", "loccon"):
+            filters, strides = args
+            valid = kind == "loccon" or arch.padding == "valid"
+            if valid and min(height, width) < 3:
+                raise _too_small(architecture, input_shape, name, (height, width))
+            height, width = (((n - 3) // strides + 1) if valid else -(-n // strides)
+                             for n in (height, width))
+            kernel = 9 * channels * filters
+            sizes[name] = kernel * height * width if kind == "loccon" else kernel
+            channels = filters
+        elif kind == "maxpool":
+            pool = args[0] if args else 2
+            if min(height, width) < pool:
+                raise _too_small(architecture, input_shape, name, (height, width))
+            height, width = height // pool, width // pool
+        elif kind == "batchnorm":
+            sizes[name] = 4 * (features or channels)
+        elif kind == "flatten":
+            features = height * width * channels
+        elif kind == "dense":
+            sizes[name] = features * args[0]
+            features = args[0]
+    sizes["output"] = features * n_classes
+    return sizes
+
+
+def _too_small(architecture: str, input_shape: tuple, layer: str, size: tuple) -> BrainPropError:
+    height, width, _ = input_shape
+    return BrainPropError(
+        f"{architecture} does not fit {height}x{width} images: its {layer} gets "
+        f"{size[0]}x{size[1]} pixels, too few; use larger images or another network "
+        f"(deep needs at least 8x8, conv and dense any size, loccon 5x5)"
+    )
+
+
+def check_input(architecture: str, input_shape: tuple[int, int, int], n_classes: int) -> None:
+    """BrainPropError, in one line, unless `architecture` can be built for these images."""
+    sizes = weight_sizes(architecture, input_shape, n_classes)
+    layer, largest = max(sizes.items(), key=lambda item: item[1])
+    if largest > MAX_WEIGHT_SIZE:
+        height, width, _ = input_shape
+        raise BrainPropError(
+            f"{architecture} on {height}x{width} images: its {layer} would hold "
+            f"{largest:.3g} weights, more than one tensor can ({MAX_WEIGHT_SIZE:.3g}); use "
+            "smaller images or another network (conv or deep)"
+        )
+
 
 # Learning-rate schedule of the release: halve every 100 epochs.
 LR_HALVING_EPOCHS = 100

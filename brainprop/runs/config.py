@@ -19,7 +19,8 @@ import shlex
 from collections.abc import Sequence
 from typing import Any, Callable
 
-from brainprop.data.datasets import DATASETS, paper_combinations
+from brainprop.data.datasets import DATASETS, dataset_name, dataset_spec, paper_combinations
+from brainprop.data.own import is_path
 from brainprop.model.rules import RULES, get_rule
 from brainprop.nets.architectures import ARCHITECTURES, LR_HALVING_EPOCHS, LR_SCHEDULE
 from brainprop.train.config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA, TrainingConfig
@@ -128,15 +129,39 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def check_combination(dataset: str, architecture: str, algorithm: str) -> None:
-    """Raise BrainPropError unless the paper ran this dataset/architecture/algorithm."""
+def check_combination(dataset: str, architecture: str, algorithm: str,
+                      beyond_paper: bool = False) -> None:
+    """BrainPropError for an unknown rule, or for a data set of the paper on a network
+    the paper did not train on it, unless `beyond_paper`.  Other data sets (FashionMNIST,
+    your own) take every network their images fit (`nets.architectures.check_input`)."""
     get_rule(algorithm)
-    if architecture in paper_combinations().get(dataset, ()):
+    paper = paper_combinations()
+    if dataset not in paper or architecture in paper[dataset] or beyond_paper:
         return
     raise BrainPropError(
         f"{dataset} with {architecture} is not a combination of the paper; "
-        f"allowed: {combinations_text()}"
+        f"allowed: {combinations_text()}; add --beyond-paper to train it anyway"
     )
+
+
+def dataset_argument(text: str) -> str:
+    """An argparse type: a declared data set, or the path of an .npz or an image folder."""
+    if text in DATASETS:
+        return text
+    if not is_path(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose a declared data set or give the path of an "
+            ".npz or of an image folder)"
+        )
+    try:
+        dataset_spec(text)
+    except BrainPropError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _dataset_metavar() -> str:
+    return "{" + ",".join(DATASETS) + ",PATH}"
 
 
 def combinations_text() -> str:
@@ -145,7 +170,7 @@ def combinations_text() -> str:
 
 
 def _data_dir_help() -> str:
-    files = ", ".join(f"{spec.files} for {name}" for name, spec in DATASETS.items())
+    files = "; ".join(f"{name}: {spec.files}" for name, spec in DATASETS.items())
     return ("read the data set from the standard files in this folder instead of "
             f"downloading it: {files} (see docs/data.md)")
 
@@ -158,7 +183,7 @@ def option(*flags: str, help: str | Callable[[], str], default: Any = None, forw
     decides itself (which run, where, whether to save or resume) rather than passes on.
     `shown_default` is what --help says the default is, when not the value itself.
     Other keywords go to `ArgumentParser.add_argument` (`type`, `action`, `choices`, ...).
-    `help` and `choices` may be functions, called when a parser is built: what they
+    `help`, `choices` and `metavar` may be functions, called when a parser is built: what they
     read (the declared data sets) may grow after this module is imported.
     """
     metadata = {"flags": flags, "help": help, "forward": forward,
@@ -195,7 +220,12 @@ def _learning_rates() -> str:
 class RunConfig:
     """Everything that decides what one run (one seed) does."""
 
-    dataset: str = option(choices=lambda: list(DATASETS), help="the data set")
+    dataset: str = option(
+        type=dataset_argument, metavar=_dataset_metavar,
+        help="the data set: a declared one, or the path of an .npz of x_train, y_train, "
+        "x_test, y_test or of a folder of train/<class>/ and test/<class>/ images "
+        "(see docs/data.md)",
+    )
     architecture: str = option(choices=list(ARCHITECTURES), help="the network")
     # A live view: a rule registered after this module was imported is a choice too.
     algorithm: str = option(choices=RULES.keys(), help="the learning rule")
@@ -235,6 +265,13 @@ class RunConfig:
         "os.listdir order of train/ (how the release numbered them; it differs between "
         "machines), or a file of wnids, one per line, in output-unit order, such as "
         "python -m brainprop.classorder writes for a weight file",
+    )
+    beyond_paper: bool = option(
+        "--beyond-paper", default=False, action="store_true", forward=False,
+        help="train a data set of the paper on a network the paper did not train on it "
+        "(CIFAR10 dense, MNIST deep, ...); the summary marks the run paper_combination: "
+        "false and the report lists it apart, never beside the paper's figures. "
+        "FashionMNIST and your own data take every network their images fit without it",
     )
     output_dir: str = option(
         "--output-dir", default=".", forward=False, shown_default="current directory",
@@ -281,12 +318,26 @@ class RunConfig:
 
     @property
     def name(self) -> str:
-        """The stem of the run's files: `MNIST_dense_BrainProp_seed1`."""
-        return f"{self.dataset}_{self.architecture}_{self.algorithm}_seed{self.seed}"
+        """The stem of the run's files: `MNIST_dense_BrainProp_seed1`; for a path, the
+        file's or folder's name stands for the data set (`images_conv_EBP_seed1`)."""
+        dataset = dataset_name(self.dataset)
+        return f"{dataset}_{self.architecture}_{self.algorithm}_seed{self.seed}"
+
+    @property
+    def paper_combination(self) -> bool:
+        """Whether the paper trained this network on this data set."""
+        return self.architecture in paper_combinations().get(self.dataset, ())
 
     def check(self) -> None:
         """BrainPropError for a run the paper did not do or options that exclude each other."""
-        check_combination(self.dataset, self.architecture, self.algorithm)
+        check_combination(self.dataset, self.architecture, self.algorithm, self.beyond_paper)
+        if self.dataset not in DATASETS:
+            dataset_name(self.dataset)  # a path named like a declared data set ends here
+            if self.data_dir is not None:
+                raise BrainPropError(
+                    f"--data-dir is where a declared data set's files are; {self.dataset} "
+                    "is a path already: drop --data-dir"
+                )
         if self.load and (self.validation_split or self.resume):
             raise BrainPropError(LOAD_ALONE)
         if self.load and self.save:
@@ -344,8 +395,8 @@ class RunConfig:
             if forwarded_only and not (meta["flags"] and meta["forward"]):
                 continue
             help_text = help_of(field)
-            options = {key: value() if key == "choices" and callable(value) else value
-                       for key, value in meta["argparse"].items()}
+            options = {key: value() if key in ("choices", "metavar") and callable(value)
+                       else value for key, value in meta["argparse"].items()}
             shown = meta["shown_default"]
             if shown is None and meta["flags"] and field.default not in (None, False):
                 shown = str(field.default)

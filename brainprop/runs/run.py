@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from brainprop.data.datasets import DATASETS, dataset_name
 from brainprop.runs.config import Hyperparameters, RunConfig, check_runs
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.signals import EXIT_CODES, raise_if_stopped
@@ -63,6 +64,9 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
     from brainprop.data.datasets import load_dataset
 
     data = load_dataset(first.dataset, first.data_dir, first.class_order)
+    from brainprop.nets.architectures import check_input
+
+    check_input(first.architecture, data.input_shape, data.n_classes)  # before any training
     results = []
     for number, config in enumerate(configs, start=1):
         raise_if_stopped()  # a Ctrl-C while loading, or during the previous seed's save
@@ -134,16 +138,18 @@ def describe(configs: Sequence[RunConfig]) -> dict:
             "command": config.command(),
         })
     return {
-        "dataset": first.dataset,
+        "dataset": dataset_name(first.dataset),
         "architecture": first.architecture,
         "algorithm": first.algorithm,
+        "paper_combination": first.paper_combination,
         "mode": "evaluate weights" if first.load else "train",
         "backend": keras.backend.backend(),
         "hyperparameters": first.hyperparameters().as_dict(),
         "class_order": first.class_order,
         "validation": f"{first.validation_split:g} of the training set held out"
         if first.validation_split else "test set",
-        "data": absolute(first.data_dir) or "keras.datasets (downloaded once to ~/.keras/datasets)",
+        "data": absolute(first.data_dir) or (absolute(first.dataset) if first.dataset not in DATASETS
+                                             else "keras.datasets (downloaded once to ~/.keras/datasets)"),
         "weights": absolute(first.load),
         "output_dir": absolute(first.output_dir) if first.saves else None,
         "resume": first.resume,
@@ -186,7 +192,7 @@ def _run_one(config: RunConfig, data: Dataset, output_dir: Path | None,
             _evaluate(run, model)
             return None, False
         model.summary()
-        print(f"Training {config.algorithm} on {config.dataset} ({config.architecture}): "
+        print(f"Training {config.algorithm} on {data.name} ({config.architecture}): "
               f"{run.hyperparameters.line()}, seed {config.seed}, "
               f"backend {keras.backend.backend()}, {place.describe()}")
         raise_if_stopped()  # a Ctrl-C while the backend started or the model was built
@@ -320,9 +326,10 @@ def summary(run: Run, model: keras.Model, result: TrainingResult) -> dict[str, A
 
     config, data = run.config, run.data
     return {
-        "dataset": config.dataset,
+        "dataset": data.name,
         "architecture": config.architecture,
         "algorithm": config.algorithm,
+        "paper_combination": config.paper_combination,
         "seed": config.seed,
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
@@ -362,13 +369,13 @@ def _save(run: Run, model: keras.Model, result: TrainingResult,
     config, files = run.config, run.files
     plot_accuracy(
         result.history,
-        f"{config.dataset} {config.architecture} {config.algorithm}",
+        f"{run.data.name} {config.architecture} {config.algorithm}",
         get_rule(config.algorithm).training_accuracy,
         files.plot_pdf,
         files.plot_png,
     )
-    write_history(files.history, config.dataset, config.algorithm, result.history)
-    write_history_json(files.history_json, config.dataset, config.algorithm, result.history)
+    write_history(files.history, run.data.name, config.algorithm, result.history)
+    write_history_json(files.history_json, run.data.name, config.algorithm, result.history)
     record = summary(run, model, result)
     record.update(
         started=started.isoformat(timespec="seconds"),

@@ -57,6 +57,13 @@ class SavedRun:
         return math.nan if value is None else 100 * float(value)
 
     @property
+    def in_paper(self) -> bool:
+        """Whether the paper trained this network on this data set (the summary says so;
+        one written before it did is judged by the paper's tables)."""
+        dataset, architecture, _ = self.config
+        return bool(self.summary.get("paper_combination", table_of(dataset, architecture)))
+
+    @property
     def diverged(self) -> bool:
         return math.isnan(self.accuracy)
 
@@ -216,6 +223,12 @@ def _checked_metric(key: str, values: object, path: Path) -> list:
 # --- tables -------------------------------------------------------------------------------
 
 
+# The rows of data sets and networks the paper did not run (FashionMNIST, your own
+# data, --beyond-paper): a table of their own, never compared with the paper's figures.
+BEYOND = "beyond_paper"
+BEYOND_TITLE = "Beyond the paper: data sets and networks it did not run (no paper figures to compare)"
+
+
 @dataclasses.dataclass
 class Row:
     table: str
@@ -230,6 +243,9 @@ class Row:
 
     @property
     def paper(self):
+        """The paper's figures for this row; None beyond the paper, which it never ran."""
+        if self.table == BEYOND:
+            return None
         return PAPER_RESULTS.get((self.dataset, self.architecture), {}).get(self.algorithm)
 
 
@@ -256,7 +272,8 @@ def table_rows(runs: list[SavedRun]) -> list[Row]:
                        frozenset([False]): "validation = test set (as the paper)"}.get(
             frozenset(held_out), "MIXED: some runs held out validation, some did not")
         rows.append(Row(
-            table=table_of(dataset, architecture) or "other",
+            table=(table_of(dataset, architecture) if all(run.in_paper for run in group)
+                   else None) or BEYOND,
             dataset=dataset,
             architecture=architecture,
             algorithm=algorithm,
@@ -290,11 +307,11 @@ MARKDOWN_NOTE = (
 def markdown_tables(rows: list[Row]) -> str:
     """The tables as Markdown, one section per paper table."""
     lines = ["# BrainProp: our runs against the paper", "", MARKDOWN_NOTE, ""]
-    for table in [*TABLES, "other"]:
+    for table in [*TABLES, BEYOND]:
         selected = [row for row in rows if row.table == table]
         if not selected:
             continue
-        lines += [f"## {TABLE_TITLES.get(table, 'Other runs')}", "",
+        lines += [f"## {TABLE_TITLES.get(table, BEYOND_TITLE)}", "",
                   "| dataset | architecture | rule | seeds | epochs (best) | paper | diff "
                   "| stopped | accuracy % | paper | diff | accuracy on |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -368,11 +385,14 @@ def _save_figure(fig, out_dir: Path, name: str) -> list[Path]:
 def plot_figure5(runs: list[SavedRun], out_dir: Path) -> list[Path]:
     """Validation accuracy per epoch, mean +-1 std over seeds, one panel per network."""
     panels: dict[tuple[str, str], dict[str, list]] = {}
+    beyond = set()  # panels of runs the paper did not do
     for run in runs:
         if run.history and run.history.get("val_accuracy"):
             dataset, architecture, algorithm = run.config
             panel = panels.setdefault((dataset, architecture), {})
             panel.setdefault(algorithm, []).append(run.history["val_accuracy"])
+            if not run.in_paper:
+                beyond.add((dataset, architecture))
     if not panels:
         return []
     keys = sorted(panels, key=_paper_rank)
@@ -388,7 +408,8 @@ def plot_figure5(runs: list[SavedRun], out_dir: Path) -> list[Path]:
             ax.plot(epochs, mean, color=color, **curve_style(len(epochs)),
                     label=f"{algorithm} ({plural(len(curves), 'seed')})")
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.25, linewidth=0)
-        ax.set(title=f"{key[0]} {key[1]}", ylabel="validation accuracy")
+        ax.set(title=f"{key[0]} {key[1]}" + (" (beyond the paper)" if key in beyond else ""),
+               ylabel="validation accuracy")
         epoch_axis(ax, max(len(c) for curves in panels[key].values() for c in curves))
         ax.grid(alpha=0.3)
         legend_below(ax, ncols=2)
