@@ -25,6 +25,12 @@ def gradients(model: keras.Model, x, loss_of_outputs) -> list[np.ndarray]:
 
         grads = jax.grad(loss_fn)([v.value for v in model.trainable_variables])
         return [np.asarray(g) for g in grads]
+    if backend == "torch":
+        import torch
+
+        loss = loss_of_outputs(model(x, training=True))
+        grads = torch.autograd.grad(loss, [v.value for v in model.trainable_variables])
+        return [g.detach().cpu().numpy() for g in grads]
     pytest.skip(f"no gradient helper for backend {backend}")
 
 

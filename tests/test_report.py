@@ -12,6 +12,7 @@ from PIL import Image
 from filesystems import read_only_folder
 
 from brainprop.tables.report import curve_band, load_runs, main, write_report
+from brainprop.utils.errors import BrainPropError
 
 
 def write_run(folder, dataset, architecture, algorithm, seed, best_epoch, accuracy,
@@ -339,3 +340,32 @@ def test_run_plot_has_markers_and_a_legend_off_the_curves(tmp_path, monkeypatch)
     ax = fig.axes[0]
     assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())
     assert ax.get_xlim() == (0.5, 1.5) and _legend_clear_of_curves(fig, ax)
+
+
+def test_class_discovery_figure_draws_each_class_of_a_fit_history():
+    from brainprop.tables.report import class_discovery_figure
+
+    class History:  # what keras.Model.fit returns, as far as the figure reads it
+        history = {"accuracy": [0.2, 0.5], "class_accuracy": [np.array([0.0, 0.4, 0.2]),
+                                                              np.array([0.9, 0.1, 0.5])]}
+
+    fig = class_discovery_figure(History())
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["class 0", "class 1", "class 2", "all classes"]
+    np.testing.assert_array_equal(lines[1].get_ydata(), [0.4, 0.1])
+    np.testing.assert_array_equal(lines[3].get_ydata(), [0.2, 0.5])
+    assert fig.axes[0].get_ylabel() == "training accuracy"
+
+    with_validation = {**History.history, "val_accuracy": [0.3, 0.6],
+                       "val_class_accuracy": [[0.1, 0.2, 0.3], [0.7, 0.8, 0.9]]}
+    fig = class_discovery_figure(with_validation, title="mine")
+    lines = fig.axes[0].get_lines()
+    np.testing.assert_array_equal(lines[2].get_ydata(), [0.3, 0.9])
+    assert fig.axes[0].get_title() == "mine" and fig.axes[0].get_ylabel() == "validation accuracy"
+
+
+def test_class_discovery_figure_of_a_history_without_class_accuracy_says_what_to_compile():
+    from brainprop.tables.report import class_discovery_figure
+
+    with pytest.raises(BrainPropError, match=r"metrics=\[brainprop.nets.metrics.ClassAccuracy"):
+        class_discovery_figure({"accuracy": [0.1], "loss": [1.0]})

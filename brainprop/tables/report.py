@@ -24,6 +24,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
@@ -36,6 +37,8 @@ from brainprop.utils.atomic import write_atomically
 from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
 from brainprop.tables.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
 
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclasses.dataclass
@@ -445,7 +448,30 @@ def class_discovery_run(runs: list[SavedRun], stem: str | None = None) -> SavedR
 
 def plot_class_discovery(run: SavedRun, out_dir: Path) -> list[Path]:
     """Validation accuracy of each class per epoch (and overall) for one run."""
-    per_class = np.asarray(run.history["val_class_accuracy"], dtype=float)
+    dataset, architecture, algorithm = run.config
+    fig = class_discovery_figure(
+        run.history, title=f"Per-class validation accuracy: {dataset} {architecture} "
+        f"{algorithm}, seed {run.summary['seed']}")
+    return _save_figure(fig, out_dir, "class_discovery")
+
+
+def class_discovery_figure(history: Mapping | keras.callbacks.History, title: str | None = None):
+    """The accuracy of each class per epoch, and over all classes: a matplotlib figure.
+
+    `history` is what `fit` returned (or its `.history` dict, or a run's history file
+    read back) for a model compiled with `brainprop.nets.metrics.ClassAccuracy` among
+    its metrics: its validation curves (`val_class_accuracy`, `val_accuracy`) where
+    `fit` had validation data, else the training ones.  Save it with `fig.savefig`.
+    """
+    history = getattr(history, "history", history)
+    prefix = "val_" if history.get("val_class_accuracy") else ""
+    if not history.get(f"{prefix}class_accuracy"):
+        raise BrainPropError(
+            "the history has no class_accuracy: compile the model with "
+            "metrics=[brainprop.nets.metrics.ClassAccuracy(n_classes)] and fit it again"
+        )
+    per_class = np.stack([np.asarray(epoch, dtype=float)
+                          for epoch in history[f"{prefix}class_accuracy"]])
     epochs = np.arange(1, len(per_class) + 1)
     n_classes = per_class.shape[1]
     fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
@@ -455,15 +481,16 @@ def plot_class_discovery(run: SavedRun, out_dir: Path) -> list[Path]:
         ax.plot(epochs, per_class[:, k], linewidth=1.2 if n_classes <= 10 else 0.5,
                 color=colors(k if n_classes <= 10 else k / (n_classes - 1)), **style,
                 label=f"class {k}" if n_classes <= 10 else None)
-    ax.plot(epochs, run.history["val_accuracy"], "k--", linewidth=2, label="all classes",
-            **curve_style(len(epochs)))
-    dataset, architecture, algorithm = run.config
-    ax.set(title=f"Per-class validation accuracy: {dataset} {architecture} {algorithm}, "
-           f"seed {run.summary['seed']}", ylabel="validation accuracy", ylim=(-0.02, 1.02))
+    if history.get(f"{prefix}accuracy"):
+        ax.plot(epochs, np.asarray(history[f"{prefix}accuracy"], dtype=float), "k--",
+                linewidth=2, label="all classes", **curve_style(len(epochs)))
+    kind = "validation" if prefix else "training"
+    ax.set(title=title or f"Per-class {kind} accuracy", ylabel=f"{kind} accuracy",
+           ylim=(-0.02, 1.02))
     epoch_axis(ax, len(epochs))
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
-    return _save_figure(fig, out_dir, "class_discovery")
+    return fig
 
 
 # --- the command --------------------------------------------------------------------------
