@@ -24,7 +24,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -451,17 +451,19 @@ def plot_class_discovery(run: SavedRun, out_dir: Path) -> list[Path]:
     dataset, architecture, algorithm = run.config
     fig = class_discovery_figure(
         run.history, title=f"Per-class validation accuracy: {dataset} {architecture} "
-        f"{algorithm}, seed {run.summary['seed']}")
+        f"{algorithm}, seed {run.summary['seed']}", classes=run.summary.get("classes"))
     return _save_figure(fig, out_dir, "class_discovery")
 
 
-def class_discovery_figure(history: Mapping | keras.callbacks.History, title: str | None = None):
+def class_discovery_figure(history: Mapping | keras.callbacks.History, title: str | None = None,
+                           classes: Sequence[str] | None = None):
     """The accuracy of each class per epoch, and over all classes: a matplotlib figure.
 
     `history` is what `fit` returned (or its `.history` dict, or a run's history file
     read back) for a model compiled with `brainprop.nets.metrics.ClassAccuracy` among
     its metrics: its validation curves (`val_class_accuracy`, `val_accuracy`) where
-    `fit` had validation data, else the training ones.  Save it with `fig.savefig`.
+    `fit` had validation data, else the training ones.  `classes` names the class of
+    each output unit in the legend (a run summary's `classes`).  Save it with `fig.savefig`.
     """
     history = getattr(history, "history", history)
     prefix = "val_" if history.get("val_class_accuracy") else ""
@@ -480,7 +482,8 @@ def class_discovery_figure(history: Mapping | keras.callbacks.History, title: st
     for k in range(n_classes):
         ax.plot(epochs, per_class[:, k], linewidth=1.2 if n_classes <= 10 else 0.5,
                 color=colors(k if n_classes <= 10 else k / (n_classes - 1)), **style,
-                label=f"class {k}" if n_classes <= 10 else None)
+                label=(f"{k}: {classes[k]}" if classes else f"class {k}")
+                if n_classes <= 10 else None)
     if history.get(f"{prefix}accuracy"):
         ax.plot(epochs, np.asarray(history[f"{prefix}accuracy"], dtype=float), "k--",
                 linewidth=2, label="all classes", **curve_style(len(epochs)))
