@@ -22,7 +22,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from brainprop.nets.weights import load_weights, save_weights
+from brainprop.nets.weights import load_weights
 from brainprop.train.resume import BACKUP_FILE, PREVIOUS_FILE, RunBackup
 from brainprop.utils.errors import BrainPropError
 from fuzzing import JSON_VALUES, Reader, byte_damage, check_reader, on_file
@@ -119,7 +119,7 @@ def h5_damage(name: str) -> st.SearchStrategy:
 
 
 def write_own(folder: Path) -> None:
-    save_weights(model(), folder / "run_weights.weights.h5")
+    model().save_weights(str(folder / "run_weights.weights.h5"))
 
 
 def write_legacy(folder: Path) -> None:
@@ -169,7 +169,8 @@ def write_backups(folder: Path) -> None:
     """Two epochs backed up: the backup and the one of the epoch before."""
     early_stopping, checkpoint, timer = callbacks(folder)
     early_stopping.on_train_begin()
-    backup = RunBackup(folder, early_stopping, checkpoint, timer)
+    backup = RunBackup(folder)
+    backup.watch(early_stopping, checkpoint, timer)
     backup.set_model(model())
     model().optimizer.build(model().trainable_variables)
     for epoch in range(2):
@@ -181,7 +182,8 @@ def write_backups(folder: Path) -> None:
 def resume(folder: Path) -> None:
     """What `--resume` reads of a backup: the epochs done, whether it had finished, then
     every variable and the callbacks' state."""
-    backup = RunBackup(folder, *callbacks(folder))
+    backup = RunBackup(folder)
+    backup.watch(*callbacks(folder))
     backup.completed_epochs()
     backup.finished()
     backup.set_model(model())

@@ -13,7 +13,7 @@ from brainprop.utils.errors import BrainPropError
 from brainprop.tables.jobs import (
     SHARED_GPU_ENVIRONMENT,
     Progress,
-    Run,
+    PlannedRun,
     format_duration,
     parse_gpus,
     run_locally,
@@ -34,9 +34,9 @@ def test_progress_counts_every_state_and_shares_the_estimate_among_processes(mon
     clock = [100.0]
     monkeypatch.setattr("brainprop.tables.jobs.time.monotonic", lambda: clock[0])
     progress = Progress(total=6, jobs=2, done=1)
-    a = Run("a", (), Path("."), Path("a.log"), kind="A")
-    b = Run("b", (), Path("."), Path("b.log"), kind="B")
-    c = Run("c", (), Path("."), Path("c.log"), kind="A")
+    a = PlannedRun("a", (), Path("."), Path("a.log"), kind="A")
+    b = PlannedRun("b", (), Path("."), Path("b.log"), kind="B")
+    c = PlannedRun("c", (), Path("."), Path("c.log"), kind="A")
     assert progress.estimate_left(["A"]) is None
     for run in (a, b, c):
         progress.start(run)
@@ -71,7 +71,7 @@ def test_gpus_named_must_be_there(monkeypatch):
 def failing_runs(tmp_path, count):
     """Runs that start, log where they run, and fail fast: a missing data folder."""
     return [
-        Run(f"run{i}", ("MNIST", "dense", "EBP", "-s", "--output-dir", str(tmp_path / "out"),
+        PlannedRun(f"run{i}", ("MNIST", "dense", "EBP", "-s", "--output-dir", str(tmp_path / "out"),
                         "--data-dir", str(tmp_path / "missing")),
             tmp_path / "out", tmp_path / "logs" / f"run{i}.log")
         for i in range(count)
@@ -154,7 +154,7 @@ def test_ctrl_c_stops_every_run_with_its_backup_and_the_same_call_resumes_them(t
     data = write_learnable_mnist(tmp_path / "data", n_train=3000, n_test=200)
     out = tmp_path / "out"
     runs = [
-        Run(f"MNIST_dense_{rule}_seed1",
+        PlannedRun(f"MNIST_dense_{rule}_seed1",
             ("MNIST", "dense", rule, "-s", "--output-dir", str(out), "--data-dir", str(data),
              "--epochs", "4"), out, tmp_path / "logs" / f"{rule}.log")
         for rule in ("BrainProp", "EBP")
@@ -190,10 +190,10 @@ def mnist_runs(tmp_path, count=1, epochs=1):
     data = write_learnable_mnist(tmp_path / "data", n_train=256, n_test=64)
     out = tmp_path / "out"
     return [
-        Run(f"MNIST_dense_EBP_seed{seed}",
-            ("MNIST", "dense", "EBP", "-s", "--output-dir", str(out), "--data-dir", str(data),
-             "--epochs", str(epochs), "--batch-size", "32", "--seed", str(seed)),
-            out, tmp_path / "logs" / f"seed{seed}.log")
+        PlannedRun(f"MNIST_dense_EBP_seed{seed}",
+                   ("MNIST", "dense", "EBP", "-s", "--output-dir", str(out), "--data-dir",
+                    str(data), "--epochs", str(epochs), "--batch-size", "32", "--seed", str(seed)),
+                   out, tmp_path / "logs" / f"seed{seed}.log")
         for seed in range(1, count + 1)
     ]
 
@@ -237,7 +237,7 @@ def test_ctrl_c_while_a_run_saves_its_last_file_reports_it_done(tmp_path, monkey
         return [sys.executable, str(helper), "brainprop.runs.outputs:write_summary", "--",
                 where, *self.main_argv()]
 
-    monkeypatch.setattr(Run, "command", command)
+    monkeypatch.setattr(PlannedRun, "command", command)
     assert run_locally([run], jobs=1, poll_seconds=0.05) == []
     log = run.log.read_text()
     assert "SIGINT: stopping" in log and "Traceback" not in log  # the signal came, noted

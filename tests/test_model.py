@@ -1,5 +1,7 @@
 """The BrainProp rule (Section 2 of the paper): gradient identities, selection, and the model class."""
 
+import importlib.util
+
 import keras
 import numpy as np
 import pytest
@@ -314,7 +316,13 @@ def weights_after_one_epoch(data_of):
     return [ops.convert_to_numpy(w) for w in model.trainable_weights]
 
 
-def test_numpy_arrays_a_pydataset_and_tf_data_train_alike():
+def torch_tensor(array):
+    import torch
+
+    return torch.from_numpy(array)
+
+
+def test_numpy_arrays_a_pydataset_tf_data_and_a_torch_loader_train_alike():
     # The same batches in the same order, exploration included, whatever feeds them.
     expected = weights_after_one_epoch(lambda x, y: (x, {"y": y, "batch_size": 8}))
     feeds = {"PyDataset": lambda x, y: (Batches(x, y, 8), {})}
@@ -322,7 +330,26 @@ def test_numpy_arrays_a_pydataset_and_tf_data_train_alike():
         import tensorflow as tf
 
         feeds["tf.data"] = lambda x, y: (tf.data.Dataset.from_tensor_slices((x, y)).batch(8), {})
+    if importlib.util.find_spec("torch") is not None:  # Keras takes its loaders on any backend
+        from torch.utils.data import DataLoader, TensorDataset
+
+        feeds["torch DataLoader"] = lambda x, y: (
+            DataLoader(TensorDataset(*map(torch_tensor, (x, y))), batch_size=8), {})
     for feed in feeds.values():
         for got, want in zip(weights_after_one_epoch(feed), expected):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     assert np.abs(expected[-1]).max() > 0
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_a_saved_model_loads_back_with_the_rules_settings(network, batch, tmp_path):
+    x, labels = batch
+    model = NETWORKS[network]()
+    model.epsilon, model.batch_size = 0.1, 16
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(loaded, BrainProp)
+    assert (loaded.epsilon, loaded.batch_size, loaded.seed) == (0.1, 16, 3)
+    np.testing.assert_array_equal(ops.convert_to_numpy(loaded(x)), ops.convert_to_numpy(model(x)))
+    loaded.compile(optimizer="sgd")
+    assert np.isfinite(loaded.fit(x, labels, epochs=1, verbose=0).history["loss"][0])

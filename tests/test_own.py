@@ -260,6 +260,13 @@ def test_folder_without_train(tmp_path):
     assert "no train/ folder" in folder_error(tmp_path / "empty")
 
 
+def test_folder_of_one_class(tmp_path):
+    root = tmp_path / "lonely"
+    write_folder(root, counts={"cats": (2, 1)})
+    message = folder_error(root)
+    assert "train has only cats" in message and "two classes or more" in message
+
+
 def test_folder_with_an_empty_class(tmp_path):
     root = tmp_path / "gap"
     write_folder(root)

@@ -181,6 +181,29 @@ def test_resume_with_other_settings_is_refused_listing_the_differences(
     assert after == before
 
 
+def test_resume_with_another_initial_weight_scale_names_the_option_there_is(
+    data_dir, interrupted, capsys
+):
+    assert main([*command(data_dir, interrupted, "--resume"), "--init-std", "0.1"]) == 2
+    assert "--init-std 0.1 (the run has 0.01)" in one_error(capsys)
+
+
+def test_a_backup_whose_settings_use_the_earlier_names_still_resumes(
+    data_dir, interrupted, capsys
+):
+    # As backups recorded them before the settings were named by field: by option, the
+    # initial weights' scale under its earlier name.
+    settings = interrupted / ".MNIST_dense_EBP_seed1.backup" / "settings.json"
+    settings.write_text(json.dumps({
+        "--epochs": 3, "--patience": 45, "--batch-size": 32, "--learning-rate": 0.1,
+        "--validation-split": None, "--weight-std": 0.01}))
+    assert main([*command(data_dir, interrupted, "--resume"), "--init-std", "0.1"]) == 2
+    assert "--init-std 0.1 (the run has 0.01)" in one_error(capsys)
+    assert main(command(data_dir, interrupted, "--resume")) == 0
+    summary = json.loads((interrupted / "MNIST_dense_EBP_seed1_summary.json").read_text())
+    assert summary["resumed"] and summary["epochs_run"] == 3
+
+
 def test_second_resume_while_the_first_runs_is_refused_naming_its_process(
     data_dir, interrupted, capsys, monkeypatch
 ):

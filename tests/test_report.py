@@ -398,3 +398,14 @@ def test_class_discovery_figure_of_a_history_without_class_accuracy_says_what_to
 
     with pytest.raises(BrainPropError, match=r"metrics=\[brainprop.nets.metrics.ClassAccuracy"):
         class_discovery_figure({"accuracy": [0.1], "loss": [1.0]})
+
+
+def test_class_discovery_names_the_classes_a_summary_names():
+    from brainprop.tables.report import class_discovery_figure
+
+    history = {"val_class_accuracy": [[0.1, 0.5, 0.9], [0.2, 0.6, 1.0]], "val_accuracy": [0.5, 0.6]}
+    named = class_discovery_figure(history, classes=["ant", "moth", "zebra"])
+    assert named.axes[0].get_legend_handles_labels()[1] == [
+        "0: ant", "1: moth", "2: zebra", "all classes"]
+    numbered = class_discovery_figure(history)
+    assert numbered.axes[0].get_legend_handles_labels()[1][:3] == ["class 0", "class 1", "class 2"]

@@ -216,9 +216,11 @@ def _listing(root: Path) -> tuple[list[str], list[tuple[str, Path]], list[tuple[
                 "(one subfolder per class)"
             )
     classes = _subfolders(root / "train")
-    if not classes:
-        raise BrainPropError(f"{root}/train has no class folders: put each class's images "
-                             "in a subfolder train/<class>/")
+    if len(classes) < 2:
+        raise BrainPropError(
+            f"{root}/train has {'only ' + classes[0] if classes else 'no class folders'}: "
+            "put each class's images in a subfolder train/<class>/, two classes or more"
+        )
     unknown = [name for name in _subfolders(root / "test") if name not in set(classes)]
     if unknown:
         raise BrainPropError(

@@ -91,6 +91,7 @@ def brainprop_loss(q_values, reward, selected_class, batch_size: int | None = No
     return 0.5 * ops.sum(ops.square(rpe)) / batch_size
 
 
+@keras.saving.register_keras_serializable(package="brainprop")
 class BrainProp(keras.Model):
     """A functional model trained with the BrainProp rule.
 
@@ -108,6 +109,9 @@ class BrainProp(keras.Model):
     The logged "accuracy" is the reward rate: during training the fraction of
     rewarded Max-Boltzmann choices, during evaluation (greedy choices) the
     classification accuracy.  Predictions are argmax Q.
+
+    `model.save("x.keras")` and `keras.models.load_model` keep the rule's
+    settings (`epsilon`, `batch_size`, the selection seed) with the network.
     """
 
     def __init__(
@@ -121,8 +125,13 @@ class BrainProp(keras.Model):
         super().__init__(*args, **kwargs)
         self.epsilon = epsilon
         self.batch_size = batch_size
+        self.seed = seed
         self.selection_seed = keras.random.SeedGenerator(seed, name="selection_seed")
         self.reward_rate = keras.metrics.Mean(name="accuracy")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "epsilon": self.epsilon, "seed": self.seed,
+                "batch_size": self.batch_size}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         # Under mixed precision the output layer already computes in float32;

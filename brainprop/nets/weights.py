@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
-from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError, one_line
 
 if TYPE_CHECKING:
@@ -35,13 +34,6 @@ WEIGHTS_SUFFIX = ".weights.h5"
 def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The model's layers that carry weights, in order (the legacy matching order)."""
     return [layer for layer in model.layers if layer.weights]
-
-
-def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Write the model's weights to `path` (ending in .weights.h5) atomically."""
-    path = Path(path)
-    write_atomically(path, lambda partial: model.save_weights(str(partial), overwrite=True))
-    return path
 
 
 def _not_weights(path: Path, problem: str) -> BrainPropError:

@@ -16,12 +16,13 @@ import argparse
 import dataclasses
 import math
 import shlex
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from brainprop.data.datasets import DATASETS, dataset_name, dataset_spec, paper_combinations
 from brainprop.data.own import is_path
 from brainprop.model.rules import RULES, get_rule
-from brainprop.nets.architectures import ARCHITECTURES, LR_HALVING_EPOCHS
+from brainprop.nets.architectures import ARCHITECTURES, LR_HALVING_EPOCHS, LR_SCHEDULE
 from brainprop.train.config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA, TrainingConfig
 from brainprop.utils.errors import BrainPropError
 
@@ -327,11 +328,6 @@ class RunConfig:
         """Whether the paper trained this network on this data set."""
         return self.architecture in paper_combinations().get(self.dataset, ())
 
-    @property
-    def weight_std(self) -> float:
-        """The standard deviation of the initial weights: --init-std or the architecture's."""
-        return self.init_std or ARCHITECTURES[self.architecture].init_std
-
     def check(self) -> None:
         """BrainPropError for a run the paper did not do or options that exclude each other."""
         check_combination(self.dataset, self.architecture, self.algorithm, self.beyond_paper)
@@ -349,15 +345,23 @@ class RunConfig:
         if self.tensorboard and self.load:
             raise BrainPropError("--tensorboard records training; -l only evaluates: drop one")
 
-    def training(self) -> TrainingConfig:
-        """The resolved hyperparameters: the architecture's where none were given."""
+    def hyperparameters(self) -> Hyperparameters:
+        """How this run trains, resolved: the options given, else the architecture's
+        and the rule's."""
         arch = ARCHITECTURES[self.architecture]
-        return TrainingConfig(
-            batch_size=self.batch_size or arch.batch_size,
-            learning_rate=self.learning_rate or arch.learning_rate,
-            epochs=self.epochs,
-            patience=self.patience,
-            seed=self.seed,
+        return Hyperparameters(
+            training=TrainingConfig(
+                batch_size=self.batch_size or arch.batch_size,
+                learning_rate=self.learning_rate or arch.learning_rate,
+                epochs=self.epochs,
+                patience=self.patience,
+                seed=self.seed,
+            ),
+            init_std=self.init_std or arch.init_std,
+            l2=arch.l2,
+            padding=arch.padding,
+            epsilon=get_rule(self.algorithm).epsilon,
+            validation_split=self.validation_split,
         )
 
     def argv(self) -> list[str]:
@@ -413,7 +417,70 @@ class RunConfig:
         return cls(**{**given, **changes})
 
     @classmethod
+    def flag_of(cls, name: str) -> str:
+        """The command-line option of field `name`: `init_std` -> `--init-std`."""
+        return cls.__dataclass_fields__[name].metadata["flags"][-1]
+
+    @classmethod
     def forwarded(cls, args: argparse.Namespace) -> dict[str, Any]:
         """The values of the options passed on to child runs, from parsed arguments."""
         return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
                 if f.metadata["flags"] and f.metadata["forward"]}
+
+
+def check_runs(configs: Sequence[RunConfig]) -> None:
+    """BrainPropError unless every config can run, and `configs` can run together:
+    the seeds of one command, where `-l` evaluates one file, alone."""
+    for config in configs:
+        config.check()
+    if len(configs) > 1 and configs[0].load:
+        raise BrainPropError(LOAD_ALONE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """How one run trains, resolved once (`RunConfig.hyperparameters`).
+
+    The one record of them: the run summary and `--print-config` write `as_dict()`,
+    the start of training prints `line()`, and `--resume` compares `settings()` with
+    the interrupted run's.
+    """
+
+    training: TrainingConfig  # batch size, learning rate, epochs, patience, min_delta, seed
+    init_std: float
+    l2: float
+    padding: str
+    epsilon: float | None  # the rule's exploration rate; None: it never explores
+    validation_split: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        training = self.training
+        return {
+            "batch_size": training.batch_size,
+            "learning_rate": training.learning_rate,
+            "lr_schedule": LR_SCHEDULE,
+            "init_std": self.init_std,
+            "l2": self.l2,
+            "padding": self.padding,
+            "max_epochs": training.epochs,
+            "patience": training.patience,
+            "min_delta": training.min_delta,
+            "optimizer": "SGD, no momentum",
+            "epsilon": self.epsilon,
+        }
+
+    def line(self) -> str:
+        """`batch 128, learning rate 0.1, init std 0.01, L2 0.0, at most 500 epochs,
+        patience 45`, and the exploration rate of a rule that explores."""
+        training = self.training
+        explores = f", epsilon {self.epsilon}" if self.epsilon is not None else ""
+        return (f"batch {training.batch_size}, learning rate {training.learning_rate}, "
+                f"init std {self.init_std}, L2 {self.l2}, at most {training.epochs} epochs, "
+                f"patience {training.patience}{explores}")
+
+    def settings(self) -> dict[str, Any]:
+        """What a resumed run must share with the interrupted one, by `RunConfig` field."""
+        training = self.training
+        return {"epochs": training.epochs, "patience": training.patience,
+                "batch_size": training.batch_size, "learning_rate": training.learning_rate,
+                "validation_split": self.validation_split, "init_std": self.init_std}

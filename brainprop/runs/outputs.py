@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from brainprop.runs.config import RunConfig
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.locks import LockHeld, exclusive
@@ -194,9 +195,28 @@ def _being_trained(files: RunFiles, held: LockHeld) -> BrainPropError:
 
 
 def record_settings(files: RunFiles, settings: dict) -> None:
-    """Keep the options that decide how the run trains, for `--resume` to compare."""
+    """Keep the options that decide how the run trains (`Hyperparameters.settings()`,
+    by `RunConfig` field), for `--resume` to compare."""
     path = files.backup / SETTINGS_FILE
     write_atomically(path, lambda partial: partial.write_text(json.dumps(settings) + "\n"))
+
+
+# Fields that backups of earlier versions recorded under another name.
+_EARLIER_NAMES = {"weight_std": "init_std"}
+
+
+def _by_field(recorded: dict) -> dict:
+    """Recorded settings by `RunConfig` field.  Earlier backups keyed them by option
+    (`--batch-size`), the initial weights' scale by an earlier name of its field."""
+    fields = {}
+    for key, value in recorded.items():
+        name = str(key).removeprefix("--").replace("-", "_")
+        fields[_EARLIER_NAMES.get(name, name)] = value
+    return fields
+
+
+def _option(field: str) -> str:
+    return RunConfig.flag_of(field) if field in RunConfig.__dataclass_fields__ else field
 
 
 def check_settings(files: RunFiles, settings: dict) -> None:
@@ -205,13 +225,14 @@ def check_settings(files: RunFiles, settings: dict) -> None:
     if not path.is_file():  # a backup from before settings were recorded
         return
     try:
-        recorded = json.loads(path.read_text())
-    except (OSError, ValueError):
+        recorded = _by_field(json.loads(path.read_text()))
+    except (OSError, ValueError, AttributeError):
         return
     differences = [
-        f"{option} {_shown(settings.get(option))} (the run has {_shown(recorded.get(option))})"
-        for option in sorted(set(settings) | set(recorded))
-        if settings.get(option) != recorded.get(option)
+        f"{_option(field)} {_shown(settings.get(field))} "
+        f"(the run has {_shown(recorded.get(field))})"
+        for field in sorted(set(settings) | set(recorded), key=_option)
+        if settings.get(field) != recorded.get(field)
     ]
     if differences:
         raise BrainPropError(

@@ -1,6 +1,6 @@
 """Many runs at once: processes on this machine, or one SLURM job array via submitit.
 
-A run is `main.py`'s command line (`Run.argv`), the stem its files take and a log file.
+A run is `main.py`'s command line (`PlannedRun.argv`), the stem its files take and a log file.
 Every run is its own process, started as
 
     python -m brainprop.tables.jobs CORES ARGV...
@@ -49,7 +49,7 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class PlannedRun:
     """One run: main.py's arguments, the stem of its files, where its output goes."""
 
     name: str  # the stem of its files in output_dir, e.g. MNIST_dense_EBP_seed1
@@ -75,7 +75,7 @@ class Run:
 
 @dataclasses.dataclass(frozen=True)
 class Failure:
-    run: Run
+    run: PlannedRun
     reason: str  # e.g. "exit status 1" or "killed by SIGKILL"
 
     def line(self) -> str:
@@ -193,10 +193,10 @@ class Progress:
         self.seconds: dict[str, list[float]] = {}
         self.running: dict[str, tuple[str, float]] = {}  # name -> (kind, started)
 
-    def start(self, run: Run) -> None:
+    def start(self, run: PlannedRun) -> None:
         self.running[run.name] = (run.kind, time.monotonic())
 
-    def finish(self, run: Run, ok: bool, stopped: bool = False) -> float:
+    def finish(self, run: PlannedRun, ok: bool, stopped: bool = False) -> float:
         """Count `run` done (`ok`), stopped by a signal (`stopped`: it resumes) or failed."""
         kind, started = self.running.pop(run.name)
         seconds = time.monotonic() - started
@@ -275,7 +275,7 @@ class _Display:
 
 
 def run_locally(
-    runs: Sequence[Run],
+    runs: Sequence[PlannedRun],
     jobs: int,
     gpus: Sequence[str] = (),
     *,
@@ -298,7 +298,7 @@ def run_locally(
     cores = share_cores(jobs)
     waiting = list(runs)
     free_slots = list(range(jobs))
-    running: dict[int, tuple[Run, subprocess.Popen, object]] = {}
+    running: dict[int, tuple[PlannedRun, subprocess.Popen, object]] = {}
     failures: list[Failure] = []
     stopping, stopped = None, 0
 
@@ -419,10 +419,10 @@ class SlurmTask:
     submitit calls `checkpoint` when SLURM sends the task its signal (before a time
     limit, or on pre-emption): the run is stopped at the end of its batch, which leaves
     its backup of every completed epoch, and the task is requeued as itself; the next
-    attempt finds the backup and resumes (`Run.main_argv`).
+    attempt finds the backup and resumes (`PlannedRun.main_argv`).
     """
 
-    def __init__(self, run: Run):
+    def __init__(self, run: PlannedRun):
         self.run = run
         self._process: subprocess.Popen | None = None
 
@@ -511,7 +511,7 @@ def slurm_executor(folder: Path, options: SlurmOptions):
     return executor
 
 
-def submit_to_slurm(runs: Sequence[Run], folder: Path, options: SlurmOptions) -> list:
+def submit_to_slurm(runs: Sequence[PlannedRun], folder: Path, options: SlurmOptions) -> list:
     """One job array, one task per run; its submitit jobs, in the order of `runs`."""
     executor = slurm_executor(folder, options)
     for run in runs:
@@ -526,7 +526,7 @@ def array_id(jobs: Sequence) -> str:
 
 
 def wait_for_slurm(
-    runs: Sequence[Run],
+    runs: Sequence[PlannedRun],
     jobs: Sequence,
     *,
     prefix: str = "[jobs]",

@@ -24,7 +24,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass
-class Run:
+class SavedRun:
     summary: dict
     history: dict | None  # None when the history file is missing
     path: Path  # the summary file
@@ -71,7 +71,7 @@ class Run:
         return math.isnan(self.accuracy)
 
 
-def load_runs(runs_dir: str | Path) -> list[Run]:
+def load_runs(runs_dir: str | Path) -> list[SavedRun]:
     """Every run in `runs_dir`, one per (dataset, architecture, algorithm, seed).
 
     When a seed was run twice (`..._seed1` and `..._seed1_2`), the first run (the
@@ -80,7 +80,7 @@ def load_runs(runs_dir: str | Path) -> list[Run]:
     folder = Path(runs_dir)
     if not folder.is_dir():
         raise BrainPropError(f"{folder} is not a folder: pass the folder the runs wrote into")
-    runs: dict[tuple, Run] = {}
+    runs: dict[tuple, SavedRun] = {}
     # Shortest name first: `..._seed1` before `..._seed1_2` before `..._seed1_10`.
     for path in sorted(folder.glob("*_summary.json"), key=lambda p: (len(p.name), p.name)):
         run = _read_run(path)
@@ -102,7 +102,7 @@ REQUIRED = ("dataset", "architecture", "algorithm", "seed", "best_epoch", "epoch
 MAX_EPOCHS = 10**9
 
 
-def _read_run(path: Path) -> Run:
+def _read_run(path: Path) -> SavedRun:
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError) as error:
@@ -115,7 +115,7 @@ def _read_run(path: Path) -> Run:
         if history_path is not None and history_path.is_file():
             history = _checked_history(read(history_path), history_path)
             break
-    return Run(summary, history, path)
+    return SavedRun(summary, history, path)
 
 
 def _check_summary(summary: object, path: Path) -> None:
@@ -268,10 +268,10 @@ def _paper_rank(config: tuple[str, ...]) -> tuple:
     return (order.index(config[:2]) if config[:2] in order else len(order), config)
 
 
-def table_rows(runs: list[Run]) -> list[Row]:
+def table_rows(runs: list[SavedRun]) -> list[Row]:
     """One row per dataset/architecture/algorithm, in the paper's order (the rules in
     the order they were declared)."""
-    groups: dict[tuple[str, str, str], list[Run]] = {}
+    groups: dict[tuple[str, str, str], list[SavedRun]] = {}
     for run in runs:
         groups.setdefault(run.config, []).append(run)
     rows = []
@@ -395,7 +395,7 @@ def _save_figure(fig, out_dir: Path, name: str) -> list[Path]:
     return save_figure(fig, [out_dir / f"{name}.png", out_dir / f"{name}.pdf"])
 
 
-def plot_figure5(runs: list[Run], out_dir: Path) -> list[Path]:
+def plot_figure5(runs: list[SavedRun], out_dir: Path) -> list[Path]:
     """Validation accuracy per epoch, mean +-1 std over seeds, one panel per network."""
     panels: dict[tuple[str, str], dict[str, list]] = {}
     beyond = set()  # panels of runs the paper did not do
@@ -438,7 +438,7 @@ def _algorithm_rank(algorithm: str) -> int:
     return order.index(algorithm) if algorithm in order else len(order)
 
 
-def class_discovery_run(runs: list[Run], stem: str | None = None) -> Run | None:
+def class_discovery_run(runs: list[SavedRun], stem: str | None = None) -> SavedRun | None:
     """The run to show per class: the one named by `stem`, else one of a rule that
     discovers the classes one at a time (BrainProp) on the first network of the
     paper's order (MNIST dense first), lowest seed."""
@@ -457,22 +457,24 @@ def class_discovery_run(runs: list[Run], stem: str | None = None) -> Run | None:
     return min(discovering or usable, key=lambda r: (_paper_rank(r.config), r.summary["seed"]), default=None)
 
 
-def plot_class_discovery(run: Run, out_dir: Path) -> list[Path]:
+def plot_class_discovery(run: SavedRun, out_dir: Path) -> list[Path]:
     """Validation accuracy of each class per epoch (and overall) for one run."""
     dataset, architecture, algorithm = run.config
     fig = class_discovery_figure(
         run.history, title=f"Per-class validation accuracy: {dataset} {architecture} "
-        f"{algorithm}, seed {run.summary['seed']}")
+        f"{algorithm}, seed {run.summary['seed']}", classes=run.summary.get("classes"))
     return _save_figure(fig, out_dir, "class_discovery")
 
 
-def class_discovery_figure(history: Mapping | keras.callbacks.History, title: str | None = None):
+def class_discovery_figure(history: Mapping | keras.callbacks.History, title: str | None = None,
+                           classes: Sequence[str] | None = None):
     """The accuracy of each class per epoch, and over all classes: a matplotlib figure.
 
     `history` is what `fit` returned (or its `.history` dict, or a run's history file
     read back) for a model compiled with `brainprop.nets.metrics.ClassAccuracy` among
     its metrics: its validation curves (`val_class_accuracy`, `val_accuracy`) where
-    `fit` had validation data, else the training ones.  Save it with `fig.savefig`.
+    `fit` had validation data, else the training ones.  `classes` names the class of
+    each output unit in the legend (a run summary's `classes`).  Save it with `fig.savefig`.
     """
     history = getattr(history, "history", history)
     prefix = "val_" if history.get("val_class_accuracy") else ""
@@ -491,7 +493,8 @@ def class_discovery_figure(history: Mapping | keras.callbacks.History, title: st
     for k in range(n_classes):
         ax.plot(epochs, per_class[:, k], linewidth=1.2 if n_classes <= 10 else 0.5,
                 color=colors(k if n_classes <= 10 else k / (n_classes - 1)), **style,
-                label=f"class {k}" if n_classes <= 10 else None)
+                label=(f"{k}: {classes[k]}" if classes else f"class {k}")
+                if n_classes <= 10 else None)
     if history.get(f"{prefix}accuracy"):
         ax.plot(epochs, np.asarray(history[f"{prefix}accuracy"], dtype=float), "k--",
                 linewidth=2, label="all classes", **curve_style(len(epochs)))

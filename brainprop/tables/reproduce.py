@@ -117,10 +117,10 @@ def _unfinished(child: RunConfig) -> bool:
 def _job_run(args: argparse.Namespace, runs_dir: Path, config: Config, seed: int):
     """The run as `brainprop.tables.jobs` takes it: whether it resumes is decided each time it
     starts (a SLURM task requeued mid-run resumes)."""
-    from brainprop.tables.jobs import Run
+    from brainprop.tables.jobs import PlannedRun
 
     child = dataclasses.replace(child_config(args, config, seed, runs_dir), resume=False)
-    return Run(child.name, tuple(child.argv()), runs_dir,
+    return PlannedRun(child.name, tuple(child.argv()), runs_dir,
                runs_dir / "logs" / f"{child.name}.log", kind=" ".join(config))
 
 

@@ -76,10 +76,13 @@ PREVIOUS_FILE = "backup.previous.npz"
 class RunBackup(keras.callbacks.Callback):
     """Backs up the whole state of training after every epoch; restores it in `fit`.
 
-    Put it last in the callback list, so that the callbacks whose state it
-    saves have already seen the epoch, and pass `completed_epochs()` to `fit`
-    as `initial_epoch`.  `history` holds every completed epoch's logs, those of
-    earlier sessions of the run included.
+    `watch` names the callbacks whose state it saves and restores (early stopping,
+    the best-weights checkpoint, the epoch timer).  It saves them at its own epoch
+    end, so it comes after them in the callback list (`brainprop.train.training`
+    builds that list, in one place); it restores them at the start of `fit` and again
+    as the first epoch begins, after every callback's own reset.  Pass
+    `completed_epochs()` to `fit` as `initial_epoch`.  `history` holds every
+    completed epoch's logs, those of earlier sessions of the run included.
 
     The state is copied at the end of the epoch and written to disk by a thread
     while the next epoch trains; `wait()` returns once it is whole on disk (and
@@ -87,13 +90,14 @@ class RunBackup(keras.callbacks.Callback):
     `on_train_end` for the last; call `wait()` yourself when `fit` raises.
     """
 
-    def __init__(self, backup_dir, early_stopping, checkpoint, timer):
+    def __init__(self, backup_dir: str | os.PathLike):
         super().__init__()
         self.path = Path(backup_dir) / BACKUP_FILE
-        self.early_stopping = early_stopping
-        self.checkpoint = checkpoint
-        self.timer = timer
+        self.early_stopping: keras.callbacks.EarlyStopping | None = None
+        self.checkpoint: keras.callbacks.ModelCheckpoint | None = None
+        self.timer = None
         self.history: dict[str, list] = {}
+        self._restored: dict[str, Any] | None = None
         self._writing: threading.Thread | None = None
         self._failure: BaseException | None = None
         if not self.path.exists() and (Path(backup_dir) / "run_state.json").exists():
@@ -101,6 +105,12 @@ class RunBackup(keras.callbacks.Callback):
                 f"{backup_dir} was written by an earlier version of this project, which "
                 "cannot be resumed: start the run again without --resume"
             )
+
+    def watch(self, early_stopping: keras.callbacks.EarlyStopping,
+              checkpoint: keras.callbacks.ModelCheckpoint | None, timer) -> None:
+        """The callbacks whose state is backed up with the model's: `timer` keeps the
+        epochs' seconds in a list `seconds`; `checkpoint` may be None."""
+        self.early_stopping, self.checkpoint, self.timer = early_stopping, checkpoint, timer
 
     def _source(self) -> Path | None:
         """The newest backup that can be read; damaged ones are set aside (renamed)."""
@@ -171,6 +181,17 @@ class RunBackup(keras.callbacks.Callback):
             for variable, value in zip(variables, values):
                 variable.assign(value)
         self.history = state["history"]
+        self._restore_callbacks(state)
+        self._restored = state
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Again once every callback's on_train_begin has run: early stopping resets
+        # its counters there, wherever it stands in the list.
+        if self._restored is not None:
+            self._restore_callbacks(self._restored)
+            self._restored = None
+
+    def _restore_callbacks(self, state: dict[str, Any]) -> None:
         self.timer.seconds[:] = state["epoch_seconds"]
         for name, value in state["early_stopping"].items():
             setattr(self.early_stopping, name, value)
