@@ -27,16 +27,18 @@ def to_brainprop(
     `classifier` is a functional or Sequential model with one output of shape
     (batch, classes): logits, or a softmax of them (a `Dense` with
     `activation="softmax"`, or a trailing `Softmax` or `Activation("softmax")`
-    layer).  The softmax is left out: its inputs, the logits, become the Q
-    values.  The returned model shares every layer, and so every weight, with
-    `classifier` (training one trains the other), which itself is unchanged.
-    `batch_size`, `epsilon` and `seed` are those of `BrainProp`.
+    layer, in the model itself or in a nested Sequential head).  The softmax is
+    left out: its inputs, the logits, become the Q values.  The returned model
+    shares every layer, and so every weight, with `classifier` (training one
+    trains the other), which itself is unchanged.  `batch_size`, `epsilon` and
+    `seed` are those of `BrainProp`.
 
     Raises:
         BrainPropError: the classifier has no graph to take the logits from
-            (a subclassed or unbuilt model), more than one output, an output
-            that is not (batch, classes), or an output activation other than
-            a softmax (BrainProp's Q values are linear).
+            (a subclassed or unbuilt model, or a nested functional head), more
+            than one output, an output that is not (batch, classes), or an
+            output activation other than a softmax (BrainProp's Q values are
+            linear).
     """
     outputs = _graph_outputs(classifier)
     if len(outputs) != 1:
@@ -99,10 +101,15 @@ def _logits_of(classifier: keras.Model, output):
     layer = _producing_layer(classifier, output)
     if layer is None:
         raise BrainPropError(
-            f"cannot tell which layer makes the output of {classifier.name!r} (its last layer "
-            "was called in another graph first): build BrainProp(inputs, q_values) on its "
-            "logits yourself"
+            f"cannot tell which layer makes the output of {classifier.name!r} (a nested "
+            "functional model, or a layer called in another graph first): build "
+            "BrainProp(inputs, q_values) on its logits yourself"
         )
+    if isinstance(layer, keras.Model):  # a nested Sequential: its own logits, if it has any
+        inner = _logits_of(layer, _graph_outputs(layer)[0])
+        if inner is layer.outputs[0]:
+            return output
+        return keras.Model(layer.inputs, inner, name=f"{layer.name}_logits")(layer.input)
     if isinstance(layer, keras.layers.Softmax):
         if layer.axis not in (-1, len(output.shape) - 1):
             raise BrainPropError(
