@@ -302,6 +302,18 @@ def test_pickle_of_wrong_type(tmp_path):
     assert "cifar-100-python/train" in error_of("CIFAR100", tmp_path)
 
 
+def test_pickle_claiming_more_bytes_than_it_holds_is_refused_in_one_line(tmp_path, capsys):
+    from brainprop.utils.errors import run_command
+
+    write_cifar100(tmp_path)
+    # BYTEARRAY8 (protocol 5) of 2**40 bytes, in a file of a few.
+    (tmp_path / "cifar-100-python" / "train").write_bytes(
+        b"\x80\x05\x96" + (2**40).to_bytes(8, "little") + b"abc.")
+    assert run_command("main.py", lambda: load_dataset("CIFAR100", tmp_path)) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "cifar-100-python/train: cannot read it" in errors[0], errors
+
+
 def test_pickle_without_labels(tmp_path):
     write_cifar100(tmp_path)
     cifar_pickle(tmp_path / "cifar-100-python" / "test",

@@ -384,7 +384,8 @@ def curve_band(curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.nd
     for i, curve in enumerate(curves):
         padded[i, : len(curve)] = curve
     alive = np.sum(~np.isnan(padded), axis=0)
-    mean = np.nanmean(padded, axis=0)
+    mean = np.full(length, np.nan)  # NaN where no run has a finite value (no warning)
+    mean[alive > 0] = np.nansum(padded[:, alive > 0], axis=0) / alive[alive > 0]
     squares = np.nansum((padded - mean) ** 2, axis=0)
     std = np.full(length, np.nan)
     std[alive > 1] = np.sqrt(squares[alive > 1] / (alive[alive > 1] - 1))

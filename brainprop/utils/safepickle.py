@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import _codecs
 import importlib
+import io
 import pickle
+import pickletools
 from typing import BinaryIO
 
 import numpy as np
@@ -61,11 +63,21 @@ def load(file: BinaryIO, label: str, what: str, **kwargs) -> object:
     """Unpickle `file`, admitting only data types; `label` names it in errors.
 
     A pickle that names anything else is refused with a BrainPropError (nothing it
-    names is called); other failures (truncated, not a pickle) propagate as the
-    `pickle` module raises them.  `kwargs` go to the unpickler (`encoding=`).
+    names is called); other failures (truncated, not a pickle, a length that cannot be
+    allocated) propagate as the `pickle` module raises them.  `kwargs` go to the
+    unpickler (`encoding=`).
     """
+    data = file.read()
+    # Every opcode's argument checked first: a length that claims more bytes than the
+    # pickle holds makes CPython's unpickler allocate it, and print a SystemError of its
+    # own to stderr when that fails.
     try:
-        return _DataUnpickler(file, **kwargs).load()
+        for _ in pickletools.genops(data):
+            pass
+    except ValueError as error:
+        raise pickle.UnpicklingError(f"damaged or truncated: {error}") from None
+    try:
+        return _DataUnpickler(io.BytesIO(data), **kwargs).load()
     except RefusedPickle as refused:
         raise BrainPropError(
             f"{label}: refused to load it: it calls {refused}, which {what} never holds "
