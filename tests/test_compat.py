@@ -64,3 +64,19 @@ def test_keras_tensorboard_writes_epoch_scalars_at_the_step_it_is_given(tmp_path
     assert steps("train") == {"epoch_loss": [(6, 0.5)],
                               "epoch_learning_rate": [(6, pytest.approx(0.1))]}
     assert steps("validation") == {"epoch_loss": [(6, 0.25)]}
+
+
+def test_producer_names_the_call_that_made_a_tensor_nested_models_and_shared_layers_included():
+    shared = keras.layers.Dense(4)
+    features = keras.Input((4,))
+    head = keras.Model(features, keras.layers.Softmax()(features))
+    inputs = keras.Input((4,))
+    first = shared(inputs)
+    second = shared(keras.layers.ReLU()(first))  # the second call of the same layer
+    output = head(second)
+    layer, call_inputs = compat.producer(second)
+    assert layer is shared and call_inputs[0] is not inputs
+    layer, call_inputs = compat.producer(first)
+    assert layer is shared and call_inputs[0] is inputs
+    layer, call_inputs = compat.producer(output)
+    assert layer is head and call_inputs[0] is second

@@ -15,7 +15,8 @@ BATCH = 8
 
 
 def softmax_classifier(seed=3, head="dense"):
-    """An ordinary Keras classifier, its softmax in the last Dense layer or after it."""
+    """An ordinary Keras classifier, its softmax in the last Dense layer (of its own or of a
+    nested model) or after it."""
     keras.utils.set_random_seed(seed)
     init = keras.initializers.RandomNormal(0.0, 0.3)
     layers = [
@@ -27,6 +28,14 @@ def softmax_classifier(seed=3, head="dense"):
     ]
     if head == "dense":
         layers.append(keras.layers.Dense(N_CLASSES, "softmax", kernel_initializer=init))
+    elif head == "nested Sequential":
+        layers.append(keras.Sequential([
+            keras.Input((6,)), keras.layers.Dense(N_CLASSES, "softmax", kernel_initializer=init)
+        ]))
+    elif head == "nested functional":
+        features = keras.Input((6,))
+        layers.append(keras.Model(features, keras.layers.Softmax()(
+            keras.layers.Dense(N_CLASSES, kernel_initializer=init)(features))))
     else:
         layers.append(keras.layers.Dense(N_CLASSES, kernel_initializer=init))
         layers.append({"softmax": keras.layers.Softmax(),
@@ -46,7 +55,10 @@ def batch():
     return x, rng.integers(0, N_CLASSES, BATCH).astype("int32")
 
 
-@pytest.mark.parametrize("head", ["dense", "softmax", "activation", "logits"])
+HEADS = ["dense", "softmax", "activation", "nested Sequential", "nested functional", "logits"]
+
+
+@pytest.mark.parametrize("head", HEADS)
 def test_converted_classifier_outputs_the_logits_with_the_classifiers_own_weights(head, batch):
     x, _ = batch
     classifier = softmax_classifier(head=head)

@@ -224,6 +224,18 @@ def test_a_changed_folder_is_decoded_again(tmp_path):
     assert len(load_dataset(str(root)).y_train) == 10
 
 
+def test_a_cache_with_the_right_fingerprint_but_other_arrays_is_decoded_again(tmp_path):
+    root = tmp_path / "planted"
+    write_folder(root)
+    first = load_dataset(str(root))
+    with np.load(root / own.CACHE_NAME) as npz:
+        kept = {"version": npz["version"], "fingerprint": npz["fingerprint"]}
+    np.savez(root / own.CACHE_NAME, **kept, y_train=np.array([7]))
+    again = load_dataset(str(root))
+    np.testing.assert_array_equal(again.x_train, first.x_train)
+    np.testing.assert_array_equal(again.y_train, first.y_train)
+
+
 def folder_error(root: Path) -> str:
     message = error_of(root)
     assert not (root / own.CACHE_NAME).exists()  # nothing half-written, nothing cached

@@ -221,6 +221,35 @@ def test_history_with_values_of_the_wrong_type_or_range_is_refused_in_one_line(
     assert f"{path} is not a run history (metric" in _one_error(capsys)
 
 
+def test_history_with_metrics_of_different_lengths_is_refused_in_one_line(tmp_path, capsys):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    path = tmp_path / "MNIST_dense_BrainProp_seed1_history.pkl"
+    history = {"val_accuracy": [0.5, 0.9], "val_class_accuracy": [[0.5, 0.5]] * 3}
+    path.write_bytes(pickle.dumps(["MNIST", "BrainProp", history]))
+    assert main([str(tmp_path)]) == 2
+    assert "metrics cover different numbers of epochs" in _one_error(capsys)
+
+
+def test_history_with_per_class_accuracy_only_gives_a_report_without_that_plot(tmp_path):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    path = tmp_path / "MNIST_dense_BrainProp_seed1_history.pkl"
+    history = {"accuracy": [0.5, 0.9], "val_class_accuracy": [[0.5, 0.5]] * 2}
+    path.write_bytes(pickle.dumps(["MNIST", "BrainProp", history]))
+    assert main([str(tmp_path)]) == 0
+    assert not (tmp_path / "report" / "class_discovery.png").exists()
+
+
+def test_a_folder_of_ignored_runs_only_says_so_in_one_line(tmp_path, capsys):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    path = tmp_path / "MNIST_dense_BrainProp_seed1_summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "interrupted": True}))
+    assert main([str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == f"report: {path.name} is an interrupted run (resume it); ignored"
+    assert lines[1].startswith(f"report: error: no finished run in {tmp_path}, only the runs "
+                               "ignored above")
+
+
 def _release_history_pickle(protocol: int, numpy_1: bool = False) -> bytes:
     """As the original release wrote it (tf.keras 2.x): floats for the metrics, NumPy
     float32 scalars for the learning rate its LearningRateScheduler logs."""

@@ -253,3 +253,64 @@ def test_a_restored_early_stopping_survives_its_own_reset_wherever_it_stands(tmp
     stopping.on_train_begin()  # early stopping resets its counters after the restore
     restored.on_epoch_begin(1)
     assert (stopping.wait, stopping.best, restored.timer.seconds) == (2, 0.75, [1.5])
+
+
+def _rewrite_state(path, **changes):
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    state = json.loads(str(arrays["state"]))
+    state.update(changes)
+    arrays["state"] = np.str_(json.dumps(state))
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("changes", [
+    {"epoch": "two"}, {"history": [1, 2]}, {"epoch_seconds": ["slow"]},
+    {"early_stopping": {"wait": 0, "best": 0.5, "best_epoch": 1, "model": None}},
+    {"checkpoint_best": "high"}, {"finished": "yes"},
+], ids=["epoch", "history", "epoch_seconds", "early_stopping", "checkpoint_best", "finished"])
+def test_a_backup_whose_state_has_the_wrong_types_counts_as_damaged(tmp_path, changes):
+    from brainprop.train.resume import BACKUP_FILE, PREVIOUS_FILE, RunBackup
+    from brainprop.utils.errors import BrainPropError
+
+    model, backup = _backed_up_model(tmp_path)
+    for epoch in range(2):
+        backup.on_epoch_end(epoch, {"loss": 1.0})
+        backup.wait()
+    _rewrite_state(tmp_path / BACKUP_FILE, **changes)
+    # The one before it is used, and the damaged one set aside.
+    assert RunBackup(tmp_path).completed_epochs() == 1
+    assert (tmp_path / f"{BACKUP_FILE}.damaged").exists()
+    # Both damaged: one line, and both left where they are.
+    (tmp_path / f"{BACKUP_FILE}.damaged").rename(tmp_path / BACKUP_FILE)
+    _rewrite_state(tmp_path / PREVIOUS_FILE, **changes)
+    with pytest.raises(BrainPropError, match="no backup in .* can be read") as error:
+        RunBackup(tmp_path).completed_epochs()
+    assert "\n" not in str(error.value)
+    assert (tmp_path / BACKUP_FILE).exists() and (tmp_path / PREVIOUS_FILE).exists()
+
+
+def test_a_backup_with_variables_of_another_type_is_refused_before_any_is_assigned(tmp_path):
+    from brainprop.train.resume import BACKUP_FILE, RunBackup
+    from brainprop.utils.errors import BrainPropError
+
+    model, backup = _backed_up_model(tmp_path)
+    backup.on_epoch_end(0, {"loss": 1.0})
+    backup.wait()
+    with np.load(tmp_path / BACKUP_FILE) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    last = max(name for name in arrays if name.startswith("optimizer_"))
+    arrays[last] = np.full(arrays[last].shape, "x")  # text: no variable takes it
+    np.savez(tmp_path / BACKUP_FILE, **arrays)
+    before = [np.array(v) for v in model.variables]
+    for variable in model.variables:
+        variable.assign(variable + 1.0)
+    changed = [np.array(v) for v in model.variables]
+    resumed = RunBackup(tmp_path)
+    resumed.watch(backup.early_stopping, None, EpochTimer())
+    resumed.set_model(model)
+    with pytest.raises(BrainPropError, match="does not fit this run"):
+        resumed.on_train_begin()
+    for variable, value in zip(model.variables, changed):  # the model's variables untouched
+        np.testing.assert_array_equal(np.array(variable), value)
+    assert not all(np.array_equal(a, b) for a, b in zip(before, changed))

@@ -37,7 +37,7 @@ from brainprop.data.datasets import (
     _check_labels,
     _reading,
 )
-from brainprop.data.imagecache import fingerprint, load_cache, save_cache
+from brainprop.data.imagecache import fingerprint, holds_images, load_cache, save_cache
 from brainprop.utils.errors import BrainPropError
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -191,6 +191,8 @@ def read_folder(root: Path) -> Read:
     key = fingerprint(root, paths, extra="image folder\t" + "\t".join(classes))
     cache = root / CACHE_NAME
     arrays = load_cache(cache, key)
+    if arrays is not None and not holds_images(arrays, y_train, y_test):
+        arrays = None
     if arrays is None:
         from brainprop.data.tinyimagenet import decode_images  # Pillow, only when needed
 

@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from brainprop.utils.errors import BrainPropError, one_line
-from brainprop.data.imagecache import fingerprint, load_cache, save_cache
+from brainprop.data.imagecache import fingerprint, holds_images, load_cache, save_cache
 
 FOLDER = "tiny-imagenet-200"
 ZIP_NAME = "tiny-imagenet-200.zip"
@@ -80,6 +80,8 @@ def read_tinyimagenet(
     key = fingerprint(folder, sources, extra=" ".join(listing.classes))
     cache = folder / CACHE_NAME
     arrays = load_cache(cache, key)
+    if arrays is not None and not holds_images(arrays, listing.y_train, listing.y_test):
+        arrays = None
     if arrays is None:
         total = len(listing.train) + len(listing.test)
         print(f"Decoding {total} Tiny ImageNet images once; they are cached in {cache}")
@@ -161,6 +163,10 @@ def list_files(folder: Path) -> Listing:
         images = sorted((folder / "train" / wnid / "images").glob("*.JPEG"))
         if not images:
             raise BrainPropError(f"{folder}/train/{wnid}/images has no .JPEG images; {redo}")
+        unreadable = next((image for image in images if not image.is_file()), None)
+        if unreadable is not None:
+            raise BrainPropError(f"{unreadable} is not a file (a broken link, or a folder); "
+                                 f"{redo}")
         train += images
         y_train += [label] * len(images)
     test, y_test = _annotated(folder, {wnid: i for i, wnid in enumerate(classes)}, redo)

@@ -11,6 +11,7 @@ from keras import ops
 
 from brainprop.model.brainprop import BrainProp
 from brainprop.model.rules import EPSILON
+from brainprop.utils.compat import producer
 from brainprop.utils.errors import BrainPropError
 
 
@@ -27,16 +28,17 @@ def to_brainprop(
     `classifier` is a functional or Sequential model with one output of shape
     (batch, classes): logits, or a softmax of them (a `Dense` with
     `activation="softmax"`, or a trailing `Softmax` or `Activation("softmax")`
-    layer).  The softmax is left out: its inputs, the logits, become the Q
-    values.  The returned model shares every layer, and so every weight, with
-    `classifier` (training one trains the other), which itself is unchanged.
-    `batch_size`, `epsilon` and `seed` are those of `BrainProp`.
+    layer, in the model itself or in a nested model ending it).  The softmax is
+    left out: its inputs, the logits, become the Q values.  The returned model
+    shares every layer, and so every weight, with `classifier` (training one
+    trains the other), which itself is unchanged.  `batch_size`, `epsilon` and
+    `seed` are those of `BrainProp`.
 
     Raises:
         BrainPropError: the classifier has no graph to take the logits from
             (a subclassed or unbuilt model), more than one output, an output
-            that is not (batch, classes), or an output activation other than
-            a softmax (BrainProp's Q values are linear).
+            that is not (batch, classes), or an output activation other than a
+            softmax (BrainProp's Q values are linear).
     """
     outputs = _graph_outputs(classifier)
     if len(outputs) != 1:
@@ -83,33 +85,27 @@ def _activation_name(function) -> str:
     return getattr(function, "__name__", repr(function))
 
 
-def _producing_layer(model: keras.Model, tensor) -> keras.layers.Layer | None:
-    """The layer of `model` whose output `tensor` is (first call of the layer)."""
-    for layer in reversed(model.layers):
-        try:
-            if layer.output is tensor:
-                return layer
-        except (AttributeError, ValueError):  # never called, or called in another graph first
-            continue
-    return None
-
-
 def _logits_of(classifier: keras.Model, output):
     """`output`, or where it is a softmax, the logits it is the softmax of."""
-    layer = _producing_layer(classifier, output)
-    if layer is None:
-        raise BrainPropError(
-            f"cannot tell which layer makes the output of {classifier.name!r} (its last layer "
-            "was called in another graph first): build BrainProp(inputs, q_values) on its "
-            "logits yourself"
-        )
+    layer, call_inputs = producer(output)
+    if isinstance(layer, keras.Model):  # a nested model: its own logits, if it has any
+        inner = _logits_of(layer, _graph_outputs(layer)[0])
+        if inner is layer.outputs[0]:
+            return output
+        if len(call_inputs) != 1:
+            raise BrainPropError(
+                f"the output of {classifier.name!r} is a softmax inside the nested model "
+                f"{layer.name!r} of {len(call_inputs)} inputs: build BrainProp(inputs, "
+                "q_values) on its logits yourself"
+            )
+        return keras.Model(layer.inputs, inner, name=f"{layer.name}_logits")(call_inputs[0])
     if isinstance(layer, keras.layers.Softmax):
         if layer.axis not in (-1, len(output.shape) - 1):
             raise BrainPropError(
                 f"the Softmax layer {layer.name!r} normalises axis {layer.axis}, not the classes "
                 "(the last axis): to_brainprop takes a classifier with outputs (batch, classes)"
             )
-        return layer.input
+        return call_inputs[0]
     activation = getattr(layer, "activation", None)
     if activation is None:
         return output  # a layer with no activation of its own: logits
@@ -123,9 +119,9 @@ def _logits_of(classifier: keras.Model, output):
             "output layer"
         )
     if isinstance(layer, keras.layers.Activation):
-        return layer.input
+        return call_inputs[0]
     if isinstance(layer, keras.layers.Dense) and not getattr(layer, "quantization_mode", None):
-        return DenseLogits(layer)(layer.input)
+        return DenseLogits(layer)(call_inputs[0])
     raise BrainPropError(
         f"cannot take the softmax out of the {type(layer).__name__} layer {layer.name!r}: end "
         "the classifier in Dense(classes, activation='softmax') or in a Softmax layer"

@@ -185,10 +185,11 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
                 raise BrainPropError(
                     f"{path} is HDF5 but holds no Keras weights: give a file saved by -s"
                 )
-    except (OSError, KeyError, ValueError, TypeError) as error:  # h5py's, on a damaged file
+    # h5py's, on a damaged file (RuntimeError: a loop of links)
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
         raise BrainPropError(
-            f"{path} could not be read ({type(error).__name__}: {error}): the file may be "
-            "truncated or damaged"
+            f"{path} could not be read ({type(error).__name__}: {one_line(error)}): the file "
+            "may be truncated or damaged"
         ) from None
     if groups is None:
         _load_own(model, path, stored)

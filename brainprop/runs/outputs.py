@@ -166,11 +166,32 @@ def hold_run(files: RunFiles) -> Iterator[None]:
         with exclusive(files.backup / LOCK_FILE):
             yield
     except LockHeld as held:
-        who = f"process {held.pid}" if held.pid else "another process"
-        raise BrainPropError(
-            f"{files.stem.name} in {files.stem.parent} is being trained by {who} right now; "
-            "wait for it to end (or stop it) before resuming"
-        ) from None
+        raise _being_trained(files, held) from None
+
+
+def check_not_held(files: RunFiles) -> None:
+    """BrainPropError if a process holds the run (`hold_run`) right now; writes nothing.
+
+    For `--resume` to refuse before loading data, as `hold_run` refuses later.
+    """
+    lock = files.backup / LOCK_FILE
+    if not lock.is_file():
+        return
+    try:
+        with exclusive(lock, record_pid=False):
+            pass
+    except LockHeld as held:
+        raise _being_trained(files, held) from None
+    except OSError:  # unreadable: hold_run, which opens it for writing, says why
+        pass
+
+
+def _being_trained(files: RunFiles, held: LockHeld) -> BrainPropError:
+    who = f"process {held.pid}" if held.pid else "another process"
+    return BrainPropError(
+        f"{files.stem.name} in {files.stem.parent} is being trained by {who} right now; "
+        "wait for it to end (or stop it) before resuming"
+    )
 
 
 def record_settings(files: RunFiles, settings: dict) -> None:

@@ -43,7 +43,8 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
 
     `command` is recorded in each summary as the command line that started the runs
     (default: the one that runs each config alone).  Stops at the first interrupted
-    run and returns the exit status of its signal, after saying how to continue it.
+    run and returns the exit status of its signal, after saying how to continue it;
+    0 when every run is complete, even if a signal came while the last one was saved.
     """
     if len({(c.dataset, c.data_dir, c.class_order) for c in configs}) > 1:
         raise ValueError("run_all runs the seeds of one data set")
@@ -60,6 +61,8 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
         from brainprop.runs.outputs import check_writable
 
         output_dir = check_writable(first.output_dir)
+        if first.resume:
+            _check_resumable(configs, output_dir)
 
     from brainprop.data.datasets import load_dataset
 
@@ -88,8 +91,19 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
             return EXIT_CODES.get(interrupted_by, 1)
     if len(configs) > 1 and results:
         print(seeds_summary(results))
-    raise_if_stopped()  # a signal during the last save: everything is saved, but stop
+    # A signal during the last save changed nothing: every run is complete, and says so.
     return 0
+
+
+def _check_resumable(configs: Sequence[RunConfig], output_dir: Path) -> None:
+    """Each run to resume waits in `output_dir`, was started with the settings given,
+    and no process trains it now: refused before the data are loaded."""
+    from brainprop.runs.outputs import check_not_held, check_settings, find_unfinished
+
+    for config in configs:
+        files = find_unfinished(output_dir, config.name)
+        check_not_held(files)
+        check_settings(files, config.hyperparameters().settings())
 
 
 def seeds_summary(results: Sequence) -> str:

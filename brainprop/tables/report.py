@@ -195,11 +195,19 @@ def _read_pickled_history(path: Path) -> object:
 def _checked_history(history: object, path: Path) -> dict[str, list]:
     """`history` as {metric: [float, ...]}, or for the per-class metrics
     (`*class_accuracy`) {metric: [[float, ...], ...]} (epochs by classes); NaN where it
-    holds null.  Accuracies lie in [0, 1] (or are NaN)."""
+    holds null.  Accuracies lie in [0, 1] (or are NaN); every metric has one value per epoch.
+    """
     if not isinstance(history, dict):
         raise BrainPropError(f"{path} is not a run history (it holds no dict of metrics); "
                              "move it away")
-    return {str(key): _checked_metric(str(key), values, path) for key, values in history.items()}
+    checked = {str(key): _checked_metric(str(key), values, path)
+               for key, values in history.items()}
+    epochs = {key: len(values) for key, values in checked.items()}
+    if len(set(epochs.values())) > 1:
+        counts = ", ".join(f"{key} {count}" for key, count in epochs.items())
+        raise BrainPropError(f"{path} is not a run history (its metrics cover different "
+                             f"numbers of epochs: {one_line(counts)}); move it away")
+    return checked
 
 
 def _checked_metric(key: str, values: object, path: Path) -> list:
@@ -211,6 +219,8 @@ def _checked_metric(key: str, values: object, path: Path) -> list:
     shape = "a list of lists of numbers, one per class" if per_class else "a list of numbers"
     if not isinstance(values, (list, tuple)):
         refuse(f"is a {type(values).__name__}, not {shape}")
+    if not values:  # no epoch completed
+        return []
     try:
         array = np.asarray([math.nan if v is None else v for v in values], dtype=float)
     except (TypeError, ValueError, OverflowError) as error:
@@ -432,7 +442,8 @@ def class_discovery_run(runs: list[SavedRun], stem: str | None = None) -> SavedR
     """The run to show per class: the one named by `stem`, else one of a rule that
     discovers the classes one at a time (BrainProp) on the first network of the
     paper's order (MNIST dense first), lowest seed."""
-    usable = [run for run in runs if run.history and run.history.get("val_class_accuracy")]
+    usable = [run for run in runs if run.history and run.history.get("val_class_accuracy")
+              and run.history.get("val_accuracy")]
     if stem is not None:
         for run in usable:
             if run.path.name.removesuffix("_summary.json") == stem:
@@ -505,6 +516,9 @@ def write_report(
     """Write the tables and figures for the runs in `runs_dir`; return the files written."""
     runs = load_runs(runs_dir)
     if not runs:
+        if any(Path(runs_dir).glob("*_summary.json")):
+            raise BrainPropError(f"no finished run in {runs_dir}, only the runs ignored above: "
+                                 "resume them (the same command with --resume) first")
         raise BrainPropError(
             f"no *_summary.json in {runs_dir}: run main.py with -s --output-dir {runs_dir} first"
         )

@@ -125,7 +125,7 @@ class RunBackup(keras.callbacks.Callback):
                 continue
             try:
                 with np.load(path, allow_pickle=False) as stored:
-                    json.loads(str(stored["state"]))
+                    _check_state(json.loads(str(stored["state"])))
                     for name in stored.files:  # every array whole (CRC checked)
                         stored[name]
             except Exception as error:  # truncated, not a zip, a bad CRC, no state
@@ -174,8 +174,12 @@ class RunBackup(keras.callbacks.Callback):
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
         with np.load(source, allow_pickle=False) as stored:
-            _assign(self.model.variables, stored, "model", source)
-            _assign(optimizer.variables, stored, "optimizer", source)
+            groups = [(variables, _stored_values(variables, stored, group, source))
+                      for variables, group in ((self.model.variables, "model"),
+                                               (optimizer.variables, "optimizer"))]
+        for variables, values in groups:  # only once every value fits
+            for variable, value in zip(variables, values):
+                variable.assign(value)
         self.history = state["history"]
         self._restore_callbacks(state)
         self._restored = state
@@ -253,18 +257,46 @@ def _arrays(variables, group: str) -> dict[str, np.ndarray]:
     return {f"{group}_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
 
 
-def _assign(variables, stored, group: str, path: Path) -> None:
-    """Give each variable its stored value, in order, after checking every shape."""
-    names = [name for name in stored.files if name.startswith(f"{group}_")]
-    values = [stored[f"{group}_{i}"] for i in range(len(names))]
-    expected = [tuple(v.shape) for v in variables]
-    if [tuple(a.shape) for a in values] != expected:
+def _stored_values(variables, stored, group: str, path: Path) -> list[np.ndarray]:
+    """The stored value of each variable, in order, once each is a number array of its
+    variable's shape."""
+    names = {name for name in stored.files if name.startswith(f"{group}_")}
+    values = [stored[f"{group}_{i}"] for i in range(len(names)) if f"{group}_{i}" in names]
+    if (len(values) != len(names)
+            or [tuple(a.shape) for a in values] != [tuple(v.shape) for v in variables]
+            or any(a.dtype.kind not in "biuf" for a in values)):
         raise BrainPropError(
             f"the backup {path} does not fit this run ({group} variables differ): resume "
             "with the dataset, architecture and options of the interrupted run"
         )
-    for variable, value in zip(variables, values):
-        variable.assign(value)
+    return values
+
+
+def _check_state(state: object) -> None:
+    """ValueError unless `state` holds what `RunBackup.on_epoch_end` writes, each of its
+    type: the epochs completed, the history and epoch times, the callbacks' state."""
+    def number(value, none=False):
+        return (value is None and none) or type(value) in (int, float)
+
+    if not isinstance(state, dict):
+        raise ValueError("the state is not a mapping")
+    epoch, history, seconds = state.get("epoch"), state.get("history"), state.get("epoch_seconds")
+    if type(epoch) is not int or epoch < 0:
+        raise ValueError(f"epoch is {one_line(repr(epoch))}, not a number of epochs")
+    if not (isinstance(history, dict) and all(isinstance(v, list) for v in history.values())):
+        raise ValueError("the history is not a mapping of lists")
+    if not (isinstance(seconds, list) and all(map(number, seconds))):
+        raise ValueError("epoch_seconds is not a list of numbers")
+    stopping = state.get("early_stopping")
+    if not (isinstance(stopping, dict) and set(stopping) == {"wait", "best", "best_epoch",
+                                                             "stopped_epoch"}
+            and number(stopping["best"], none=True)
+            and all(type(stopping[k]) is int for k in ("wait", "best_epoch", "stopped_epoch"))):
+        raise ValueError("early_stopping is not the early-stopping state")
+    if "checkpoint_best" not in state or not number(state["checkpoint_best"], none=True):
+        raise ValueError("checkpoint_best is not a number")
+    if type(state.get("finished", False)) is not bool:
+        raise ValueError("finished is not true or false")
 
 
 def as_python(value) -> float | list | None:

@@ -285,11 +285,11 @@ def _publish(files: dict[Path, str | os.PathLike | None]) -> None:
 def _write_failure(error: OSError) -> str:
     """What failed, in one line: h5py's messages span lines and bury the reason."""
     text = str(error)
-    found = dict(re.findall(r"(filename|error message) = '([^']*)'", text))
+    found = dict(re.findall(r"\b(filename|name|error message) = '([^']*)'", text))
     reason = found.get("error message") or (
         os.strerror(error.errno) if error.errno else one_line(text, 160)
     )
-    name = found.get("filename") or error.filename
+    name = found.get("filename") or found.get("name") or error.filename
     return f"{reason} while writing {name}" if name else reason
 
 

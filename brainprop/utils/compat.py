@@ -10,6 +10,7 @@ that quietly differs.
 * `fusable` and `fused_batch_norm`: TensorFlow's fused kernel inside Keras'
   `BatchNormalization`, which must update its moving statistics as Keras' does.
 * `TensorBoardPerEpoch`: how `keras.callbacks.TensorBoard` takes its steps and logs.
+* `producer`: which call of which layer made a tensor of a functional model.
 * `MIRRORED_MULTI_STEP_FAILS`: a Keras bug worked around (several steps per
   compiled call under a TensorFlow `MirroredStrategy` of several replicas).
 
@@ -23,6 +24,22 @@ import keras
 # The Keras release (major.minor) every use below was checked against; requirements.txt
 # pins it.  tests/test_compat.py fails on another: check each use again, then move it.
 KERAS_CHECKED = "3.15"
+
+
+# --- the graph of a functional model ------------------------------------------------------
+
+
+def producer(tensor) -> tuple[keras.Operation, list]:
+    """The layer (or nested model) whose call made the symbolic `tensor` of a functional
+    model, and that call's input tensors.
+
+    Private: `KerasTensor._keras_history` (operation, node index) and the operation's
+    `_inbound_nodes`.  Keras' public `layer.input` and `layer.output` give a layer's
+    first call only, and a nested functional model's own graph instead of its call.
+    """
+    history = tensor._keras_history
+    node = history.operation._inbound_nodes[history.node_index]
+    return history.operation, list(node.input_tensors)
 
 
 # --- seeding ------------------------------------------------------------------------------
