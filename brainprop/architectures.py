@@ -251,7 +251,7 @@ def compile_model(
     from brainprop.metrics import ClassAccuracy
     from brainprop.model import BrainProp
 
-    from brainprop.devices import steps_per_call
+    from brainprop.devices import run_steps_per_execution_on_torch, steps_per_call
 
     steps_per_execution = steps_per_call(steps_per_execution)
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0)
@@ -274,4 +274,5 @@ def compile_model(
             jit_compile=jit_compile,
             steps_per_execution=steps_per_execution,
         )
+    run_steps_per_execution_on_torch(model)
     return model

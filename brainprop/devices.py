@@ -26,12 +26,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Iterator
 
 from brainprop.errors import BrainPropError
 
 MIXED_POLICY = "mixed_float16"
 HOSTS_VARIABLE = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+# The backends Keras 3.15 trains data parallel on (it has no distribution for torch).
+DATA_PARALLEL_BACKENDS = ("jax", "tensorflow")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +61,19 @@ def local_devices() -> list[str]:
     Keras names them (`gpu:0`, `cpu:1`, ...)."""
     import keras
 
+    if keras.backend.backend() == "torch":
+        return _torch_devices()
     return list(keras.distribution.list_devices())
+
+
+def _torch_devices() -> list[str]:
+    """What Keras' torch backend computes on, named as the other backends name devices
+    (Keras 3.15 has no `keras.distribution` for torch)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return [f"gpu:{index}" for index in range(torch.cuda.device_count())]
+    return ["cpu:0"]
 
 
 def has_accelerator() -> bool:
@@ -89,6 +104,70 @@ def steps_per_call(requested: int) -> int:
     steps per call fails to run (Keras 3.15: an unfed placeholder in its
     `multi_step_on_iterator`), so one batch per call."""
     return 1 if _tensorflow_replicas() > 1 else requested
+
+
+def run_steps_per_execution_on_torch(model) -> None:
+    """Let a compiled `model` run `steps_per_execution` batches per call on PyTorch.
+
+    Keras 3.15 refuses `steps_per_execution` > 1 on torch (`make_train_function`
+    raises), though its torch `fit`, `evaluate` and `predict` already hand each call
+    the list of that many batches (see `brainprop.pipeline.OnePassAtATime` for the one
+    thing that goes wrong there).  The functions made here take that list and run
+    Keras' own `train_step` (`test_step`, `predict_step`) on each batch in turn, under
+    `torch.compile` when `jit_compile` is on, as Keras does for one batch: the same
+    steps in the same order, with the callbacks and the logs once per call.  Nothing
+    changes on another backend or with one step per call.
+    """
+    import keras
+
+    if keras.backend.backend() != "torch" or model.steps_per_execution == 1:
+        return
+    import torch
+
+    # Keras warns when the last call of a pass finds fewer batches than it asked for,
+    # which is every pass whose batches are not a multiple of the steps per call.
+    warnings.filterwarnings("ignore", message="Your input ran out of data",
+                            category=UserWarning, module="keras")
+
+    def one_by_one(step, no_grad):
+        step = torch.compile(step) if model.jit_compile else step
+
+        def steps(batches):
+            with torch.no_grad() if no_grad else contextlib.nullcontext():
+                return [step(batch) for batch in batches]
+
+        return steps
+
+    def make_train_function(force=False):
+        if model.train_function is None or force:
+            steps = one_by_one(model.train_step, no_grad=False)
+            model.train_function = lambda batches: steps(batches)[-1]
+        return model.train_function
+
+    def make_test_function(force=False):
+        if model.test_function is None or force:
+            steps = one_by_one(model.test_step, no_grad=True)
+            model.test_function = lambda batches: steps(batches)[-1]
+        return model.test_function
+
+    def make_predict_function(force=False):
+        if model.predict_function is None or force:
+            steps = one_by_one(model.predict_step, no_grad=True)
+            model.predict_function = lambda batches: keras.tree.map_structure(
+                lambda *outputs: torch.cat(outputs), *steps(batches))
+        return model.predict_function
+
+    model.make_train_function = make_train_function
+    model.make_test_function = make_test_function
+    model.make_predict_function = make_predict_function
+
+
+def check_can_distribute(backend: str) -> None:
+    """Refuse `--distribute` on a backend Keras cannot train data parallel on."""
+    if backend not in DATA_PARALLEL_BACKENDS:
+        raise BrainPropError(
+            f"--distribute needs the jax or tensorflow backend: Keras has no data-parallel "
+            f"training on {backend}; run with KERAS_BACKEND=jax, or drop --distribute")
 
 
 def check_one_host() -> None:
@@ -140,6 +219,7 @@ def placement(
     import keras
 
     if distribute:
+        check_can_distribute(keras.backend.backend())
         check_one_host()
     devices = local_devices()
     if distribute and len(devices) == 1:
@@ -176,10 +256,8 @@ def _data_parallel(devices: list[str]) -> Iterator[None]:
             yield
         finally:
             keras.distribution.set_distribution(previous)
-    elif backend == "tensorflow":
+    else:
         import tensorflow as tf
 
         with tf.distribute.MirroredStrategy([f"/{name}" for name in devices]).scope():
             yield
-    else:
-        raise BrainPropError(f"--distribute needs the tensorflow or jax backend, not {backend}")

@@ -1,8 +1,9 @@
 """The input pipeline: uint8 images in memory, scaled to [0, 1] one batch at a time.
 
 `ImageBatches` holds the order of every epoch; `fit_input` is what `fit` and
-`evaluate` iterate: the batches themselves, or under TensorFlow the same
-batches through a `tf.data` pipeline (see there why).
+`evaluate` iterate: the batches themselves (on JAX), under TensorFlow the same
+batches through a `tf.data` pipeline, under PyTorch through `OnePassAtATime`
+(see there why).
 """
 
 from __future__ import annotations
@@ -102,8 +103,11 @@ def fit_input(batches: ImageBatches):
     epoch after `batches.epoch`: what `fit` makes of a `PyDataset`, which it advances once
     (`on_epoch_end`) after reading a batch to build the model, and at the end of every
     epoch.  A run's batches, and so its history, are the same on every backend and
-    whichever way they are fed (tests/test_pipeline.py).  On other backends: `batches`.
+    whichever way they are fed (tests/test_pipeline.py).  Under PyTorch: `batches` through
+    `OnePassAtATime`; on JAX: `batches`.
     """
+    if keras.backend.backend() == "torch":
+        return OnePassAtATime(batches)
     if keras.backend.backend() != "tensorflow":
         return batches
     from brainprop.backend import import_tensorflow
@@ -132,3 +136,32 @@ def fit_input(batches: ImageBatches):
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.prefetch(PREFETCH_BATCHES).with_options(options)
+
+
+class OnePassAtATime(keras.utils.PyDataset):
+    """`batches`, whose epoch ends only once a batch of it was read.
+
+    Keras 3.15's torch `fit`, running several steps per call
+    (`brainprop.devices.run_steps_per_execution_on_torch`), ends a pass whose last call
+    holds fewer batches twice (its `EpochIterator` on running out of batches, then at
+    the end of the pass): `batches` would skip an epoch's order every such epoch.  The
+    second end, with no batch read since the first, is ignored here; the sequence is
+    then the one every other backend sees.
+    """
+
+    def __init__(self, batches: ImageBatches):
+        super().__init__()
+        self.batches = batches
+        self._read = False
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        self._read = True
+        return self.batches[index]
+
+    def on_epoch_end(self) -> None:
+        if self._read:
+            self.batches.on_epoch_end()
+            self._read = False

@@ -12,6 +12,7 @@ import datetime
 import math
 import platform
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,8 +36,9 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
     """
     if len({(c.dataset, c.data_dir, c.class_order) for c in configs}) > 1:
         raise ValueError("run_all runs the seeds of one data set")
-    for config in configs:
-        config.check()
+    note = check_backend(configs)
+    if note:
+        print(note, flush=True)
     first = configs[0]
     if first.load and len(configs) > 1:
         raise BrainPropError(LOAD_ALONE)
@@ -80,6 +82,20 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
     return 0
 
 
+def check_backend(configs: Sequence[RunConfig]) -> str | None:
+    """Check `configs` and settle the backend before anything starts; the note that says
+    which backend was picked, when none was named (`brainprop.backend.choose`)."""
+    from brainprop import backend
+    from brainprop.devices import check_can_distribute
+
+    for config in configs:
+        config.check()
+    note = backend.choose()
+    if any(config.distribute for config in configs):
+        check_can_distribute(backend.name())
+    return note
+
+
 def seeds_summary(results: Sequence) -> str:
     """`Over 3 seeds: best validation accuracy 0.9812 (0.0012), best epoch 12.3 (2.1)`.
 
@@ -94,20 +110,25 @@ def seeds_summary(results: Sequence) -> str:
 
 
 def _check_tensorboard() -> None:
-    import importlib.util
+    from brainprop.backend import installed
 
-    if importlib.util.find_spec("tensorboard") is None:
+    if not installed("tensorboard"):
         raise BrainPropError("--tensorboard needs the tensorboard package: "
                              "pip install tensorboard (or drop --tensorboard)")
+    if not installed("tensorflow"):  # Keras' TensorBoard callback writes through it
+        raise BrainPropError("--tensorboard writes its summaries with TensorFlow, under any "
+                             "backend: pip install tensorflow (or drop --tensorboard)")
 
 
 def describe(configs: Sequence[RunConfig]) -> dict:
     """Every hyperparameter and path the runs of `configs` would use (`--print-config`).
 
-    Checks what can be checked without reading data; writes nothing.
+    Checks what can be checked without reading data; writes nothing.  The note on the
+    backend picked, if any, goes to stderr: stdout is the JSON alone.
     """
-    for config in configs:
-        config.check()
+    note = check_backend(configs)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     from brainprop import backend
 
     keras = backend.start()
