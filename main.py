@@ -2,7 +2,7 @@
 
 import sys
 
-from brainprop.cli import main
+from brainprop.runs.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,7 @@
 
 import sys
 
-from brainprop.extract import main
+from brainprop.data.extract import main
 
 if __name__ == "__main__":
     sys.exit(main())

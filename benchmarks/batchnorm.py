@@ -16,7 +16,7 @@ import common
 import keras
 import numpy as np
 
-from brainprop.layers import BatchNormalization
+from brainprop.nets.layers import BatchNormalization
 
 SHAPES = {"conv, first block": (128, 32, 32, 32), "deep, first block": (128, 32, 32, 64),
           "conv, second block": (128, 16, 16, 32)}

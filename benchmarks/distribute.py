@@ -51,10 +51,10 @@ def child(mode: str, architecture: str, images: int, epochs: int, out: str) -> N
     import keras
     import numpy as np
 
-    from brainprop.architectures import ARCHITECTURES, build_model, compile_model
-    from brainprop.devices import placement
-    from brainprop.pipeline import ImageBatches
-    from brainprop.training import EpochTimer
+    from brainprop.nets.architectures import ARCHITECTURES, build_model, compile_model
+    from brainprop.utils.devices import placement
+    from brainprop.data.pipeline import ImageBatches
+    from brainprop.train.training import EpochTimer
 
     arch = ARCHITECTURES[architecture]
     shape = common.INPUT_SHAPES[architecture]

@@ -43,7 +43,7 @@ def layer_macs(layer, input_shape) -> int:
     """Multiply-adds of one forward pass of `layer` for one example (0 if none)."""
     import keras
 
-    from brainprop.layers import LocallyConnected2D
+    from brainprop.nets.layers import LocallyConnected2D
 
     output_shape = layer.compute_output_shape((1, *input_shape[1:]))
     if isinstance(layer, keras.layers.Conv2D):
@@ -97,9 +97,9 @@ def measure(architecture: str, policy: str, jit: str, images: int, epochs: int,
     trains it (the policy set while the model is built, as `--mixed-precision` does)."""
     import keras
 
-    from brainprop.architectures import ARCHITECTURES, build_model, compile_model
-    from brainprop.pipeline import ImageBatches
-    from brainprop.training import EpochTimer
+    from brainprop.nets.architectures import ARCHITECTURES, build_model, compile_model
+    from brainprop.data.pipeline import ImageBatches
+    from brainprop.train.training import EpochTimer
 
     arch = ARCHITECTURES[architecture]
     shape = common.INPUT_SHAPES[architecture]

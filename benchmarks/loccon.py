@@ -67,7 +67,7 @@ def layer_alone(batch: int, steps: int, warmup: int, jit_compile) -> dict:
     """ms per `train_on_batch` of a one-layer model: ours, and (TensorFlow) Keras 2's."""
     import keras
 
-    from brainprop.layers import LocallyConnected2D
+    from brainprop.nets.layers import LocallyConnected2D
 
     results = {}
     for name, (shape, strides, batchnorm) in LAYER_SHAPES.items():
@@ -98,7 +98,7 @@ def keras2_layers(batches: list[int], steps: int, warmup: int) -> dict:
     import tensorflow as tf
     import tf_keras
 
-    from brainprop.layers import LocallyConnected2D, window_patches
+    from brainprop.nets.layers import LocallyConnected2D, window_patches
 
     def step_of(layer, kernel, with_input_gradient):
         @tf.function

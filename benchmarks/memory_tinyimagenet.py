@@ -83,15 +83,15 @@ def write_folder(root: Path, classes: int, per_class: int, seed: int = 0) -> int
 def child(approach: str, data_dir: str, steps: int) -> dict:
     """Run one approach in this (fresh) process; its peaks in MB."""
     sys.path.insert(0, str(ROOT))
-    from brainprop.datasets import load_dataset
+    from brainprop.data.datasets import load_dataset
 
     started = time.perf_counter()
     data = load_dataset("TinyImageNet", data_dir)
     load_seconds = time.perf_counter() - started
     import keras
 
-    from brainprop.architectures import build_model, compile_model
-    from brainprop.pipeline import ImageBatches
+    from brainprop.nets.architectures import build_model, compile_model
+    from brainprop.data.pipeline import ImageBatches
 
     keras.utils.set_random_seed(1)
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test

@@ -22,7 +22,7 @@ def batch_iterator(images: np.ndarray, labels: np.ndarray, batch_size: int):
     import keras
     from keras.src.trainers.data_adapters import get_data_adapter
 
-    from brainprop.pipeline import ImageBatches
+    from brainprop.data.pipeline import ImageBatches
 
     adapter = get_data_adapter(ImageBatches(images, labels, batch_size, shuffle=True))
     if keras.backend.backend() == "tensorflow":
@@ -31,7 +31,7 @@ def batch_iterator(images: np.ndarray, labels: np.ndarray, batch_size: int):
 
 
 def measure(architecture: str, steps: int, warmup: int) -> dict:
-    from brainprop.architectures import ARCHITECTURES
+    from brainprop.nets.architectures import ARCHITECTURES
     from train_step import build
 
     batch = ARCHITECTURES[architecture].batch_size

@@ -18,7 +18,7 @@ import common
 def build(architecture: str, algorithm: str, jit_compile: bool):
     import keras
 
-    from brainprop.architectures import ARCHITECTURES, build_model, compile_model
+    from brainprop.nets.architectures import ARCHITECTURES, build_model, compile_model
 
     keras.utils.set_random_seed(1)
     model = build_model(
@@ -28,7 +28,7 @@ def build(architecture: str, algorithm: str, jit_compile: bool):
 
 
 def measure(architecture: str, steps: int, warmup: int, batch: int | None) -> dict:
-    from brainprop.architectures import ARCHITECTURES
+    from brainprop.nets.architectures import ARCHITECTURES
 
     batch = batch or ARCHITECTURES[architecture].batch_size
     x, y = common.synthetic_batch(common.INPUT_SHAPES[architecture], batch)

@@ -38,10 +38,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from brainprop import devices  # noqa: E402
-from brainprop.architectures import build_model, compile_model  # noqa: E402
+from brainprop.utils import devices  # noqa: E402
+from brainprop.nets.architectures import build_model, compile_model  # noqa: E402
 from brainprop.model import select_action  # noqa: E402
-from brainprop.pipeline import ImageBatches  # noqa: E402
+from brainprop.data.pipeline import ImageBatches  # noqa: E402
 from synthetic import SHAPE, bright_rows  # noqa: E402
 
 BATCH = 64
@@ -146,7 +146,7 @@ def learning() -> dict:
 
 def command_line(directory: Path) -> dict:
     """main.py with --distribute (and --mixed-precision) on two devices, through -s."""
-    from brainprop.cli import main as cli
+    from brainprop.runs.cli import main as cli
 
     (x_train, y_train), (x_test, y_test) = bright_rows(1200, 2), bright_rows(400, 3)
     np.savez(directory / "mnist.npz", x_train=x_train[..., 0], y_train=y_train,

@@ -46,7 +46,7 @@ def main() -> int:
 
     setattr(owner, name, staticmethod(wrapper) if isinstance(
         owner.__dict__.get(name), staticmethod) else wrapper)
-    from brainprop.cli import main as run
+    from brainprop.runs.cli import main as run
 
     return run(argv)
 

@@ -34,7 +34,7 @@ def main() -> int:
     module, separator, *argv = sys.argv[1:]
     assert separator == "--"
     sys.meta_path.insert(0, SignalDuringImport(module))
-    from brainprop.cli import main as run
+    from brainprop.runs.cli import main as run
 
     return run(argv)
 

@@ -1,24 +1,20 @@
 """The architectures and hyperparameters of the paper and the original release."""
 
-import itertools
-
 import keras
 import numpy as np
 import pytest
 
-from brainprop.architectures import (
+from brainprop.nets.architectures import (
     ALGORITHMS,
-    PAPER_COMBINATIONS,
     ARCHITECTURES,
     build_model,
-    check_combination,
     compile_model,
     learning_rate_at,
 )
-from brainprop.errors import BrainPropError
-from brainprop.layers import LocallyConnected2D
+from brainprop.data.datasets import paper_combinations
+from brainprop.nets.layers import LocallyConnected2D
 from brainprop.model import BrainProp
-from brainprop.weights import weighted_layers
+from brainprop.nets.weights import weighted_layers
 
 BN = lambda c: [(c,), (c,), (c,), (c,)]  # noqa: E731  gamma, beta, moving mean, variance
 
@@ -198,23 +194,9 @@ def test_same_seed_builds_identical_weights():
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-ALL = itertools.product(list(PAPER_COMBINATIONS), ["dense", "loccon", "conv", "deep"], ALGORITHMS)
-
-
-@pytest.mark.parametrize("dataset,architecture,algorithm", list(ALL))
-def test_only_the_papers_combinations_are_allowed(dataset, architecture, algorithm):
-    if architecture in PAPER_COMBINATIONS[dataset]:
-        check_combination(dataset, architecture, algorithm)
-        return
-    with pytest.raises(BrainPropError) as error:
-        check_combination(dataset, architecture, algorithm)
-    message = str(error.value)
-    assert "\n" not in message and "MNIST: dense, loccon, conv" in message
-
-
 def _fit_two_epochs(algorithm, steps_per_execution):
-    from brainprop.architectures import compile_model
-    from brainprop.pipeline import ImageBatches, fit_input
+    from brainprop.nets.architectures import compile_model
+    from brainprop.data.pipeline import ImageBatches, fit_input
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (100, 8, 8, 1), dtype=np.uint8)  # small: quick to compile
@@ -262,6 +244,6 @@ def test_parameter_counts_in_the_docs_are_those_of_the_networks():
         for dataset, cell in zip(shapes, cells[1:]):
             if cell:
                 documented[(dataset, cells[0])] = int(cell.replace(",", ""))
-    assert set(documented) == {(d, a) for d, archs in PAPER_COMBINATIONS.items() for a in archs}
+    assert set(documented) == {(d, a) for d, archs in paper_combinations().items() for a in archs}
     for (dataset, architecture), count in documented.items():
         assert build_model(architecture, "BrainProp", *shapes[dataset]).count_params() == count

@@ -2,7 +2,7 @@
 
 import pytest
 
-from brainprop.atomic import partial_path, write_atomically
+from brainprop.utils.atomic import partial_path, write_atomically
 
 
 def test_partial_name_is_hidden_beside_the_file_and_keeps_its_suffix(tmp_path):

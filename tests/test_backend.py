@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop import backend
+from brainprop.utils import backend
 from test_cli import write_learnable_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_set_random_seed_reseeds_keras_numpy_and_python():
 
 RUN = """\
 import sys
-from brainprop.cli import main
+from brainprop.runs.cli import main
 status = main(sys.argv[1:])
 print("modules:", sorted(m for m in ("tensorflow", "jax") if m in sys.modules))
 sys.exit(status)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brainprop.architectures import build_model
-from brainprop.cli import main
-from brainprop.weights import save_weights
+from brainprop.nets.architectures import build_model
+from brainprop.runs.cli import main
+from brainprop.nets.weights import save_weights
 from test_cli import write_learnable_mnist
 
 
@@ -197,7 +197,7 @@ def test_unknown_option(workspace, capsys):
 def test_nan_loss_stops_training_keeps_best_weights_and_says_why(workspace, monkeypatch, capsys):
     # A sane first epoch, then a learning rate that blows the weights up.
     monkeypatch.setattr(
-        "brainprop.training.learning_rate_at", lambda epoch, lr: lr if epoch == 0 else 1e30
+        "brainprop.train.training.learning_rate_at", lambda epoch, lr: lr if epoch == 0 else 1e30
     )
     argv = train_args(workspace, "--learning-rate", "0.1", "--batch-size", "16")
     argv[argv.index("--epochs") + 1] = "5"
@@ -226,7 +226,7 @@ def test_ctrl_c_before_training_ends_in_one_line(workspace, monkeypatch, capsys)
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("brainprop.datasets.load_dataset", interrupted)
+    monkeypatch.setattr("brainprop.data.datasets.load_dataset", interrupted)
     assert main(train_args(workspace)) == 130
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and "interrupted" in errors[0]

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.layers import BatchNormalization
+from brainprop.nets.layers import BatchNormalization
 
 
 def layer_pair(shape, axis=-1, seed=1):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from brainprop.architectures import build_model
+from brainprop.nets.architectures import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import epoch  # noqa: E402

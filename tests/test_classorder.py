@@ -7,9 +7,9 @@ import h5py
 import numpy as np
 import pytest
 
-from brainprop import classorder
-from brainprop.classorder import confusion_matrix, first_per_class, recover_order
-from brainprop.cli import main
+from brainprop.runs import classorder
+from brainprop.runs.classorder import confusion_matrix, first_per_class, recover_order
+from brainprop.runs.cli import main
 from tinyimagenet_files import write_tiny_imagenet
 
 CLASSES = ["n01", "n02", "n03", "n04", "n05"]

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainprop.architectures import ALGORITHMS, PAPER_COMBINATIONS
-from brainprop.cli import main, parse_seeds
+from brainprop.data.datasets import paper_combinations
+from brainprop.nets.architectures import ALGORITHMS
+from brainprop.runs.cli import main, parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -167,8 +168,8 @@ def assert_one_line_error(result):
 
 INVALID = [
     (d, a, alg)
-    for d, a, alg in itertools.product(PAPER_COMBINATIONS, ["dense", "loccon", "conv", "deep"], ALGORITHMS)
-    if a not in PAPER_COMBINATIONS[d]
+    for d, a, alg in itertools.product(paper_combinations(), ["dense", "loccon", "conv", "deep"], ALGORITHMS)
+    if a not in paper_combinations()[d]
 ]
 
 

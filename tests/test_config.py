@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import itertools
 import shlex
 
 import numpy as np
@@ -9,13 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brainprop import reproduce
-from brainprop.architectures import ALGORITHMS, ARCHITECTURES, PAPER_COMBINATIONS, build_model
-from brainprop.cli import build_parser, configs_from
-from brainprop.config import RunConfig, option, positive
-from brainprop.datasets import build_dataset
-from brainprop.run import summary
-from brainprop.training import TrainingResult
+from brainprop.tables import reproduce
+from brainprop.data.datasets import paper_combinations
+from brainprop.nets.architectures import ALGORITHMS, ARCHITECTURES, build_model
+from brainprop.runs.cli import build_parser, configs_from
+from brainprop.runs.config import RunConfig, check_combination, help_of, option, positive
+from brainprop.data.datasets import build_dataset
+from brainprop.runs.run import summary
+from brainprop.utils.errors import BrainPropError
+from brainprop.train.training import TrainingResult
 
 FIELDS = dataclasses.fields(RunConfig)
 
@@ -58,12 +61,12 @@ def test_every_field_is_a_flag_of_main_py_with_its_help():
     parser = build_parser()
     for field in FIELDS:
         [action] = [a for a in parser._actions if a.dest == field.name]
-        assert action.help.startswith(field.metadata["help"])
+        assert action.help.startswith(help_of(field))
         assert list(action.option_strings) == list(field.metadata["flags"])
 
 
 combination = st.sampled_from(
-    [(d, a) for d, archs in PAPER_COMBINATIONS.items() for a in archs]
+    [(d, a) for d, archs in paper_combinations().items() for a in archs]
 )
 text = st.text("abcxyz _-./'\"$", min_size=1, max_size=12).filter(lambda t: t.strip("-") == t)
 
@@ -161,3 +164,17 @@ def test_reproduce_resumes_a_run_left_unfinished_in_the_runs_folder(tmp_path):
     child = reproduce.child_config(args, run, 5, tmp_path)
     assert child.resume and child.saves
     assert "--resume" in child.argv()
+
+
+ALL = itertools.product(list(paper_combinations()), ["dense", "loccon", "conv", "deep"], ALGORITHMS)
+
+
+@pytest.mark.parametrize("dataset,architecture,algorithm", list(ALL))
+def test_only_the_papers_combinations_are_allowed(dataset, architecture, algorithm):
+    if architecture in paper_combinations()[dataset]:
+        check_combination(dataset, architecture, algorithm)
+        return
+    with pytest.raises(BrainPropError) as error:
+        check_combination(dataset, architecture, algorithm)
+    message = str(error.value)
+    assert "\n" not in message and "MNIST: dense, loccon, conv" in message

@@ -4,7 +4,7 @@ import csv
 import io
 import json
 
-from brainprop.console import ChanceHint, CSVLog, EpochLine, default_verbosity, epoch_line
+from brainprop.train.console import ChanceHint, CSVLog, EpochLine, default_verbosity, epoch_line
 
 
 class Terminal(io.StringIO):
@@ -81,9 +81,9 @@ def test_tensorboard_gets_every_epoch_number_each_class_and_the_learning_rate(tm
     import pytest
 
     event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-    from brainprop.architectures import build_model, compile_model
-    from brainprop.datasets import build_dataset
-    from brainprop.training import TrainingConfig, train
+    from brainprop.nets.architectures import build_model, compile_model
+    from brainprop.data.datasets import build_dataset
+    from brainprop.train.training import TrainingConfig, train
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (64, 28, 28, 1)).astype("uint8")

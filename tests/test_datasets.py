@@ -10,14 +10,14 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.datasets import (
-    DATASET_CLASSES,
+from brainprop.data.datasets import (
+    DATASETS,
     MNIST_IDX_FILES,
     Dataset,
     build_dataset,
     load_dataset,
 )
-from brainprop.errors import BrainPropError
+from brainprop.utils.errors import BrainPropError
 
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
@@ -134,7 +134,7 @@ def tar_folder(folder: Path, inner: str, tarball: str) -> Path:
 
 
 def check_matches(data: Dataset, expected: dict, name: str, shape: tuple) -> None:
-    assert data.name == name and data.n_classes == DATASET_CLASSES[name]
+    assert data.name == name and data.n_classes == DATASETS[name].n_classes
     assert data.input_shape == shape
     for key in ("x_train", "x_test"):
         array = getattr(data, key)

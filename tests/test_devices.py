@@ -1,4 +1,4 @@
-"""One run over several devices, and mixed precision (brainprop/devices.py).
+"""One run over several devices, and mixed precision (brainprop/utils/devices.py).
 
 The data-parallel checks run in a fresh process with two virtual CPU devices
 (`tests/distributed_checks.py`), on the backend under test.
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from keras import ops
 
-from brainprop import devices
-from brainprop.architectures import build_model, compile_model
-from brainprop.errors import BrainPropError
-from brainprop.pipeline import ImageBatches
+from brainprop.utils import devices
+from brainprop.nets.architectures import build_model, compile_model
+from brainprop.utils.errors import BrainPropError
+from brainprop.data.pipeline import ImageBatches
 from synthetic import SHAPE, bright_rows
 
 CHECKS = Path(__file__).with_name("distributed_checks.py")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from brainprop.datasets import load_dataset
-from brainprop.extract import main
+from brainprop.data.datasets import load_dataset
+from brainprop.data.extract import main
 from tinyimagenet_files import write_tiny_imagenet, zip_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,7 +178,7 @@ def test_ctrl_c_during_extraction_ends_in_one_line_and_leaves_nothing(
 
 def test_extracting_imports_neither_keras_nor_a_backend(good_zip, tmp_path):
     zip_path = place(good_zip, tmp_path)
-    script = ("import sys; from brainprop.extract import main; status = main([sys.argv[1]]); "
+    script = ("import sys; from brainprop.data.extract import main; status = main([sys.argv[1]]); "
               "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules)); "
               "sys.exit(status)")
     result = subprocess.run([sys.executable, "-c", script, str(zip_path)], capture_output=True,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from brainprop.errors import BrainPropError
-from brainprop.jobs import (
+from brainprop.utils.errors import BrainPropError
+from brainprop.tables.jobs import (
     SHARED_GPU_ENVIRONMENT,
     Progress,
     Run,
@@ -32,7 +32,7 @@ def test_cores_are_shared_out_disjoint_and_even():
 
 def test_progress_counts_every_state_and_shares_the_estimate_among_processes(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("brainprop.jobs.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("brainprop.tables.jobs.time.monotonic", lambda: clock[0])
     progress = Progress(total=6, jobs=2, done=1)
     a = Run("a", (), Path("."), Path("a.log"), kind="A")
     b = Run("b", (), Path("."), Path("b.log"), kind="B")

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.layers import LocallyConnected2D, window_patches
+from brainprop.nets.layers import LocallyConnected2D, window_patches
 
 
 def pair(value):

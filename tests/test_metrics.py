@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from brainprop.architectures import ALGORITHMS, build_model, compile_model
-from brainprop.datasets import build_dataset
-from brainprop.metrics import ClassAccuracy
-from brainprop.training import TrainingConfig, train
+from brainprop.nets.architectures import ALGORITHMS, build_model, compile_model
+from brainprop.data.datasets import build_dataset
+from brainprop.nets.metrics import ClassAccuracy
+from brainprop.train.training import TrainingConfig, train
 
 
 def test_class_accuracy_counts_each_class_separately_across_batches():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from brainprop.layers import LocallyConnected2D
+from brainprop.nets.layers import LocallyConnected2D
 from brainprop.model import BrainProp, brainprop_loss, reward_for, select_action
 
 N_CLASSES = 5

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.errors import BrainPropError
-from brainprop.devices import run_steps_per_execution_on_torch
-from brainprop.pipeline import ImageBatches, OnePassAtATime, fit_input
+from brainprop.utils.errors import BrainPropError
+from brainprop.utils.devices import run_steps_per_execution_on_torch
+from brainprop.data.pipeline import ImageBatches, OnePassAtATime, fit_input
 
 
 def numbered(n: int):

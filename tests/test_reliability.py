@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from brainprop.cli import main
+from brainprop.runs.cli import main
 from filesystems import small_filesystem
 from test_cli import write_learnable_mnist
 from test_resume import send_signal_at
@@ -228,10 +228,10 @@ def uninterrupted(data_dir, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target, call, when", [
-    ("brainprop.resume:write_atomically", 1, "before"),  # the first backup never written
-    ("brainprop.resume:write_atomically", 3, "half"),    # a later backup cut short
-    ("brainprop.outputs:plot_accuracy", 1, "before"),    # the final save, first file
-    ("brainprop.outputs:write_summary", 1, "after"),     # summary written, backup not gone
+    ("brainprop.train.resume:write_atomically", 1, "before"),  # the first backup never written
+    ("brainprop.train.resume:write_atomically", 3, "half"),    # a later backup cut short
+    ("brainprop.runs.outputs:plot_accuracy", 1, "before"),    # the final save, first file
+    ("brainprop.runs.outputs:write_summary", 1, "after"),     # summary written, backup not gone
 ], ids=["first-backup", "third-backup-cut", "final-save-start", "final-save-cleanup"])
 def test_kill_9_then_resume_completes_as_an_uninterrupted_run(
     data_dir, tmp_path, uninterrupted, capsys, target, call, when
@@ -252,15 +252,15 @@ def test_kill_9_then_resume_completes_as_an_uninterrupted_run(
 def test_ctrl_c_during_the_final_save_finishes_it_then_stops(
     data_dir, tmp_path, monkeypatch, capsys
 ):
-    import brainprop.outputs
+    import brainprop.runs.outputs
 
-    original = brainprop.outputs.write_summary
+    original = brainprop.runs.outputs.write_summary
 
     def interrupted_save(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)  # noted: the save goes on to its end
         original(*args, **kwargs)
 
-    monkeypatch.setattr(brainprop.outputs, "write_summary", interrupted_save)
+    monkeypatch.setattr(brainprop.runs.outputs, "write_summary", interrupted_save)
     assert main(command(data_dir, tmp_path)) == 130
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors == ["main.py: interrupted"]
@@ -271,8 +271,8 @@ def test_ctrl_c_during_the_final_save_finishes_it_then_stops(
 
 
 @pytest.mark.parametrize("command_main, target", [
-    ("brainprop.report:main", "brainprop.report.load_runs"),
-    ("brainprop.reproduce:main", "brainprop.reproduce._done_runs"),
+    ("brainprop.tables.report:main", "brainprop.tables.report.load_runs"),
+    ("brainprop.tables.reproduce:main", "brainprop.tables.reproduce._done_runs"),
 ], ids=["report", "reproduce"])
 def test_ctrl_c_in_report_and_reproduce_ends_in_one_line(
     tmp_path, monkeypatch, capsys, command_main, target

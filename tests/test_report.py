@@ -11,7 +11,7 @@ from PIL import Image
 
 from filesystems import read_only_folder
 
-from brainprop.report import curve_band, load_runs, main, write_report
+from brainprop.tables.report import curve_band, load_runs, main, write_report
 
 
 def write_run(folder, dataset, architecture, algorithm, seed, best_epoch, accuracy,
@@ -182,6 +182,44 @@ def test_foreign_or_truncated_history_pickle_is_refused_in_one_line(tmp_path, ca
     assert "MNIST_dense_BrainProp_seed1_history.pkl" in _one_error(capsys)
 
 
+@pytest.mark.parametrize("key, value", [
+    ("seed", [1]), ("seed", -1), ("seed", True), ("dataset", {"MNIST": 1}), ("algorithm", ""),
+    ("best_val_accuracy", "high"), ("best_val_accuracy", float("-inf")),
+    ("best_val_accuracy", 1e308), ("best_val_accuracy", float("nan")),
+    ("test_accuracy_at_best_epoch", 1.5), ("best_epoch", "two"), ("epochs_run", 10**400),
+    ("files", ["history"]), ("hyperparameters", {"max_epochs": "many"}),
+], ids=lambda value: type(value).__name__ if not isinstance(value, str) else value or "empty")
+def test_summary_with_a_value_of_the_wrong_type_is_refused_in_one_line(
+    tmp_path, capsys, key, value
+):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    path = tmp_path / "MNIST_dense_BrainProp_seed1_summary.json"
+    summary = json.loads(path.read_text())
+    summary[key] = value
+    path.write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 2
+    line = _one_error(capsys)
+    assert line.startswith(f"report: error: {path} is not a run summary (") and key in line
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("history", [
+    {"val_accuracy": [0.5, 10**400]}, {"val_accuracy": [0.5, float("inf")]},
+    {"val_accuracy": [0.5, -0.1]}, {"val_accuracy": [[0.5], [0.6]]},
+    {"val_class_accuracy": [0.5, 0.6]}, {"val_class_accuracy": [[0.5, 0.6], [0.5]]},
+    {"loss": 0.5}, {"loss": {"1": 0.5}},
+], ids=["huge-int", "inf", "negative", "2d-accuracy", "1d-per-class", "ragged", "number",
+        "mapping"])
+def test_history_with_values_of_the_wrong_type_or_range_is_refused_in_one_line(
+    tmp_path, capsys, history
+):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    path = tmp_path / "MNIST_dense_BrainProp_seed1_history.pkl"
+    path.write_bytes(pickle.dumps(["MNIST", "BrainProp", history]))
+    assert main([str(tmp_path)]) == 2
+    assert f"{path} is not a run history (metric" in _one_error(capsys)
+
+
 def _release_history_pickle(protocol: int, numpy_1: bool = False) -> bytes:
     """As the original release wrote it (tf.keras 2.x): floats for the metrics, NumPy
     float32 scalars for the learning rate its LearningRateScheduler logs."""
@@ -205,7 +243,7 @@ def test_history_pickles_of_the_original_release_still_load(tmp_path, protocol, 
 
 
 def test_json_history_is_read_and_the_pickle_left_alone(tmp_path):
-    from brainprop.outputs import write_history_json
+    from brainprop.runs.outputs import write_history_json
 
     write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.5, 2)
     stem = "MNIST_dense_BrainProp_seed1"
@@ -247,7 +285,7 @@ def test_report_into_a_folder_that_cannot_be_written_is_refused_in_one_line(tmp_
 
 def _figure_of(monkeypatch, plot, *args):
     """The matplotlib figure `plot` would save, kept open to look at."""
-    import brainprop.report as report_module
+    import brainprop.tables.report as report_module
 
     figures = []
     monkeypatch.setattr(report_module, "_save_figure",
@@ -264,7 +302,7 @@ def _legend_clear_of_curves(fig, ax):
 
 
 def test_figures_of_one_epoch_runs_show_points_on_a_whole_epoch_axis(tmp_path, monkeypatch):
-    from brainprop.report import load_runs, plot_class_discovery, plot_figure5
+    from brainprop.tables.report import load_runs, plot_class_discovery, plot_figure5
 
     write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 1, 0.11, 1)
     write_run(tmp_path, "MNIST", "dense", "EBP", 1, 1, 0.3, 1)
@@ -289,7 +327,7 @@ def test_figures_of_one_epoch_runs_show_points_on_a_whole_epoch_axis(tmp_path, m
 def test_run_plot_has_markers_and_a_legend_off_the_curves(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
-    from brainprop import outputs
+    from brainprop.runs import outputs
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)

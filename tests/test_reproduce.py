@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from brainprop.errors import BrainPropError
-from brainprop.reproduce import configurations, main
+from brainprop.utils.errors import BrainPropError
+from brainprop.tables.reproduce import configurations, main
 from test_cli import write_learnable_mnist
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ import signal
 import numpy as np
 import pytest
 
-from brainprop.cli import main
-from brainprop.training import EpochTimer
+from brainprop.runs.cli import main
+from brainprop.train.training import EpochTimer
 from test_cli import write_learnable_mnist
 
 
@@ -114,8 +114,8 @@ def test_resume_without_an_interrupted_run_is_refused_in_one_line(data_dir, tmp_
 # Inside epoch 2: a run stopped before its first epoch ends leaves nothing to resume.
 INTERRUPT_INSIDE_EPOCH_2 = """\
 import os, signal, sys
-from brainprop.cli import main
-from brainprop.training import EpochTimer
+from brainprop.runs.cli import main
+from brainprop.train.training import EpochTimer
 
 def on_train_batch_end(self, batch, logs=None):
     if len(self.seconds) == 1 and batch >= 2:  # epoch 2, end of a compiled call
@@ -145,7 +145,7 @@ def test_ctrl_c_leaves_no_tensorflow_error_at_exit(data_dir, tmp_path):
 def _backed_up_model(tmp_path):
     import keras
 
-    from brainprop.resume import RunBackup
+    from brainprop.train.resume import RunBackup
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(keras.optimizers.SGD(0.1), "mse")
@@ -159,7 +159,7 @@ def _backed_up_model(tmp_path):
 
 
 def test_a_backup_holds_the_epochs_end_while_the_next_epoch_changes_the_weights(tmp_path):
-    from brainprop.resume import BACKUP_FILE
+    from brainprop.train.resume import BACKUP_FILE
 
     model, backup = _backed_up_model(tmp_path)
     at_epoch_end = [np.array(v) for v in model.variables]
@@ -176,7 +176,7 @@ def test_a_backup_holds_the_epochs_end_while_the_next_epoch_changes_the_weights(
 def test_a_backup_that_cannot_be_written_fails_the_training_thread(tmp_path, monkeypatch):
     import errno
 
-    from brainprop import resume
+    from brainprop.train import resume
 
     def full(path, write):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from brainprop.reproduce import main
+from brainprop.tables.reproduce import main
 from test_cli import write_learnable_mnist
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainprop import imagecache, tinyimagenet
-from brainprop.cli import main
-from brainprop.datasets import load_dataset
-from brainprop.errors import BrainPropError
+from brainprop.data import imagecache, tinyimagenet
+from brainprop.runs.cli import main
+from brainprop.data.datasets import load_dataset
+from brainprop.utils.errors import BrainPropError
 from tinyimagenet_files import WNIDS, save_jpeg, smooth_image, write_tiny_imagenet
 
 
@@ -183,6 +183,27 @@ def test_unknown_wnid_in_annotations(tiny):
     annotations.write_text(annotations.read_text() + "val_0.JPEG\tn99\t0\t0\t1\t1\n")
     message = error_of(root)
     assert "val_annotations.txt line 6" in message and "n99" in message
+
+
+@pytest.mark.parametrize("name", ["../../train/n01/images/n01_0.JPEG", "/abs/val_0.JPEG",
+                                  "sub/val_0.JPEG", "..", ""])
+def test_annotation_naming_a_file_outside_val_images_is_refused(tiny, name):
+    root, _ = tiny
+    annotations = root / "tiny-imagenet-200" / "val" / "val_annotations.txt"
+    if name.startswith("/abs"):  # an image that exists, outside the folder
+        outside = root / "outside.JPEG"
+        outside.write_bytes((annotations.parent / "images" / "val_0.JPEG").read_bytes())
+        name = str(outside)
+    annotations.write_text(annotations.read_text() + f"{name}\tn01\t0\t0\t1\t1\n")
+    message = error_of(root)
+    assert "val_annotations.txt line 6" in message and "is not the name of a file in val/images/" in message
+
+
+def test_annotations_that_are_not_utf8_are_refused(tiny):
+    root, _ = tiny
+    annotations = root / "tiny-imagenet-200" / "val" / "val_annotations.txt"
+    annotations.write_bytes(annotations.read_bytes() + b"val_0.JPEG\tn01\xff\n")
+    assert "val_annotations.txt line 6 is not UTF-8 text" in error_of(root)
 
 
 def test_annotated_image_missing(tiny):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from brainprop.cli import main
-from brainprop.datasets import build_dataset
-from brainprop.errors import BrainPropError
-from brainprop.validation import hold_out
+from brainprop.runs.cli import main
+from brainprop.data.datasets import build_dataset
+from brainprop.utils.errors import BrainPropError
+from brainprop.train.validation import hold_out
 from test_cli import write_learnable_mnist
 
 

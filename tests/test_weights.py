@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.architectures import build_model
-from brainprop.errors import BrainPropError
-from brainprop.weights import load_weights, save_weights, weighted_layers
+from brainprop.nets.architectures import build_model
+from brainprop.utils.errors import BrainPropError
+from brainprop.nets.weights import load_weights, save_weights, weighted_layers
 
 # Keras 2 (TF 2.x) class names as Sequential auto-named them.
 KERAS2_NAMES = {
@@ -190,3 +190,37 @@ def test_truncated_file_is_refused(tmp_path):
     data = (tmp_path / "w.h5").read_bytes()
     (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
     one_line_error(build_model("dense", "EBP", (28, 28, 1), 10), tmp_path / "cut.h5")
+
+
+def foreign_file(path, kind):
+    """An HDF5 file laid out almost as a weight file, one entry of the wrong kind."""
+    with h5py.File(path, "w") as f:
+        if kind == "layers-dataset":
+            f.create_dataset("layers", data=np.zeros(3))
+        elif kind == "scalar-layer-names":
+            f.attrs["layer_names"] = b"dense"
+            f.create_group("dense").attrs["weight_names"] = np.asarray([b"dense/kernel:0"])
+        elif kind == "layer-is-dataset":
+            f.attrs["layer_names"] = np.asarray([b"dense"])
+            f.create_dataset("dense", data=np.zeros(3))
+        elif kind == "weight-is-group":
+            f.attrs["layer_names"] = np.asarray([b"dense"])
+            layer = f.create_group("dense")
+            layer.attrs["weight_names"] = np.asarray([b"kernel:0"])
+            layer.create_group("kernel:0")
+        elif kind == "numbers-as-names":
+            f.attrs["layer_names"] = np.arange(3)
+        elif kind == "model-weights-dataset":
+            f.create_dataset("model_weights", data=np.zeros(3))
+        elif kind == "bad-utf8-name":
+            f.attrs["layer_names"] = np.asarray([b"\xff\xfe"])
+
+
+@pytest.mark.parametrize("kind", ["layers-dataset", "scalar-layer-names", "layer-is-dataset",
+                                  "weight-is-group", "numbers-as-names", "model-weights-dataset",
+                                  "bad-utf8-name"])
+def test_foreign_hdf5_file_is_refused_in_one_line(tmp_path, kind):
+    path = tmp_path / "foreign.h5"
+    foreign_file(path, kind)
+    message = one_line_error(build_model("dense", "EBP", (28, 28, 1), 10), path)
+    assert message.startswith(f"{path} is not a Keras weight file (") or "could not be read" in message

@@ -1,0 +1,61 @@
+"""A cache of decoded images: one uncompressed .npz, trusted only if it matches its source.
+
+Decoding a folder of JPEGs takes a while; reading back the uint8 arrays takes seconds.
+The cache records a format version and a fingerprint of the source files (their names,
+sizes and modification times), and `load_cache` returns None for any cache whose version
+or fingerprint differs, or that cannot be read: the caller decodes again and rewrites it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from brainprop.utils.atomic import write_atomically
+
+# Bump when what the cache holds, or how it is laid out, changes.
+CACHE_VERSION = 1
+
+
+def fingerprint(root: Path, files: Iterable[Path], extra: str = "") -> str:
+    """A hash of each file's path relative to `root`, size and mtime, in order, and `extra`."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}\n{extra}\n".encode())
+    for path in files:
+        stat = path.stat()
+        line = f"{path.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n"
+        digest.update(line.encode())
+    return digest.hexdigest()
+
+
+def load_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays saved in `path` under `key`, or None if it is absent, stale or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            # Members are read lazily: a stale cache costs only these two small reads.
+            if int(npz["version"]) != CACHE_VERSION or str(npz["fingerprint"]) != key:
+                return None
+            return {name: npz[name] for name in npz.files if name not in ("version", "fingerprint")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def save_cache(path: Path, key: str, arrays: dict[str, np.ndarray]) -> bool:
+    """Write `arrays` to `path` under `key` atomically; warn and return False if it cannot."""
+    def write(partial: Path) -> None:
+        with open(partial, "wb") as f:
+            np.savez(f, version=np.int64(CACHE_VERSION), fingerprint=np.str_(key), **arrays)
+
+    try:
+        write_atomically(path, write)
+    except OSError as exc:
+        print(f"warning: could not write the cache {path} ({exc}); the next run decodes again",
+              file=sys.stderr)
+        return False
+    return True

@@ -1,0 +1,249 @@
+"""The four architectures of the paper and their hyperparameters, as data.
+
+Everything that depends on the architecture is read from `ARCHITECTURES`; the
+builder below turns a list of layer specs into Keras layers.  The layers that
+carry weights come in exactly the original release's order and shapes, so a
+legacy Keras 2 weight file loads by order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+
+ALGORITHMS = ("BrainProp", "EBP")
+
+LayerSpec = tuple  # ("conv", filters, strides), ("dense", units), ("relu",), ...
+
+
+def _conv_block(kind: str, filters: int, strides: int = 1) -> list[LayerSpec]:
+    # BatchNorm comes after the ReLU everywhere, as in the original release.
+    return [(kind, filters, strides), ("relu",), ("batchnorm",)]
+
+
+def _shallow(kind: str) -> list[LayerSpec]:
+    return [
+        *_conv_block(kind, 32),
+        *_conv_block(kind, 32, strides=2),
+        ("dropout", 0.3),
+        ("flatten",),
+        ("dense", 500),
+        ("relu",),
+        ("dropout", 0.3),
+    ]
+
+
+_DEEP = [
+    *_conv_block("conv", 64),
+    *_conv_block("conv", 64),
+    ("maxpool", 2),
+    ("dropout", 0.3),
+    *_conv_block("conv", 128),
+    *_conv_block("conv", 128),
+    ("maxpool", 2),
+    ("dropout", 0.3),
+    *_conv_block("conv", 128),
+    *_conv_block("conv", 128),
+    *_conv_block("conv", 128),
+    ("maxpool", 2),
+    ("dropout", 0.8),
+    ("flatten",),
+    ("dense", 500),
+    ("relu",),
+    ("dropout", 0.3),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """One architecture: the layers (output layer excluded) and hyperparameters."""
+
+    layers: tuple[LayerSpec, ...]
+    batch_size: int
+    learning_rate: float
+    init_std: float
+    l2: float
+    padding: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "dense": Architecture(
+        layers=(
+            ("flatten",),
+            ("dense", 1500),
+            ("relu",),
+            ("dense", 1000),
+            ("relu",),
+            ("dense", 500),
+            ("relu",),
+        ),
+        batch_size=128,
+        learning_rate=0.1,
+        init_std=0.01,
+        l2=0.0,
+        padding="valid",
+    ),
+    "conv": Architecture(tuple(_shallow("conv")), 128, 0.1, 0.005, 0.0, "same"),
+    "loccon": Architecture(tuple(_shallow("loccon")), 32, 0.1, 0.005, 0.0, "valid"),
+    "deep": Architecture(tuple(_DEEP), 128, 0.1, 0.005, 0.0005, "same"),
+}
+
+# Learning-rate schedule of the release: halve every 100 epochs.
+LR_HALVING_EPOCHS = 100
+LR_SCHEDULE = f"learning_rate * 0.5 ** (epoch // {LR_HALVING_EPOCHS})"
+
+
+def learning_rate_at(epoch: int, initial: float) -> float:
+    """Learning rate for a 0-based `epoch`: LR_SCHEDULE with `learning_rate=initial`."""
+    return initial * 0.5 ** (epoch // LR_HALVING_EPOCHS)
+
+
+def _kernel_options(arch: Architecture) -> dict:
+    """No bias; kernels drawn from N(0, init_std^2), with the architecture's L2."""
+    import keras
+
+    return {
+        "use_bias": False,
+        "kernel_initializer": keras.initializers.RandomNormal(0.0, arch.init_std),
+        "kernel_regularizer": keras.regularizers.L2(arch.l2) if arch.l2 else None,
+    }
+
+
+def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers.Layer:
+    import keras
+
+    from brainprop.utils.devices import replicated_batch_statistics
+    from brainprop.nets.layers import BatchNormalization, LocallyConnected2D
+
+    kind, *args = spec
+    weights = _kernel_options(arch)
+    name = f"{kind}_{index}"
+    if kind == "conv":
+        filters, strides = args
+        return keras.layers.Conv2D(
+            filters, 3, strides=strides, padding=arch.padding, name=name, **weights
+        )
+    if kind == "loccon":
+        filters, strides = args
+        return LocallyConnected2D(filters, 3, strides=strides, name=name, **weights)
+    if kind == "dense":
+        return keras.layers.Dense(args[0], name=name, **weights)
+    simple = {
+        "relu": lambda: keras.layers.ReLU(name=name),
+        # Over the global batch when data-parallel, as on one device (then Keras'
+        # composite runs; on one device TensorFlow's fused kernel).
+        "batchnorm": lambda: BatchNormalization(
+            name=name, synchronized=replicated_batch_statistics()
+        ),
+        "maxpool": lambda: keras.layers.MaxPooling2D(args[0] if args else 2, name=name),
+        "dropout": lambda: keras.layers.Dropout(args[0] if args else 0.0, name=name),
+        "flatten": lambda: keras.layers.Flatten(name=name),
+    }
+    return simple[kind]()
+
+
+def build_model(
+    architecture: str,
+    algorithm: str,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    seed: int = 1,
+    batch_size: int | None = None,
+    init_std: float | None = None,
+) -> keras.Model:
+    """Build the network as the original release did (uncompiled).
+
+    The output layer is linear for both rules.  BrainProp gets the `BrainProp`
+    model class (the rule), whose loss is divided by `batch_size`, the batch
+    size it will be trained with (default: the architecture's).  EBP gets a
+    plain `keras.Model` whose outputs are the logits of the softmax (the
+    release's softmax layer had no weights, so its files load unchanged, and
+    the argmax is the same); `compile_model` gives it the cross-entropy of
+    those logits.  `init_std` replaces the architecture's standard deviation
+    of the initial weights.  Weight initialisation draws from Keras' global
+    seed, so call `keras.utils.set_random_seed` first.
+    """
+    import keras
+
+    from brainprop.model import BrainProp
+
+    arch = ARCHITECTURES[architecture]
+    if init_std is not None:
+        arch = dataclasses.replace(arch, init_std=init_std)
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = inputs
+    for index, spec in enumerate(arch.layers, start=1):
+        x = _make_layer(spec, arch, index)(x)
+    # float32 under mixed precision too: the Q values (or logits) and the loss stay exact.
+    output = keras.layers.Dense(n_classes, name="output", dtype="float32",
+                                **_kernel_options(arch))(x)
+    name = f"{architecture}_{algorithm}"
+    if algorithm == "BrainProp":
+        return BrainProp(
+            inputs, output, seed=seed, batch_size=batch_size or arch.batch_size, name=name
+        )
+    return keras.Model(inputs, output, name=name)
+
+
+# Training and validation steps run per compiled call: the same steps in the same
+# order (results are unchanged), with Keras' per-call work (callbacks, progress bar,
+# the Python loop) done once per 16 batches instead of every batch.  On a loaded
+# 2-core CPU this halved the wall time of an MNIST dense epoch (benchmarks/RESULTS.md);
+# on a GPU, where a step takes milliseconds, that per-call work would dominate.
+STEPS_PER_EXECUTION = 16
+
+
+def compile_model(
+    model: keras.Model,
+    learning_rate: float,
+    jit_compile: bool | str = "auto",
+    steps_per_execution: int = STEPS_PER_EXECUTION,
+) -> keras.Model:
+    """Compile with plain SGD (no momentum); the loss depends on the algorithm:
+    BrainProp's own (`brainprop.model`), or for EBP the cross-entropy of the
+    softmax of the outputs, computed from the logits, averaged over the batch
+    (as the release's `categorical_crossentropy`).
+
+    Both log `class_accuracy`, the accuracy of each class (a vector per epoch).
+    Callbacks see a batch end once per `steps_per_execution` batches (one
+    under a TensorFlow strategy of several replicas, `devices.steps_per_call`).
+
+    `jit_compile="auto"` is Keras' choice, and the faster one measured on CPU
+    for every architecture (benchmarks/RESULTS.md): XLA on JAX (off would mean
+    eager execution), no XLA for TensorFlow on CPU (XLA's CPU convolutions are
+    several times slower). On a GPU Keras turns XLA on for TensorFlow too (not
+    measured here: no GPU was available).
+    """
+    import keras
+
+    from brainprop.nets.metrics import ClassAccuracy
+    from brainprop.model import BrainProp
+
+    from brainprop.utils.devices import run_steps_per_execution_on_torch, steps_per_call
+
+    steps_per_execution = steps_per_call(steps_per_execution)
+    optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0)
+    per_class = ClassAccuracy(model.output_shape[-1])
+    if isinstance(model, BrainProp):
+        model.compile(
+            optimizer=optimizer,
+            metrics=[per_class],
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+        )
+    else:
+        # From the logits: probabilities clipped to [1e-7, 1 - 1e-7] (as Keras does
+        # on some backends) would give an example whose label is that unlikely
+        # no gradient at all.
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), per_class],
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+        )
+    run_steps_per_execution_on_torch(model)
+    return model

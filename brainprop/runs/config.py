@@ -1,0 +1,369 @@
+"""One run, described once: `RunConfig`.
+
+Each field carries its command-line flag and help text, so that `main.py`'s
+parser, the options `reproduce` passes on to every run, the command that
+resumes a run (`config.argv()`) and the run summary are all derived from the
+fields.  Adding an option is adding a field: it becomes a flag of `main.py`,
+an option `reproduce` passes on to every run (unless `forward=False`), a part
+of the resume command and of the summary's `config`.
+
+No Keras here: a run is described, and checked, before a backend starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import shlex
+from typing import Any, Callable
+
+from brainprop.data.datasets import DATASETS, paper_combinations
+from brainprop.nets.architectures import ALGORITHMS, ARCHITECTURES, LR_HALVING_EPOCHS
+from brainprop.train.config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA, TrainingConfig
+from brainprop.utils.errors import BrainPropError
+
+LOAD_AND_SAVE = (
+    "-s saves what training produces and -l evaluates weights without training: drop -s "
+    "(or -l to train)"
+)
+LOAD_ALONE = (
+    "-l evaluates one weight file on the test set: drop --seeds, --validation-split and --resume"
+)
+
+
+def positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a finite number of `kind` above 0."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(_not_a(kind, text)) from None
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _not_a(kind: type, text: str) -> str:
+    """Why `text` is not a `kind`: `1e9` is a number, but not a whole one."""
+    if kind is int:
+        try:
+            float(text)
+        except ValueError:
+            pass
+        else:
+            return f"{text!r} is not a whole number; write it in digits, such as 500"
+    return f"{text!r} is not a number"
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1, such as 0.1")
+    return value
+
+
+# NumPy and both backends take seeds from 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+# More runs than anyone starts from one command; checked before any list is made.
+MAX_SEEDS = 10_000
+
+
+def parse_seed(text: str) -> int:
+    """An argparse type: one seed, 0 to 2**32 - 1 (what NumPy and the backends take)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a seed: give a whole number from 0 to {MAX_SEED}"
+        ) from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed {text} is out of range: seeds go from 0 to {MAX_SEED}")
+    return seed
+
+
+def _seed_number(text: str, whole: str) -> int:
+    try:
+        int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{whole!r} is not a list of seeds; write 1-10, 1,3,5 or 7"
+        ) from None
+    return parse_seed(text)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from `1-10`, `1,3,5`, `7` or a mix (`1-3,8`), in the order given.
+
+    Every part is checked (numbers, order, range, how many) before the list is made.
+    """
+    ranges = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        first = _seed_number(first, text)
+        last = _seed_number(last, text) if dash else first
+        if last < first:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} in {text!r} runs backwards; write {last}-{first}"
+            )
+        ranges.append(range(first, last + 1))
+    count = sum(len(r) for r in ranges)
+    if count > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names {count} seeds; at most {MAX_SEEDS} in one command"
+        )
+    seeds = [seed for r in ranges for seed in r]
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names a seed twice")
+    return seeds
+
+
+def check_combination(dataset: str, architecture: str, algorithm: str) -> None:
+    """Raise BrainPropError unless the paper ran this dataset/architecture/algorithm."""
+    if algorithm not in ALGORITHMS:
+        raise BrainPropError(
+            f"unknown algorithm {algorithm!r}: choose {' or '.join(ALGORITHMS)}"
+        )
+    if architecture in paper_combinations().get(dataset, ()):
+        return
+    raise BrainPropError(
+        f"{dataset} with {architecture} is not a combination of the paper; "
+        f"allowed: {combinations_text()}"
+    )
+
+
+def combinations_text() -> str:
+    """`MNIST: dense, loccon, conv; CIFAR10: ...`: the combinations the paper ran."""
+    return "; ".join(f"{d}: {', '.join(a)}" for d, a in paper_combinations().items())
+
+
+def _data_dir_help() -> str:
+    files = ", ".join(f"{spec.files} for {name}" for name, spec in DATASETS.items())
+    return ("read the data set from the standard files in this folder instead of "
+            f"downloading it: {files} (see docs/data.md)")
+
+
+def option(*flags: str, help: str | Callable[[], str], default: Any = None, forward: bool = True,
+           shown_default: str | None = None, **argparse_options) -> Any:
+    """A RunConfig field and its command-line option.
+
+    `flags` empty makes a positional argument.  `forward=False` for what `reproduce`
+    decides itself (which run, where, whether to save or resume) rather than passes on.
+    `shown_default` is what --help says the default is, when not the value itself.
+    Other keywords go to `ArgumentParser.add_argument` (`type`, `action`, `choices`, ...).
+    `help` and `choices` may be functions, called when a parser is built: what they
+    read (the declared data sets) may grow after this module is imported.
+    """
+    metadata = {"flags": flags, "help": help, "forward": forward,
+                "shown_default": shown_default, "argparse": argparse_options}
+    if not flags:
+        return dataclasses.field(metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def help_of(field: dataclasses.Field) -> str:
+    """The help text of a RunConfig field (its default aside), as a parser built now shows it."""
+    text = field.metadata["help"]
+    return text() if callable(text) else text
+
+
+def _batch_sizes() -> str:
+    sizes = {name: arch.batch_size for name, arch in ARCHITECTURES.items()}
+    usual = max(set(sizes.values()), key=list(sizes.values()).count)
+    others = [f"{size} for {name}" for name, size in sizes.items() if size != usual]
+    return ", or ".join([str(usual), *others])
+
+
+def _init_stds() -> str:
+    stds = {name: arch.init_std for name, arch in ARCHITECTURES.items()}
+    return ", ".join(f"{std:g} for {name}" for name, std in stds.items())
+
+
+def _learning_rates() -> str:
+    rates = {arch.learning_rate for arch in ARCHITECTURES.values()}
+    return "/".join(f"{rate:g}" for rate in sorted(rates))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what one run (one seed) does."""
+
+    dataset: str = option(choices=lambda: list(DATASETS), help="the data set")
+    architecture: str = option(choices=list(ARCHITECTURES), help="the network")
+    algorithm: str = option(choices=list(ALGORITHMS), help="the learning rule")
+    save: bool = option(
+        "-s", "--save", default=False, action="store_true", forward=False,
+        help="save the accuracy plot (PDF and PNG), the history (pickle and JSON), the "
+        "weights of the best validation epoch and a JSON run summary",
+    )
+    load: str | None = option(
+        "-l", "--load", metavar="WEIGHTS", forward=False,
+        help="evaluate these weights (this project's .weights.h5 or a legacy Keras 2 "
+        ".h5 of the original release) on the test set instead of training",
+    )
+    epochs: int = option("--epochs", default=DEFAULT_EPOCHS, type=positive(int),
+                         help="at most this many epochs")
+    patience: int = option(
+        "--patience", default=DEFAULT_PATIENCE, type=positive(int),
+        help=f"stop after this many epochs without a {MIN_DELTA:g} gain in validation accuracy",
+    )
+    seed: int = option("--seed", default=1, type=parse_seed, forward=False,
+                       help=f"seed for NumPy and the backend, 0 to {MAX_SEED}")
+    batch_size: int | None = option("--batch-size", type=positive(int),
+                                    shown_default=_batch_sizes(), help="batch size")
+    learning_rate: float | None = option(
+        "--learning-rate", type=positive(float), shown_default=_learning_rates(),
+        help=f"initial learning rate, halved every {LR_HALVING_EPOCHS} epochs",
+    )
+    init_std: float | None = option(
+        "--init-std", type=positive(float), metavar="X", shown_default=_init_stds(),
+        help="standard deviation of the initial weights (normal, mean 0); the paper's text "
+        "gives 0.1 for dense, where the release, and the default, use 0.01",
+    )
+    class_order: str | None = option(
+        "--class-order", metavar="{sorted,listdir,FILE}", forward=False,
+        shown_default="sorted",
+        help="TinyImageNet: which wnid each output unit stands for: the sorted wnids, the "
+        "os.listdir order of train/ (how the release numbered them; it differs between "
+        "machines), or a file of wnids, one per line, in output-unit order, such as "
+        "python -m brainprop.classorder writes for a weight file",
+    )
+    output_dir: str = option(
+        "--output-dir", default=".", forward=False, shown_default="current directory",
+        help="where -s writes its files; created if needed, checked before training",
+    )
+    data_dir: str | None = option("--data-dir", help=_data_dir_help)
+    validation_split: float | None = option(
+        "--validation-split", type=fraction, metavar="F",
+        shown_default="validate on the test set, as the paper did",
+        help="hold out this fraction of the training set (a fixed split) for early "
+        "stopping and the best epoch, then report the test accuracy of that epoch",
+    )
+    verbose: int | None = option(
+        "--verbose", type=int, choices=(0, 1, 2),
+        shown_default="1 on a terminal, 2 when the output goes to a file",
+        help="as in Keras' fit: 0 silent, 1 a progress bar per epoch, 2 one line per epoch",
+    )
+    tensorboard: str | None = option(
+        "--tensorboard", metavar="DIR",
+        help="write every epoch's numbers (each class's accuracy and the learning rate "
+        "included) for TensorBoard into DIR/<run name>/ (needs `pip install tensorboard`)",
+    )
+    resume: bool = option(
+        "--resume", default=False, action="store_true", forward=False,
+        help="continue the newest interrupted or crashed run of this dataset, "
+        "architecture, algorithm and seed in --output-dir from its last completed "
+        "epoch (implies -s)",
+    )
+    distribute: bool = option(
+        "--distribute", default=False, action="store_true",
+        help="train this run data-parallel over every GPU (or TPU) of this machine "
+        "(see docs/gpus.md); the batch size stays the global batch",
+    )
+    mixed_precision: bool = option(
+        "--mixed-precision", default=False, action="store_true",
+        help="compute in float16 with float32 weights, output layer and loss (Keras' "
+        "mixed_float16 policy, with dynamic loss scaling); for GPUs",
+    )
+
+    @property
+    def saves(self) -> bool:
+        """Whether the run writes its files (`--resume` implies `-s`)."""
+        return self.save or self.resume
+
+    @property
+    def name(self) -> str:
+        """The stem of the run's files: `MNIST_dense_BrainProp_seed1`."""
+        return f"{self.dataset}_{self.architecture}_{self.algorithm}_seed{self.seed}"
+
+    @property
+    def weight_std(self) -> float:
+        """The standard deviation of the initial weights: --init-std or the architecture's."""
+        return self.init_std or ARCHITECTURES[self.architecture].init_std
+
+    def check(self) -> None:
+        """BrainPropError for a run the paper did not do or options that exclude each other."""
+        check_combination(self.dataset, self.architecture, self.algorithm)
+        if self.load and (self.validation_split or self.resume):
+            raise BrainPropError(LOAD_ALONE)
+        if self.load and self.save:
+            raise BrainPropError(LOAD_AND_SAVE)
+        if self.tensorboard and self.load:
+            raise BrainPropError("--tensorboard records training; -l only evaluates: drop one")
+
+    def training(self) -> TrainingConfig:
+        """The resolved hyperparameters: the architecture's where none were given."""
+        arch = ARCHITECTURES[self.architecture]
+        return TrainingConfig(
+            batch_size=self.batch_size or arch.batch_size,
+            learning_rate=self.learning_rate or arch.learning_rate,
+            epochs=self.epochs,
+            patience=self.patience,
+            seed=self.seed,
+        )
+
+    def argv(self) -> list[str]:
+        """The arguments of `main.py` that describe this run (defaults left out)."""
+        words: list[str] = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            flags = field.metadata["flags"]
+            if not flags:
+                words.append(str(value))
+            elif value != field.default:
+                words += [flags[0]] if value is True else [flags[0], str(value)]
+        return words
+
+    def command(self) -> str:
+        """The shell command that runs this configuration."""
+        return shlex.join(["python", "main.py", *self.argv()])
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, forwarded_only: bool = False,
+                      seed_group: Any = None) -> None:
+        """One argument per field (only those passed on to child runs if `forwarded_only`).
+
+        `seed_group`, when given, takes `--seed` (to make it exclusive with `--seeds`).
+        """
+        for field in dataclasses.fields(cls):
+            meta = field.metadata
+            if forwarded_only and not (meta["flags"] and meta["forward"]):
+                continue
+            help_text = help_of(field)
+            options = {key: value() if key == "choices" and callable(value) else value
+                       for key, value in meta["argparse"].items()}
+            shown = meta["shown_default"]
+            if shown is None and meta["flags"] and field.default not in (None, False):
+                shown = str(field.default)
+            if shown is not None:
+                help_text += f" (default: {shown})"
+            target = seed_group if field.name == "seed" and seed_group is not None else parser
+            if meta["flags"]:
+                target.add_argument(*meta["flags"], dest=field.name, default=field.default,
+                                    help=help_text, **options)
+            else:
+                target.add_argument(field.name, help=help_text, **options)
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace, **changes) -> RunConfig:
+        """The config named by parsed arguments (fields the parser lacks keep defaults)."""
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                 if hasattr(args, f.name)}
+        return cls(**{**given, **changes})
+
+    @classmethod
+    def forwarded(cls, args: argparse.Namespace) -> dict[str, Any]:
+        """The values of the options passed on to child runs, from parsed arguments."""
+        return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                if f.metadata["flags"] and f.metadata["forward"]}

@@ -1,0 +1,265 @@
+"""What `-s` leaves behind: accuracy plot, history (pickle and JSON), weights, run summary.
+
+Nothing existing is overwritten: every run reserves a fresh stem
+(`CIFAR10_deep_BrainProp_seed1`, then `..._seed1_2`, ...), and every file is
+written under a temporary name and renamed into place, so a crash never
+leaves a truncated file under a real name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import pickle
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from brainprop.utils.atomic import write_atomically
+from brainprop.utils.errors import BrainPropError
+from brainprop.utils.locks import LockHeld, exclusive
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFiles:
+    """The paths of one run's outputs, all named after one stem."""
+
+    stem: Path
+
+    def _with(self, suffix: str) -> Path:
+        return self.stem.with_name(self.stem.name + suffix)
+
+    @property
+    def plot_pdf(self) -> Path:
+        return self._with("_accuracy.pdf")
+
+    @property
+    def plot_png(self) -> Path:
+        return self._with("_accuracy.png")
+
+    @property
+    def history(self) -> Path:
+        return self._with("_history.pkl")
+
+    @property
+    def history_json(self) -> Path:
+        return self._with("_history.json")
+
+    @property
+    def weights(self) -> Path:
+        return self._with("_weights.weights.h5")
+
+    @property
+    def summary(self) -> Path:
+        return self._with("_summary.json")
+
+    @property
+    def log(self) -> Path:
+        return self._with("_log.csv")
+
+    @property
+    def backup(self) -> Path:
+        """Where an unfinished run keeps its backup; it disappears when the run ends."""
+        return self.stem.with_name(f".{self.stem.name}.backup")
+
+    def outputs(self) -> dict[str, Path]:
+        """Every file the run leaves behind, by kind (the summary's `files`)."""
+        return {"plot_pdf": self.plot_pdf, "plot_png": self.plot_png, "history": self.history,
+                "history_json": self.history_json,
+                "weights": self.weights, "summary": self.summary, "log": self.log}
+
+
+def check_writable(output_dir: str | os.PathLike) -> Path:
+    """Make sure `output_dir` exists or can be made, and takes files; create nothing.
+
+    Checked before any training, so a mistyped folder costs seconds, not a run.
+    """
+    directory = Path(output_dir)
+    for part in (directory, *directory.parents):
+        if part.is_symlink() and not part.exists():
+            raise BrainPropError(
+                f"cannot write to output directory {directory}: {part} is a symbolic link "
+                "to nothing (or one of a loop of links); fix the link or choose another "
+                "--output-dir"
+            )
+    existing = next(p for p in (directory, *directory.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise BrainPropError(
+            f"cannot write to output directory {directory}: {existing} is a file; "
+            "choose another with --output-dir"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise BrainPropError(
+            f"cannot write to output directory {directory} ({error.strerror}): "
+            "choose another with --output-dir"
+        ) from None
+    return directory
+
+
+def _stems(output_dir: Path, base: str) -> Iterator[RunFiles]:
+    for number in range(1, 100_000):
+        yield RunFiles(output_dir / (base if number == 1 else f"{base}_{number}"))
+
+
+def reserve_run_files(output_dir: Path, base: str) -> RunFiles:
+    """Claim the first stem `base`, `base_2`, ... with no file of any kind yet.
+
+    The claim is the creation of the run's backup folder, which fails if it
+    exists, so two runs started together never pick the same stem.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for files in _stems(output_dir, base):
+        if any(path.exists() for path in files.outputs().values()):
+            continue
+        try:
+            files.backup.mkdir()
+        except FileExistsError:
+            continue
+        return files
+    raise BrainPropError(f"too many runs named {base} in {output_dir}: use another --output-dir")
+
+
+def find_unfinished(output_dir: Path, base: str) -> RunFiles:
+    """The newest run `base`, `base_2`, ... that still has its backup folder."""
+    unfinished = None
+    for files in _stems(output_dir, base):
+        if files.backup.is_dir():
+            unfinished = files
+        elif not any(path.exists() for path in files.outputs().values()):
+            break
+    if unfinished is None:
+        raise BrainPropError(
+            f"no interrupted run {base} in {output_dir} to resume: "
+            "start it without --resume (or give the --output-dir and --seed it used)"
+        )
+    return unfinished
+
+
+def release_run_files(files: RunFiles) -> None:
+    """Give up the name of a new run that ended before its first epoch: nothing of it
+    is worth keeping, and the next run takes the name."""
+    for path in files.outputs().values():
+        path.unlink(missing_ok=True)
+    shutil.rmtree(files.backup, ignore_errors=True)
+
+
+LOCK_FILE = "lock"
+SETTINGS_FILE = "settings.json"
+
+
+@contextlib.contextmanager
+def hold_run(files: RunFiles) -> Iterator[None]:
+    """Be the only process working on this run (training, resuming, saving) for the block.
+
+    The lock lives in the run's backup folder and dies with its process, so a crash
+    or `kill -9` never leaves a run locked.
+    """
+    try:
+        with exclusive(files.backup / LOCK_FILE):
+            yield
+    except LockHeld as held:
+        who = f"process {held.pid}" if held.pid else "another process"
+        raise BrainPropError(
+            f"{files.stem.name} in {files.stem.parent} is being trained by {who} right now; "
+            "wait for it to end (or stop it) before resuming"
+        ) from None
+
+
+def record_settings(files: RunFiles, settings: dict) -> None:
+    """Keep the options that decide how the run trains, for `--resume` to compare."""
+    path = files.backup / SETTINGS_FILE
+    write_atomically(path, lambda partial: partial.write_text(json.dumps(settings) + "\n"))
+
+
+def check_settings(files: RunFiles, settings: dict) -> None:
+    """BrainPropError listing the options that differ from the interrupted run's."""
+    path = files.backup / SETTINGS_FILE
+    if not path.is_file():  # a backup from before settings were recorded
+        return
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    differences = [
+        f"{option} {_shown(settings.get(option))} (the run has {_shown(recorded.get(option))})"
+        for option in sorted(set(settings) | set(recorded))
+        if settings.get(option) != recorded.get(option)
+    ]
+    if differences:
+        raise BrainPropError(
+            f"--resume with other settings than the interrupted run {files.stem.name}: "
+            f"{'; '.join(differences)}; give the run's settings (the command it printed "
+            "when stopped), or start a new run without --resume"
+        )
+
+
+def _shown(value) -> str:
+    return "not given" if value is None else str(value)
+
+
+def write_history(path: Path, dataset: str, algorithm: str, history: dict) -> None:
+    """The original's pickle: `[dataset, algorithm, history_dict]`."""
+
+    def write(partial: Path) -> None:
+        with open(partial, "wb") as f:
+            pickle.dump([dataset, algorithm, history], f)
+
+    write_atomically(path, write)
+
+
+def write_history_json(path: Path, dataset: str, algorithm: str, history: dict) -> None:
+    """The same history as JSON, which (unlike a pickle) cannot carry code: what the
+    report reads.  NaN (a diverged epoch) is written as null, as JSON has no NaN."""
+    content = {"dataset": dataset, "algorithm": algorithm, "history": _finite(history)}
+
+    def write(partial: Path) -> None:
+        partial.write_text(json.dumps(content, allow_nan=False) + "\n")
+
+    write_atomically(path, write)
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {key: _finite(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    def write(partial: Path) -> None:
+        partial.write_text(json.dumps(summary, indent=2) + "\n")
+
+    write_atomically(path, write)
+
+
+def plot_accuracy(history: dict, title: str, train_label: str, pdf_path: Path,
+                  png_path: Path) -> None:
+    """Training and validation accuracy per epoch, best validation epoch marked."""
+    from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
+
+    train = history.get("accuracy", [])
+    val = history.get("val_accuracy", [])
+    n_epochs = max(len(train), len(val))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    ax.plot(range(1, len(train) + 1), train, **curve_style(n_epochs), label=train_label)
+    ax.plot(range(1, len(val) + 1), val, **curve_style(n_epochs), label="validation")
+    finite = [i for i, v in enumerate(val) if math.isfinite(v)]
+    if finite:
+        best = max(finite, key=lambda i: (val[i], -i))
+        ax.plot(best + 1, val[best], "k*", markersize=12, linestyle="none",
+                label=f"best: {val[best]:.4f} at epoch {best + 1}")
+    ax.set(ylabel="accuracy", title=title, ylim=(0, 1))
+    epoch_axis(ax, n_epochs)
+    ax.grid(alpha=0.3)
+    legend_below(ax)
+    save_figure(fig, [pdf_path, png_path])

@@ -1,0 +1,271 @@
+"""Reproduce a table of the paper in one command, then write the report.
+
+    python -m brainprop.reproduce table1 --seeds 1-10 --runs-dir runs [--data-dir D]
+    python -m brainprop.reproduce table2 --seeds 1-10 --runs-dir runs --only CIFAR10/deep
+
+    python -m brainprop.reproduce table1 --jobs 4 --gpus 0,1      # 4 runs at once, 2 GPUs
+    python -m brainprop.reproduce table2 --executor slurm --gpus-per-run 1 --time-limit 240
+
+Runs every configuration of the table (both rules) for every seed, each run its own
+`main.py -s` process (so each run writes its usual files, and its output goes to
+RUNS_DIR/logs/), `--jobs` of them at once, or as one SLURM job array (`brainprop.tables.jobs`).
+Every option of `main.py` that is not about which run or where (`--epochs`, `--data-dir`,
+...) is passed on to every run.  A run whose summary is already in the runs folder is
+skipped, and an interrupted one resumed: stop and start again at will.  Every data set is read once before the first
+run starts; a failing run does not stop the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from brainprop.nets.architectures import ALGORITHMS
+from brainprop.runs.config import RunConfig, parse_seeds, positive
+from brainprop.utils.errors import EXIT_INTERRUPTED, BrainPropError, Parser, plural, run_command
+from brainprop.tables.paper import TABLES
+
+Config = tuple[str, str, str]  # dataset, architecture, algorithm
+
+
+def configurations(table: str, only: list[str] | None = None) -> list[Config]:
+    """The table's (dataset, architecture, algorithm) runs, in the paper's order.
+
+    `only` keeps those matching one of its entries, `DATASET/ARCH/RULE` or
+    `DATASET/ARCH` (both rules); an entry matching nothing in the table is an error.
+    """
+    configs = [(d, a, alg) for d, a in TABLES[table] for alg in ALGORITHMS]
+    if not only:
+        return configs
+    kept = []
+    for entry in only:
+        parts = tuple(entry.split("/"))
+        matching = [c for c in configs if c[: len(parts)] == parts and len(parts) >= 2]
+        if not matching:
+            rows = ", ".join(f"{d}/{a}" for d, a in TABLES[table])
+            raise BrainPropError(
+                f"--only {entry} is not in {table}; give DATASET/ARCH or DATASET/ARCH/RULE "
+                f"with RULE {' or '.join(ALGORITHMS)}, from: {rows}"
+            )
+        kept += [c for c in matching if c not in kept]
+    return [c for c in configs if c in kept]
+
+
+def _done_runs(runs_dir) -> dict[tuple, dict]:
+    from brainprop.tables.report import load_runs
+
+    return {(*run.config, run.summary["seed"]): run.summary for run in load_runs(runs_dir)}
+
+
+SLURM_OPTIONS = ("partition", "time_limit", "gpus_per_run", "cpus_per_run",
+                 "array_parallelism", "wait")
+
+
+def _check_executor(args: argparse.Namespace) -> list[str]:
+    """The options that fit the executor, or a one-line error; the GPUs to use."""
+    if args.executor == "slurm":
+        if args.jobs is not None or args.gpus is not None:
+            raise BrainPropError(
+                "--jobs and --gpus are for --executor local; on SLURM give "
+                "--array-parallelism and --gpus-per-run"
+            )
+        from brainprop.tables.jobs import check_slurm
+
+        check_slurm()
+        return []
+    given = [f"--{name.replace('_', '-')}" for name in SLURM_OPTIONS
+             if getattr(args, name) not in (None, False)]
+    if given:
+        raise BrainPropError(f"{', '.join(given)} only apply to --executor slurm: add it, or "
+                             "drop them")
+    from brainprop.tables.jobs import parse_gpus, visible_gpus
+
+    return visible_gpus() if args.gpus is None else parse_gpus(args.gpus)
+
+
+def check_data(datasets: list[str], data_dir: str | None) -> None:
+    """Read every data set the runs need, once, before the first run starts."""
+    from brainprop.data.datasets import load_dataset
+
+    for dataset in dict.fromkeys(datasets):
+        print(f"[reproduce] checking {dataset}", flush=True)
+        load_dataset(dataset, data_dir)
+
+
+def child_config(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path) -> RunConfig:
+    """The run of `config` and `seed`: saved in the runs folder, resumed if unfinished,
+    with every option given to reproduce that main.py takes."""
+    dataset, architecture, algorithm = config
+    child = RunConfig(dataset, architecture, algorithm, save=True, seed=seed,
+                      output_dir=str(runs_dir), **RunConfig.forwarded(args))
+    return dataclasses.replace(child, resume=_unfinished(child))
+
+
+def _unfinished(child: RunConfig) -> bool:
+    """Whether an interrupted or crashed run of this seed waits in the folder."""
+    from brainprop.runs.outputs import find_unfinished
+
+    try:
+        find_unfinished(Path(child.output_dir), child.name)
+    except BrainPropError:
+        return False
+    return True
+
+
+def _job_run(args: argparse.Namespace, runs_dir: Path, config: Config, seed: int):
+    """The run as `brainprop.tables.jobs` takes it: whether it resumes is decided each time it
+    starts (a SLURM task requeued mid-run resumes)."""
+    from brainprop.tables.jobs import Run
+
+    child = dataclasses.replace(child_config(args, config, seed, runs_dir), resume=False)
+    return Run(child.name, tuple(child.argv()), runs_dir,
+               runs_dir / "logs" / f"{child.name}.log", kind=" ".join(config))
+
+
+def reproduce(args: argparse.Namespace) -> int:
+    """Run what is missing of the table, then write the report.
+
+    0 when every run finished, 1 when some failed (the report covers those that did).
+    """
+    from brainprop.tables.jobs import Progress, run_locally
+    from brainprop.runs.outputs import check_writable
+    from brainprop.runs.run import check_backend
+
+    # Every run starts the backend settled here (a picked one through KERAS_BACKEND).
+    configs = configurations(args.table, args.only)
+    note = check_backend([RunConfig(*config, save=True, **RunConfig.forwarded(args))
+                          for config in configs])
+    if note:
+        print(f"[reproduce] {note}", flush=True)
+    gpus = _check_executor(args)
+    runs_dir = check_writable(args.runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    done = _done_runs(runs_dir)
+    plan = [(config, seed) for seed in args.seeds for config in configs]
+    todo = [(config, seed) for config, seed in plan if (*config, seed) not in done]
+    for config, seed in plan:
+        kept = done.get((*config, seed))
+        ran = kept and kept.get("hyperparameters", {}).get("max_epochs")
+        if ran and ran != args.epochs:
+            print(f"[reproduce] keeping {' '.join(config)} seed {seed}, which ran with at most "
+                  f"{ran} epochs (asked: {args.epochs}); use another --runs-dir to redo it")
+    print(f"[reproduce] {args.table}: {plural(len(plan), 'run')}, {len(plan) - len(todo)} already done",
+          flush=True)
+    check_data([config[0] for config, _ in todo], args.data_dir)
+    runs = [_job_run(args, runs_dir, config, seed) for config, seed in todo]
+    if args.executor == "slurm":
+        failures = _on_slurm(args, runs, runs_dir)
+        if failures is None:
+            return 0
+    else:
+        jobs = args.jobs or 1
+        progress = Progress(len(plan), jobs, done=len(plan) - len(todo))
+        try:
+            failures = run_locally(runs, jobs, gpus, prefix="[reproduce]", progress=progress)
+        except KeyboardInterrupt:
+            print("[reproduce] interrupted: the runs that were training keep their backups; "
+                  "the same command continues them", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(f"[reproduce] {progress.line()}", flush=True)
+    for failure in failures:
+        print(f"[reproduce] {failure.line()}", file=sys.stderr)
+    if not args.no_report and len(failures) < len(plan):
+        from brainprop.tables.report import write_report
+
+        written = write_report(runs_dir, args.report_dir)
+        print(f"[reproduce] report: {', '.join(p.name for p in written)} in {written[0].parent}")
+    if failures:
+        print(f"[reproduce] {len(failures)} of {len(runs)} runs failed (above); the same "
+              "command runs them again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _on_slurm(args: argparse.Namespace, runs: list, runs_dir: Path):
+    """Submit the runs as one job array; with --wait, the failures, else None."""
+    from brainprop.tables.jobs import SlurmOptions, array_id, submit_to_slurm, wait_for_slurm
+
+    report = f"python -m brainprop.report {runs_dir}"
+    if not runs:
+        return []
+    options = SlurmOptions(
+        partition=args.partition,
+        time_limit_min=args.time_limit or SlurmOptions.time_limit_min,
+        gpus_per_run=args.gpus_per_run or 0,
+        cpus_per_run=args.cpus_per_run or 1,
+        array_parallelism=args.array_parallelism,
+    )
+    jobs = submit_to_slurm(runs, runs_dir / "slurm", options)
+    job = array_id(jobs)
+    print(f"[reproduce] submitted job array {job}: {plural(len(runs), 'run')}, one task each; logs in "
+          f"{runs_dir / 'logs'}; watch with: squeue -j {job}", flush=True)
+    if not args.wait:
+        print(f"[reproduce] when it has ended, write the report with: {report}")
+        return None
+    try:
+        return wait_for_slurm(runs, jobs, prefix="[reproduce]",
+                              parallelism=args.array_parallelism)
+    except KeyboardInterrupt:
+        print(f"[reproduce] stopped waiting; job array {job} goes on; when it has ended: "
+              f"{report}", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="python -m brainprop.reproduce",
+        description="Run every configuration of Table 1 or 2 of the paper for the given "
+        "seeds (skipping runs already in --runs-dir), then write the report.",
+    )
+    parser.add_argument("table", choices=list(TABLES), help="table1: dense, conv, loccon on "
+                        "MNIST, CIFAR10, CIFAR100; table2: deep on CIFAR10, CIFAR100, "
+                        "TinyImageNet")
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("1-10"),
+                        help="seeds: 1-10, 1,3,5 or 7 (default: 1-10, as the paper)")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="where the runs write and are looked for (default: runs)")
+    parser.add_argument("--only", nargs="+", metavar="DATASET/ARCH[/RULE]",
+                        help="run only these rows of the table, e.g. CIFAR10/conv/BrainProp")
+    parser.add_argument("--report-dir", help="where the report goes (default: RUNS_DIR/report)")
+    parser.add_argument("--no-report", action="store_true", help="run, but write no report")
+    passed_on = parser.add_argument_group("options passed on to every run (see main.py --help)")
+    RunConfig.add_arguments(passed_on, forwarded_only=True)
+    local = parser.add_argument_group(
+        "on this machine (--executor local)",
+        "every run is its own process; a failing run does not stop the others")
+    local.add_argument("--executor", choices=("local", "slurm"), default="local",
+                       help="local: processes on this machine (default); slurm: one SLURM "
+                       "job array, one task per run, through submitit")
+    local.add_argument("--jobs", type=positive(int), metavar="N",
+                       help="run N runs at once (default: 1); with GPUs they are handed out "
+                       "round-robin, otherwise the CPU cores are shared out")
+    local.add_argument("--gpus", metavar="0,2,3",
+                       help="the GPUs to use (default: every GPU nvidia-smi lists, or those "
+                       "in CUDA_VISIBLE_DEVICES); several runs may share one")
+    slurm = parser.add_argument_group("on a SLURM cluster (--executor slurm)")
+    slurm.add_argument("--partition", help="the partition to submit to (default: the "
+                       "cluster's)")
+    slurm.add_argument("--time-limit", type=positive(int), metavar="MINUTES",
+                       help="time limit of each task (default: 1440); a run still training "
+                       "at its limit is requeued and resumes where it stopped")
+    slurm.add_argument("--gpus-per-run", type=positive(int), metavar="N",
+                       help="GPUs per task (default: none)")
+    slurm.add_argument("--cpus-per-run", type=positive(int), metavar="N",
+                       help="CPUs per task (default: 1)")
+    slurm.add_argument("--array-parallelism", type=positive(int), metavar="N",
+                       help="at most N tasks at once (default: as many as SLURM allows)")
+    slurm.add_argument("--wait", action="store_true",
+                       help="wait for every task, then write the report (default: print the "
+                       "job id and the command that writes the report later)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command("reproduce", lambda: reproduce(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

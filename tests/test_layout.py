@@ -1,0 +1,99 @@
+"""The package's layout: separate places whose imports run one way, each with a public surface."""
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "brainprop"
+ROOT = PACKAGE.parent
+
+# What each place may import besides itself: plumbing <- data, rule <- nets <- training
+# <- runs <- tables.  The entry modules at the top (`python -m brainprop.report`, ...)
+# only hand over to their place.
+MAY_IMPORT = {
+    "utils": set(),
+    "data": {"utils"},
+    "model": {"utils"},
+    "nets": {"utils", "model"},
+    "train": {"utils", "data", "model", "nets"},
+    "runs": {"utils", "data", "model", "nets", "train"},
+    "tables": {"utils", "data", "model", "nets", "train", "runs"},
+}
+SUBPACKAGES = [place for place in MAY_IMPORT if (PACKAGE / place).is_dir()]
+ENTRY_MODULES = ["reproduce", "report", "classorder"]
+
+
+def place_of(module: str) -> str | None:
+    """`brainprop.nets.layers` -> `nets`; `brainprop.model` -> `model`."""
+    parts = module.split(".")
+    if parts[0] != "brainprop" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every brainprop module `path` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.startswith("brainprop.")}
+
+
+def placed_files():
+    for place in MAY_IMPORT:
+        folder = PACKAGE / place
+        files = sorted(folder.glob("*.py")) if folder.is_dir() else [PACKAGE / f"{place}.py"]
+        for path in files:
+            yield place, path
+
+
+def test_the_package_is_a_handful_of_places():
+    assert len(SUBPACKAGES) >= 4
+    loose = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", *MAY_IMPORT, *ENTRY_MODULES}
+    assert not loose, f"modules outside every place: {sorted(loose)}"
+
+
+@pytest.mark.parametrize("place,path", list(placed_files()),
+                         ids=lambda x: x if isinstance(x, str) else x.name)
+def test_imports_run_one_way(place, path):
+    allowed = MAY_IMPORT[place] | {place}
+    wrong = sorted(module for module in imported_modules(path)
+                   if place_of(module) not in allowed | {None} and place_of(module) in MAY_IMPORT)
+    assert not wrong, f"{path.relative_to(ROOT)} ({place}) imports {wrong}"
+
+
+@pytest.mark.parametrize("place", SUBPACKAGES)
+def test_every_public_name_of_a_place_resolves(place):
+    package = importlib.import_module(f"brainprop.{place}")
+    assert package.__all__, f"brainprop.{place} names no public surface"
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    with pytest.raises(AttributeError):
+        getattr(package, "no_such_name")
+
+
+def test_describing_a_run_starts_no_backend():
+    code = ("import sys; import brainprop.runs, brainprop.runs.config, brainprop.nets, "
+            "brainprop.tables; print('keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("command", [
+    ["main.py"], ["tinyimagenet.py"],
+    *(["-m", f"brainprop.{name}"] for name in ENTRY_MODULES),
+], ids=lambda c: " ".join(c))
+def test_every_documented_command_answers_help(command):
+    done = subprocess.run([sys.executable, *command, "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:")
