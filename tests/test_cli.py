@@ -173,6 +173,7 @@ INVALID = [
 ]
 
 
+@pytest.mark.backend_independent
 def test_every_invalid_combination_is_refused_in_one_line(tmp_path, capsys):
     # In-process for speed; one of them also as a real process below.
     for dataset, architecture, algorithm in INVALID:
@@ -181,6 +182,7 @@ def test_every_invalid_combination_is_refused_in_one_line(tmp_path, capsys):
         assert len(errors) == 1 and "not a combination of the paper" in errors[0]
 
 
+@pytest.mark.backend_independent
 def test_invalid_combination_process_prints_allowed_ones_without_traceback(tmp_path):
     line = assert_one_line_error(run_cli("MNIST", "deep", "BrainProp", cwd=tmp_path))
     assert "MNIST: dense, loccon, conv" in line and "TinyImageNet: deep" in line
@@ -197,6 +199,7 @@ def parser_error(argv, capsys) -> str:
     return errors[0]
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "args",
     [["IMAGENET", "deep", "BrainProp"], ["MNIST", "dense", "Hebb"], ["MNIST", "dense"],
@@ -208,6 +211,7 @@ def test_bad_arguments_are_refused_in_one_line(args, capsys):
     assert "error" in parser_error(args, capsys)
 
 
+@pytest.mark.backend_independent
 def test_missing_data_file_says_which_file_to_put_where(tmp_path):
     line = assert_one_line_error(
         run_cli("MNIST", "dense", "EBP", "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path)
@@ -215,6 +219,7 @@ def test_missing_data_file_says_which_file_to_put_where(tmp_path):
     assert "mnist.npz" in line
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "text, seeds",
     [("7", [7]), ("1-10", list(range(1, 11))), ("1,3,5", [1, 3, 5]), ("1-3, 8", [1, 2, 3, 8])],
@@ -223,6 +228,7 @@ def test_seeds_accept_ranges_lists_and_single_numbers(text, seeds):
     assert parse_seeds(text) == seeds
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "args",
     [["--seeds", "1-x"], ["--seeds", "3-1"], ["--seeds", "1,1"], ["--seed", "2", "--seeds", "1-3"],
@@ -233,6 +239,7 @@ def test_bad_seeds_and_splits_are_refused_in_one_line(args, capsys):
     assert "error" in parser_error(["MNIST", "dense", "EBP", *args], capsys)
 
 
+@pytest.mark.backend_independent
 def test_load_refuses_seeds_in_one_line(tmp_path, capsys):
     weights = tmp_path / "w.weights.h5"
     weights.write_bytes(b"")
@@ -282,12 +289,14 @@ def test_seeds_end_with_mean_and_std_of_best_accuracy_and_best_epoch(two_seeds):
     )
 
 
+@pytest.mark.backend_independent
 def test_seed_and_seeds_exclude_each_other_whatever_the_values(capsys):
     for seed in ("1", "2"):  # 1 is --seed's default: argparse used to let it through
         line = parser_error(["MNIST", "dense", "EBP", "--seed", seed, "--seeds", "1-2"], capsys)
         assert "not allowed with argument --seed" in line
 
 
+@pytest.mark.backend_independent
 def test_save_with_load_is_refused_in_one_line(tmp_path, capsys):
     weights = tmp_path / "w.weights.h5"
     weights.write_bytes(b"")

@@ -20,6 +20,8 @@ from brainprop.runs.run import summary
 from brainprop.utils.errors import BrainPropError
 from brainprop.train.training import TrainingResult
 
+pytestmark = pytest.mark.backend_independent
+
 FIELDS = dataclasses.fields(RunConfig)
 
 

@@ -19,6 +19,8 @@ from brainprop.data.datasets import (
 )
 from brainprop.utils.errors import BrainPropError
 
+pytestmark = pytest.mark.backend_independent
+
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 

@@ -21,6 +21,8 @@ from brainprop.tables.jobs import (
     visible_gpus,
 )
 
+pytestmark = pytest.mark.backend_independent
+
 
 def test_cores_are_shared_out_disjoint_and_even():
     assert share_cores(2, range(8)) == [[0, 1, 2, 3], [4, 5, 6, 7]]

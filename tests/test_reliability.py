@@ -119,6 +119,7 @@ def test_printed_resume_command_is_shell_quoted_and_works(data_dir, tmp_path, mo
 # --- the run's name: claimed last, released if nothing was done -------------------------
 
 
+@pytest.mark.backend_independent
 def test_refused_validation_split_claims_no_name(data_dir, tmp_path, capsys):
     assert main([*command(data_dir, tmp_path), "--validation-split", "0.001"]) == 2
     assert "--validation-split" in one_error(capsys)
@@ -270,6 +271,7 @@ def test_ctrl_c_during_the_final_save_finishes_it_then_stops(
     assert not list(tmp_path.glob(".*"))  # complete: no backup left
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("command_main, target", [
     ("brainprop.tables.report:main", "brainprop.tables.report.load_runs"),
     ("brainprop.tables.reproduce:main", "brainprop.tables.reproduce._done_runs"),
