@@ -2,7 +2,7 @@
 
 import os
 
-# As brainprop.backend.start() does for a run (it comes too late here: Keras starts below).
+# As brainprop.utils.backend.start() does for a run (it comes too late here: Keras starts below).
 if os.environ.get("KERAS_BACKEND") == "torch":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

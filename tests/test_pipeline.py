@@ -138,15 +138,16 @@ def test_fit_input_is_the_batches_themselves_on_jax():
     assert fit_input(batches) is batches
 
 
-def test_an_epoch_ends_on_torch_only_once_a_batch_of_it_was_read():
+def test_an_epoch_ends_once_per_pass_on_torch_the_first_end_before_any_batch_too():
     batches = ImageBatches(*numbered(4), 2, shuffle=True)
     passes = OnePassAtATime(batches)
+    passes.on_epoch_end()  # fit's end before the first epoch, nothing read
     passes.on_epoch_end()
-    assert batches.epoch == 0  # nothing read yet
-    passes[0]
+    assert batches.epoch == 1
+    passes[0], passes[1]
     passes.on_epoch_end()
     passes.on_epoch_end()  # a second end of the same pass
-    assert batches.epoch == 1
+    assert batches.epoch == 2
     np.testing.assert_array_equal(passes[1][1], batches[1][1])
 
 

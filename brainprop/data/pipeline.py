@@ -139,20 +139,21 @@ def fit_input(batches: ImageBatches):
 
 
 class OnePassAtATime(keras.utils.PyDataset):
-    """`batches`, whose epoch ends only once a batch of it was read.
+    """`batches`, whose epoch ends once per pass over them.
 
     Keras 3.15's torch `fit`, running several steps per call
-    (`brainprop.devices.run_steps_per_execution_on_torch`), ends a pass whose last call
-    holds fewer batches twice (its `EpochIterator` on running out of batches, then at
-    the end of the pass): `batches` would skip an epoch's order every such epoch.  The
-    second end, with no batch read since the first, is ignored here; the sequence is
-    then the one every other backend sees.
+    (`brainprop.utils.devices.run_steps_per_execution_on_torch`), ends a pass whose last
+    call holds fewer batches twice (its `EpochIterator` on running out of batches, then
+    at the end of the pass): `batches` would skip an epoch's order every such epoch.  An
+    end with no batch read since the one before is ignored here, except the first (the
+    end `fit` gives before its first epoch, whether it read a batch to build the model
+    or not); the sequence is then the one every other backend sees.
     """
 
     def __init__(self, batches: ImageBatches):
         super().__init__()
         self.batches = batches
-        self._read = False
+        self._read = True  # the first end always counts
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -84,7 +84,7 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
 
 def check_backend(configs: Sequence[RunConfig]) -> str | None:
     """Check `configs` and settle the backend before anything starts; the note that says
-    which backend was picked, when none was named (`brainprop.backend.choose`)."""
+    which backend was picked, when none was named (`brainprop.utils.backend.choose`)."""
     from brainprop.utils import backend
     from brainprop.utils.devices import check_can_distribute
 
