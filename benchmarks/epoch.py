@@ -26,7 +26,9 @@ vendor's dense figures for the chip that is found, or `--peak-tflops`.
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import common
 import numpy as np
@@ -143,6 +145,9 @@ def measure(architecture: str, policy: str, jit: str, images: int, epochs: int,
 
 
 def main() -> None:
+    from brainprop.utils.backend import start
+
+    start()  # as main.py starts Keras (under PyTorch: OpenMP threads that do not spin)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--architectures", nargs="+", default=list(common.INPUT_SHAPES),
                         choices=list(common.INPUT_SHAPES))
@@ -176,6 +181,8 @@ def main() -> None:
                 results["runs"].append(
                     {"architecture": architecture, "jit": jit, "policy": policy, **row}
                 )
+                if args.json:  # after every row: a run stopped early keeps what it measured
+                    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     common.write_json(args.json, results)
 
 

@@ -158,11 +158,12 @@ def _quiet_tensorflow() -> None:
 def run_ours(args) -> Marks:
     """This project's main.py, as a user runs it, with `-s`."""
     _quiet_tensorflow()
-    import keras
+    sys.path.insert(0, str(REPO))
+    from brainprop.utils.backend import start
 
+    keras = start()  # as main.py starts it, before the callbacks are instrumented
     marks = Marks()
     marks.instrument(keras.callbacks.CallbackList)
-    sys.path.insert(0, str(REPO))
     sys.argv = ["main.py", args.dataset, args.arch, args.rule, "-s", "--epochs",
                 str(args.epochs), "--data-dir", args.data_dir, "--output-dir", args.output_dir]
     try:

@@ -196,3 +196,38 @@ def test_main_refuses_distribute_on_torch_before_reading_any_data(tmp_path):
 def test_torch_names_its_devices_as_the_other_backends_do():
     names = devices.local_devices()
     assert names and all(re.fullmatch(r"(cpu|gpu|tpu):\d+", name) for name in names)
+
+
+needs_gpu = pytest.mark.skipif(not devices.has_accelerator(), reason="no GPU here")
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_the_gpu_is_where_the_model_computes():
+    assert devices.local_devices()[0] == "gpu:0"
+    with devices.placement() as place:
+        model = build_model("dense", "BrainProp", SHAPE, 10)
+        compile_model(model, 0.1)
+    assert place.devices == ("gpu:0",)
+    q = model(bright_rows(8, 0)[0].astype("float32") / 255)
+    if keras.backend.backend() == "torch":
+        assert q.device.type == "cuda" and model.weights[0].value.device.type == "cuda"
+    elif keras.backend.backend() == "jax":
+        assert all(device.platform == "gpu" for device in q.devices())
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("mixed", [False, True])
+def test_a_run_on_the_gpu_learns_and_records_the_gpu(tmp_path, mixed):
+    from brainprop.runs.cli import main
+    from test_cli import write_learnable_mnist
+
+    data = write_learnable_mnist(tmp_path / "data", n_train=2048, n_test=512)
+    argv = ["MNIST", "conv", "BrainProp", "-s", "--epochs", "3", "--data-dir", str(data),
+            "--output-dir", str(tmp_path / "out")] + (["--mixed-precision"] if mixed else [])
+    assert main(argv) == 0
+    summary = json.loads(next((tmp_path / "out").glob("*_summary.json")).read_text())
+    assert summary["devices"] == ["gpu:0"]
+    assert summary["dtype_policy"] == ("mixed_float16" if mixed else "float32")
+    assert summary["best_val_accuracy"] > 0.5  # chance is 0.1

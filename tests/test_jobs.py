@@ -118,6 +118,7 @@ def test_gpus_are_handed_out_round_robin_with_memory_taken_as_used(tmp_path, mon
         assert set(map(int, s["cores"].split(","))) == os.sched_getaffinity(0)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(shutil.which("nvidia-smi") is None, reason="no GPU here")
 def test_several_runs_share_one_gpu_each_taking_only_what_it_uses(tmp_path):
     """Two processes of the backend on one GPU: neither takes most of its memory."""
