@@ -4,14 +4,17 @@ import keras
 import numpy as np
 import pytest
 
+from brainprop.model.rules import RULES
 from brainprop.nets.architectures import (
-    ALGORITHMS,
     ARCHITECTURES,
     build_model,
+    check_input,
     compile_model,
     learning_rate_at,
+    weight_sizes,
 )
 from brainprop.data.datasets import paper_combinations
+from brainprop.utils.errors import BrainPropError
 from brainprop.nets.layers import LocallyConnected2D
 from brainprop.model import BrainProp
 from brainprop.nets.weights import weighted_layers
@@ -49,7 +52,7 @@ EXPECTED_SHAPES = {
 
 
 @pytest.mark.parametrize("key", list(EXPECTED_SHAPES), ids=lambda k: f"{k[0]}-{k[2]}")
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", list(RULES))
 def test_weight_shapes_come_in_the_original_order(key, algorithm):
     architecture, input_shape, n_classes = key
     model = build_model(architecture, algorithm, input_shape, n_classes)
@@ -125,7 +128,7 @@ def test_ebp_example_with_label_probability_below_1e7_gets_the_full_gradient():
     # 1e-7 would leave no gradient; from the logits it is x (softmax(z) - onehot(y)).
     inputs = keras.Input((2,))
     outputs = keras.layers.Dense(3, use_bias=False, name="output")(inputs)
-    model = compile_model(keras.Model(inputs, outputs), learning_rate=0.5)
+    model = compile_model(keras.Model(inputs, outputs), learning_rate=0.5, rule="EBP")
     kernel = np.array([[20.0, 0.0, -5.0], [0.0, 0.0, 0.0]], "float32")
     model.layers[-1].set_weights([kernel])
     x, y = np.array([[1.0, 2.0]], "float32"), np.array([2], "int32")
@@ -215,7 +218,7 @@ def _fit_two_epochs(algorithm, steps_per_execution):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", list(RULES))
 def test_steps_per_execution_trains_exactly_as_one_step_per_call(algorithm):
     """Several batches per compiled call are the same steps: same history, same weights
     (random action choices and dropout included, and a last call with fewer batches)."""
@@ -247,3 +250,41 @@ def test_parameter_counts_in_the_docs_are_those_of_the_networks():
     assert set(documented) == {(d, a) for d, archs in paper_combinations().items() for a in archs}
     for (dataset, architecture), count in documented.items():
         assert build_model(architecture, "BrainProp", *shapes[dataset]).count_params() == count
+
+
+# --- images of any size: what each network fits ------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+@pytest.mark.parametrize("shape", [(28, 28, 1), (9, 13, 3), (8, 8, 1), (40, 24, 3)])
+def test_weight_sizes_count_every_weight_build_model_makes(architecture, shape):
+    sizes = weight_sizes(architecture, shape, 7)
+    model = build_model(architecture, "EBP", shape, 7)
+    assert sum(sizes.values()) == model.count_params()
+    by_layer = {layer.name: sum(int(np.prod(w.shape)) for w in layer.weights)
+                for layer in model.layers if layer.weights}
+    assert sizes == by_layer
+
+
+@pytest.mark.parametrize("architecture, shape, layer", [
+    ("deep", (7, 7, 1), "maxpool_26"), ("deep", (64, 3, 3), "maxpool_15"),
+    ("loccon", (4, 4, 1), "loccon_4"), ("loccon", (2, 30, 3), "loccon_1"),
+])
+def test_images_too_small_for_a_network_are_refused_in_one_line(architecture, shape, layer):
+    with pytest.raises(BrainPropError) as error:
+        check_input(architecture, shape, 10)
+    message = str(error.value)
+    assert "\n" not in message and layer in message and "another network" in message
+
+
+@pytest.mark.parametrize("architecture, shape", [
+    ("deep", (8, 8, 1)), ("loccon", (5, 5, 1)), ("conv", (1, 1, 1)), ("dense", (1, 1, 3)),
+])
+def test_the_smallest_images_each_network_fits(architecture, shape):
+    check_input(architecture, shape, 2)
+
+
+def test_a_network_too_large_for_one_tensor_is_refused_before_it_is_built():
+    with pytest.raises(BrainPropError) as error:
+        check_input("loccon", (2048, 2048, 3), 10)
+    assert "dense_9" in str(error.value) and "smaller images" in str(error.value)

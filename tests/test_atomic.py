@@ -33,3 +33,16 @@ def test_a_finished_write_replaces_the_file(tmp_path):
     write_atomically(path, lambda partial: partial.write_text("new"))
     assert path.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_a_write_failing_without_a_file_name_is_raised_naming_the_file(tmp_path):
+    import errno
+
+    def full(partial):
+        with open(partial, "wb"):
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a write to a full disk
+
+    with pytest.raises(OSError) as error:
+        write_atomically(tmp_path / "backup.npz", full)
+    assert error.value.filename == str(tmp_path / "backup.npz")
+    assert error.value.errno == errno.ENOSPC

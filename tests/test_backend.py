@@ -42,10 +42,6 @@ def test_filter_log_drops_messages_below_the_level_with_their_continuation_lines
 
 
 def test_set_random_seed_reseeds_keras_numpy_and_python():
-    # The one private name backend.set_random_seed uses, where it expects it.
-    from keras.src.utils import rng_utils
-
-    assert hasattr(rng_utils.tf, "available")
     draws = []
     for _ in range(2):
         backend.set_random_seed(7)

@@ -11,8 +11,13 @@ from hypothesis import strategies as st
 
 from brainprop.nets.architectures import build_model
 from brainprop.runs.cli import main
-from brainprop.nets.weights import save_weights
 from test_cli import write_learnable_mnist
+
+
+def saved_weights(model, path):
+    """`path`, holding `model`'s weights as Keras' `save_weights` writes them."""
+    model.save_weights(str(path))
+    return path
 
 
 def snapshot(folder: Path) -> dict:
@@ -72,25 +77,25 @@ def test_weight_file_that_is_not_hdf5(workspace, capsys):
 
 
 def test_weight_file_of_another_architecture(workspace, capsys):
-    path = save_weights(build_model("conv", "EBP", (28, 28, 1), 10), workspace / "c.weights.h5")
+    path = saved_weights(build_model("conv", "EBP", (28, 28, 1), 10), workspace / "c.weights.h5")
     assert "architecture" in refused(load_args(workspace, path), workspace, capsys)
 
 
 def test_weight_file_for_another_number_of_classes(workspace, capsys):
-    path = save_weights(build_model("dense", "EBP", (28, 28, 1), 100), workspace / "d.weights.h5")
+    path = saved_weights(build_model("dense", "EBP", (28, 28, 1), 100), workspace / "d.weights.h5")
     line = refused(load_args(workspace, path), workspace, capsys)
     assert "(500, 10)" in line and "(500, 100)" in line
 
 
 def test_weight_file_truncated(workspace, capsys):
-    path = save_weights(build_model("dense", "EBP", (28, 28, 1), 10), workspace / "w.weights.h5")
+    path = saved_weights(build_model("dense", "EBP", (28, 28, 1), 10), workspace / "w.weights.h5")
     path.write_bytes(path.read_bytes()[:5000])
     assert "w.weights.h5" in refused(load_args(workspace, path), workspace, capsys)
 
 
 @pytest.mark.backend_independent
 def test_resume_cannot_be_combined_with_loading_weights(workspace, capsys):
-    path = save_weights(build_model("dense", "EBP", (28, 28, 1), 10), workspace / "w.weights.h5")
+    path = saved_weights(build_model("dense", "EBP", (28, 28, 1), 10), workspace / "w.weights.h5")
     assert "--resume" in refused([*load_args(workspace, path), "--resume"], workspace, capsys)
 
 

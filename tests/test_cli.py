@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from brainprop.data.datasets import paper_combinations
-from brainprop.nets.architectures import ALGORITHMS
+from brainprop.model.rules import RULES
 from brainprop.runs.cli import main, parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +169,7 @@ def assert_one_line_error(result):
 
 INVALID = [
     (d, a, alg)
-    for d, a, alg in itertools.product(paper_combinations(), ["dense", "loccon", "conv", "deep"], ALGORITHMS)
+    for d, a, alg in itertools.product(paper_combinations(), ["dense", "loccon", "conv", "deep"], list(RULES))
     if a not in paper_combinations()[d]
 ]
 

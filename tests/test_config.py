@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from brainprop.tables import reproduce
 from brainprop.data.datasets import paper_combinations
-from brainprop.nets.architectures import ALGORITHMS, ARCHITECTURES, build_model
+from brainprop.model.rules import RULES
+from brainprop.nets.architectures import ARCHITECTURES, build_model
 from brainprop.runs.cli import build_parser, configs_from
 from brainprop.runs.config import RunConfig, check_combination, help_of, option, positive
 from brainprop.data.datasets import build_dataset
-from brainprop.runs.run import summary
+from brainprop.runs.run import Run, summary
+from brainprop.utils.devices import Placement
 from brainprop.utils.errors import BrainPropError
 from brainprop.train.training import TrainingResult
 
@@ -79,7 +81,7 @@ def configs(draw):
     resume = draw(st.booleans())
     load = None if resume else draw(st.none() | text)
     return RunConfig(
-        dataset, architecture, draw(st.sampled_from(ALGORITHMS)),
+        dataset, architecture, draw(st.sampled_from(list(RULES))),
         save=draw(st.booleans()), load=load,
         epochs=draw(st.integers(1, 10_000)), patience=draw(st.integers(1, 500)),
         seed=draw(st.integers(0, 2**32 - 1)),
@@ -110,12 +112,15 @@ def test_summary_hyperparameters_and_resume_command_come_from_the_config():
                          source="test")
     model = build_model("loccon", "BrainProp", data.input_shape, 10)
     result = TrainingResult({}, [1.0], 1, 0.5, "max_epochs")
-    recorded = summary(config, model, data, result)
+    run = Run(config, config.hyperparameters(), config.command(), data, data,
+              Placement(("cpu:0",)))
+    recorded = summary(run, model, result)
 
     hyper = recorded["hyperparameters"]
     assert hyper["batch_size"] == ARCHITECTURES["loccon"].batch_size  # not given: resolved
     assert (hyper["learning_rate"], hyper["max_epochs"], hyper["patience"]) == (0.05, 7, 3)
     assert (recorded["dataset"], recorded["seed"], recorded["resumed"]) == ("MNIST", 4, False)
+    assert recorded["hyperparameters"] == config.hyperparameters().as_dict()
     assert RunConfig(**recorded["config"]) == config
     resume = dataclasses.replace(config, resume=True)
     assert parse(shlex.split(resume.command())[2:]) == [resume]
@@ -168,7 +173,7 @@ def test_reproduce_resumes_a_run_left_unfinished_in_the_runs_folder(tmp_path):
     assert "--resume" in child.argv()
 
 
-ALL = itertools.product(list(paper_combinations()), ["dense", "loccon", "conv", "deep"], ALGORITHMS)
+ALL = itertools.product(list(paper_combinations()), ["dense", "loccon", "conv", "deep"], list(RULES))
 
 
 @pytest.mark.parametrize("dataset,architecture,algorithm", list(ALL))
@@ -180,3 +185,23 @@ def test_only_the_papers_combinations_are_allowed(dataset, architecture, algorit
         check_combination(dataset, architecture, algorithm)
     message = str(error.value)
     assert "\n" not in message and "MNIST: dense, loccon, conv" in message
+
+
+def test_the_hyperparameters_are_resolved_once_from_the_options_architecture_and_rule():
+    given = RunConfig("MNIST", "dense", "EBP", batch_size=64, init_std=0.1)
+    hyper = given.hyperparameters()
+    assert (hyper.training.batch_size, hyper.init_std, hyper.epsilon) == (64, 0.1, None)
+    assert hyper.training.learning_rate == ARCHITECTURES["dense"].learning_rate
+    default = RunConfig("CIFAR10", "loccon", "BrainProp").hyperparameters()
+    assert (default.training.batch_size, default.init_std) == (32, 0.005)
+    assert default.epsilon == RULES["BrainProp"].epsilon
+    assert "batch 32, learning rate 0.1, init std 0.005" in default.line()
+    assert default.line().endswith("epsilon 0.02")
+
+
+def test_the_settings_a_resume_compares_are_named_by_their_options():
+    settings = RunConfig("MNIST", "dense", "EBP", init_std=0.1).hyperparameters().settings()
+    assert set(settings) <= {field.name for field in FIELDS}
+    assert settings["init_std"] == 0.1
+    assert [RunConfig.flag_of(name) for name in ("init_std", "batch_size")] == [
+        "--init-std", "--batch-size"]

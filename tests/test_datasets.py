@@ -1,8 +1,6 @@
 """Data loading: each test writes small files in the real on-disk formats."""
 
-import gzip
 import pickle
-import tarfile
 import urllib.error
 from pathlib import Path
 
@@ -18,121 +16,21 @@ from brainprop.data.datasets import (
     load_dataset,
 )
 from brainprop.utils.errors import BrainPropError
+from data_files import (
+    cifar_pickle,
+    cifar_rows,
+    idx_bytes,
+    images,
+    labels,
+    mnist_arrays,
+    tar_folder,
+    write_cifar10,
+    write_cifar100,
+    write_mnist,
+    write_mnist_idx,
+)
 
 pytestmark = pytest.mark.backend_independent
-
-CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
-
-
-# --- writers of the real formats -------------------------------------------------------------
-
-
-def images(n: int, shape: tuple, seed: int) -> np.ndarray:
-    """Random uint8 images: any mix-up of pixels or channels changes the values."""
-    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
-
-
-def labels(n: int, n_classes: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n_classes, n)
-
-
-def mnist_arrays(n_train: int, n_test: int, seed: int, **override) -> dict:
-    """MNIST-shaped uint8 arrays (seeds `seed` to `seed + 3`), with `override` replacing any."""
-    arrays = {
-        "x_train": images(n_train, (28, 28), seed),
-        "y_train": labels(n_train, 10, seed + 1).astype(np.uint8),
-        "x_test": images(n_test, (28, 28), seed + 2),
-        "y_test": labels(n_test, 10, seed + 3).astype(np.uint8),
-    }
-    arrays.update(override)
-    return arrays
-
-
-def write_mnist(folder: Path, n_train=7, n_test=3, **override) -> dict:
-    arrays = mnist_arrays(n_train, n_test, 1, **override)
-    np.savez_compressed(folder / "mnist.npz", **arrays)
-    return arrays
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """`array` (uint8) in the idx format of the MNIST distribution."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        n.to_bytes(4, "big") for n in array.shape
-    )
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_mnist_idx(folder: Path, gz=(False,) * 4, n_train=7, n_test=3, **override) -> dict:
-    """The four files as the MNIST distribution has them (each gzipped where `gz` says)."""
-    arrays = mnist_arrays(n_train, n_test, 5, **override)
-    for (key, name), zipped in zip(MNIST_IDX_FILES.items(), gz):
-        content = idx_bytes(arrays[key])
-        if zipped:
-            (folder / f"{name}.gz").write_bytes(gzip.compress(content))
-        else:
-            (folder / name).write_bytes(content)
-    return arrays
-
-
-def cifar_rows(x: np.ndarray) -> np.ndarray:
-    """(N, 32, 32, 3) images as CIFAR's rows: all red values, then green, then blue."""
-    rows = np.empty((len(x), 3072), np.uint8)
-    for channel in range(3):
-        rows[:, channel * 1024 : (channel + 1) * 1024] = x[..., channel].reshape(len(x), 1024)
-    return rows
-
-
-def cifar_pickle(path: Path, entries: dict) -> None:
-    """A pickle like the originals: a dict with bytes keys, protocol 2."""
-    with open(path, "wb") as f:
-        pickle.dump({k.encode(): v for k, v in entries.items()}, f, protocol=2)
-
-
-def write_cifar10(folder: Path, sizes=(3, 1, 4, 2, 5), n_test=3) -> dict:
-    """cifar-10-batches-py/ with batches of unequal sizes; returns the expected arrays."""
-    directory = folder / "cifar-10-batches-py"
-    directory.mkdir()
-    x_parts, y_parts = [], []
-    for i, (name, n) in enumerate(zip(CIFAR10_TRAIN + ("test_batch",), sizes + (n_test,))):
-        x, y = images(n, (32, 32, 3), 10 + i), labels(n, 10, 20 + i)
-        entries = {"batch_label": b"batch", "data": cifar_rows(x), "labels": y.tolist()}
-        entries["filenames"] = [b"f.png"] * n
-        cifar_pickle(directory / name, entries)
-        x_parts.append(x)
-        y_parts.append(y)
-    (directory / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a"] * 10}))
-    (directory / "readme.html").write_text("<html></html>")
-    return {
-        "x_train": np.concatenate(x_parts[:-1]),
-        "y_train": np.concatenate(y_parts[:-1]),
-        "x_test": x_parts[-1],
-        "y_test": y_parts[-1],
-    }
-
-
-def write_cifar100(folder: Path, n_train=6, n_test=4) -> dict:
-    directory = folder / "cifar-100-python"
-    directory.mkdir()
-    expected = {}
-    for i, (name, n) in enumerate((("train", n_train), ("test", n_test))):
-        x, fine = images(n, (32, 32, 3), 30 + i), labels(n, 100, 40 + i)
-        coarse = (fine + 1) % 20  # differs from fine, so a mix-up is caught
-        entries = {"filenames": [b"f.png"] * n, "batch_label": b"b", "data": cifar_rows(x)}
-        entries.update({"fine_labels": fine.tolist(), "coarse_labels": coarse.tolist()})
-        cifar_pickle(directory / name, entries)
-        expected.update({f"x_{name}": x, f"y_{name}": fine})
-    (directory / "meta").write_bytes(pickle.dumps({b"fine_label_names": []}))
-    return expected
-
-
-def tar_folder(folder: Path, inner: str, tarball: str) -> Path:
-    """Pack folder/inner as folder/tarball (members inner/...) and remove the folder."""
-    with tarfile.open(folder / tarball, "w:gz") as tar:
-        tar.add(folder / inner, arcname=inner)
-    for path in (folder / inner).iterdir():
-        path.unlink()
-    (folder / inner).rmdir()
-    return folder / tarball
 
 
 def check_matches(data: Dataset, expected: dict, name: str, shape: tuple) -> None:
@@ -192,6 +90,45 @@ def test_mnist_npz_preferred_to_idx_files(tmp_path):
     expected = write_mnist(tmp_path)
     write_mnist_idx(tmp_path, n_train=4)
     check_matches(load_dataset("MNIST", tmp_path), expected, "MNIST", (28, 28, 1))
+
+
+@pytest.mark.parametrize("gz", [(False,) * 4, (True,) * 4], ids=["raw", "gz"])
+def test_fashion_mnist_idx_files_in_their_subfolder_beside_mnists(tmp_path, gz):
+    (tmp_path / "fashion-mnist").mkdir()
+    expected = write_mnist_idx(tmp_path / "fashion-mnist", gz, n_train=5)
+    mnist = write_mnist_idx(tmp_path, n_train=6)  # the same file names, one folder up
+    check_matches(load_dataset("FashionMNIST", tmp_path), expected, "FashionMNIST", (28, 28, 1))
+    check_matches(load_dataset("MNIST", tmp_path), mnist, "MNIST", (28, 28, 1))
+
+
+def test_fashion_mnist_npz(tmp_path):
+    arrays = mnist_arrays(4, 2, 8)
+    np.savez(tmp_path / "fashion-mnist.npz", **arrays)
+    write_mnist(tmp_path)
+    check_matches(load_dataset("FashionMNIST", tmp_path), arrays, "FashionMNIST", (28, 28, 1))
+
+
+def test_fashion_mnist_missing_files_say_where_they_go(tmp_path):
+    write_mnist_idx(tmp_path)  # MNIST's files are not Fashion-MNIST's
+    message = error_of("FashionMNIST", tmp_path)
+    assert "fashion-mnist.npz" in message and "fashion-mnist/ subfolder" in message
+
+
+def test_fashion_mnist_idx_file_missing_names_the_subfolder(tmp_path):
+    (tmp_path / "fashion-mnist").mkdir()
+    write_mnist_idx(tmp_path / "fashion-mnist")
+    (tmp_path / "fashion-mnist" / MNIST_IDX_FILES["y_test"]).unlink()
+    message = error_of("FashionMNIST", tmp_path)
+    assert "fashion-mnist lacks t10k-labels-idx1-ubyte" in message
+
+
+def test_fashion_mnist_downloads_from_keras(monkeypatch):
+    x, y = images(4, (28, 28), 0), labels(4, 10, 1).astype(np.uint8)
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data",
+                        lambda: ((x, y), (x[:2], y[:2])))
+    data = load_dataset("FashionMNIST")
+    assert data.x_train.shape == (4, 28, 28, 1) and data.n_classes == 10
+    np.testing.assert_array_equal(data.x_train[..., 0], x)
 
 
 def test_cifar10_folder_with_unequal_batches(tmp_path):

@@ -13,7 +13,7 @@ from brainprop.utils.errors import BrainPropError
 from brainprop.tables.jobs import (
     SHARED_GPU_ENVIRONMENT,
     Progress,
-    Run,
+    PlannedRun,
     format_duration,
     parse_gpus,
     run_locally,
@@ -36,9 +36,9 @@ def test_progress_counts_every_state_and_shares_the_estimate_among_processes(mon
     clock = [100.0]
     monkeypatch.setattr("brainprop.tables.jobs.time.monotonic", lambda: clock[0])
     progress = Progress(total=6, jobs=2, done=1)
-    a = Run("a", (), Path("."), Path("a.log"), kind="A")
-    b = Run("b", (), Path("."), Path("b.log"), kind="B")
-    c = Run("c", (), Path("."), Path("c.log"), kind="A")
+    a = PlannedRun("a", (), Path("."), Path("a.log"), kind="A")
+    b = PlannedRun("b", (), Path("."), Path("b.log"), kind="B")
+    c = PlannedRun("c", (), Path("."), Path("c.log"), kind="A")
     assert progress.estimate_left(["A"]) is None
     for run in (a, b, c):
         progress.start(run)
@@ -52,6 +52,8 @@ def test_progress_counts_every_state_and_shares_the_estimate_among_processes(mon
     assert line.startswith("2/6 runs done, 1 running, 1 failed, 2 left; 0:01:00 elapsed")
     assert line.endswith("about 0:00:05 left")
     assert format_duration(3725) == "1:02:05"
+    progress.finish(c, ok=False, stopped=True)  # by a signal: neither done nor failed
+    assert progress.line().startswith("2/6 runs done, 0 running, 1 failed, 1 stopped, 2 left;")
 
 
 def test_gpus_named_must_be_there(monkeypatch):
@@ -71,7 +73,7 @@ def test_gpus_named_must_be_there(monkeypatch):
 def failing_runs(tmp_path, count):
     """Runs that start, log where they run, and fail fast: a missing data folder."""
     return [
-        Run(f"run{i}", ("MNIST", "dense", "EBP", "-s", "--output-dir", str(tmp_path / "out"),
+        PlannedRun(f"run{i}", ("MNIST", "dense", "EBP", "-s", "--output-dir", str(tmp_path / "out"),
                         "--data-dir", str(tmp_path / "missing")),
             tmp_path / "out", tmp_path / "logs" / f"run{i}.log")
         for i in range(count)
@@ -155,7 +157,7 @@ def test_ctrl_c_stops_every_run_with_its_backup_and_the_same_call_resumes_them(t
     data = write_learnable_mnist(tmp_path / "data", n_train=3000, n_test=200)
     out = tmp_path / "out"
     runs = [
-        Run(f"MNIST_dense_{rule}_seed1",
+        PlannedRun(f"MNIST_dense_{rule}_seed1",
             ("MNIST", "dense", rule, "-s", "--output-dir", str(out), "--data-dir", str(data),
              "--epochs", "4"), out, tmp_path / "logs" / f"{rule}.log")
         for rule in ("BrainProp", "EBP")
@@ -182,3 +184,69 @@ def test_ctrl_c_stops_every_run_with_its_backup_and_the_same_call_resumes_them(t
     for run in runs:
         summary = json.loads((out / f"{run.name}_summary.json").read_text())
         assert summary["epochs_run"] == 4 and not summary["interrupted"]
+
+
+def mnist_runs(tmp_path, count=1, epochs=1):
+    """Runs of main.py on a small learnable MNIST, each its own seed."""
+    from test_cli import write_learnable_mnist
+
+    data = write_learnable_mnist(tmp_path / "data", n_train=256, n_test=64)
+    out = tmp_path / "out"
+    return [
+        PlannedRun(f"MNIST_dense_EBP_seed{seed}",
+                   ("MNIST", "dense", "EBP", "-s", "--output-dir", str(out), "--data-dir",
+                    str(data), "--epochs", str(epochs), "--batch-size", "32", "--seed", str(seed)),
+                   out, tmp_path / "logs" / f"seed{seed}.log")
+        for seed in range(1, count + 1)
+    ]
+
+
+def test_ctrl_c_while_a_run_starts_stops_it_in_one_line_as_stopped(tmp_path, monkeypatch, capsys):
+    """The signal reaches the child while Python starts and imports: it is noted there
+    and stops the run at its first safe point, without a traceback."""
+    import signal
+
+    [run] = mnist_runs(tmp_path)
+    real_popen = subprocess.Popen
+
+    def popen_then_ctrl_c(*args, **kwargs):
+        process = real_popen(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C the moment the child exists
+        return process
+
+    monkeypatch.setattr("brainprop.tables.jobs.subprocess.Popen", popen_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_locally([run], jobs=1, poll_seconds=0.05)
+    log = run.log.read_text()
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log
+    assert log.strip().splitlines()[-1] == "main.py: interrupted"
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    progress = capsys.readouterr().err
+    assert f"stopped {run.name} (exit status 130)" in progress and "FAILED" not in progress
+    assert "0/1 runs done, 0 running, 0 failed, 1 stopped, 0 left" in progress
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_run_saves_its_last_file_reports_it_done(tmp_path, monkeypatch, capsys):
+    """A run complete when the signal came: done in the progress line and the exit status,
+    and with nothing left undone the call returns as if no signal had come."""
+    import json
+
+    [run] = mnist_runs(tmp_path)
+    helper = Path(__file__).parent / "ctrl_c_parent_at.py"
+
+    def command(self, cores=None):
+        where = ",".join(map(str, cores)) if cores else "-"
+        return [sys.executable, str(helper), "brainprop.runs.outputs:write_summary", "--",
+                where, *self.main_argv()]
+
+    monkeypatch.setattr(PlannedRun, "command", command)
+    assert run_locally([run], jobs=1, poll_seconds=0.05) == []
+    log = run.log.read_text()
+    assert "SIGINT: stopping" in log and "Traceback" not in log  # the signal came, noted
+    assert log.strip().splitlines()[-1].startswith("Saved ")
+    progress = capsys.readouterr().err
+    assert f"finished {run.name}" in progress and "stopped" not in progress
+    assert "1/1 runs done, 0 running, 0 failed, 0 left" in progress
+    summary = json.loads((tmp_path / "out" / f"{run.name}_summary.json").read_text())
+    assert summary["stop_reason"] == "max_epochs" and not summary["interrupted"]

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from brainprop.nets.architectures import ALGORITHMS, build_model, compile_model
+from brainprop.model.rules import RULES
+from brainprop.nets.architectures import build_model, compile_model
 from brainprop.data.datasets import build_dataset
 from brainprop.nets.metrics import ClassAccuracy
 from brainprop.train.training import TrainingConfig, train
@@ -24,7 +25,7 @@ def test_class_accuracy_config_round_trips():
     assert (metric.n_classes, metric.name) == (7, "per_class")
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", list(RULES))
 def test_history_holds_one_class_accuracy_vector_per_epoch(algorithm):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (64, 28, 28, 1)).astype("uint8")

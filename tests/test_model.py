@@ -1,5 +1,7 @@
 """The BrainProp rule (Section 2 of the paper): gradient identities, selection, and the model class."""
 
+import importlib.util
+
 import keras
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ from keras import ops
 
 from brainprop.nets.layers import LocallyConnected2D
 from brainprop.model import BrainProp, brainprop_loss, reward_for, select_action
+from test_convert import converted_classifier
 
 N_CLASSES = 5
 BATCH = 8
@@ -26,6 +29,31 @@ def small_network(seed=3):
     x = keras.layers.Flatten()(x)
     outputs = keras.layers.Dense(N_CLASSES, use_bias=False, kernel_initializer=init)(x)
     return BrainProp(inputs, outputs, seed=seed)
+
+
+def residual_network(seed=3):
+    """A skip connection around two convolutions, which none of the paper's networks has."""
+    keras.utils.set_random_seed(seed)
+    init = keras.initializers.RandomNormal(0.0, 0.3)
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", kernel_initializer=init)(
+        inputs
+    )
+    y = keras.layers.Conv2D(4, 3, padding="same", activation="relu", kernel_initializer=init)(x)
+    y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.Conv2D(4, 3, padding="same", kernel_initializer=init)(y)
+    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(N_CLASSES, kernel_initializer=init)(x)
+    return BrainProp(inputs, outputs, seed=seed)
+
+
+# The paper's layers in small, and networks that none of the paper's builders makes.
+NETWORKS = {
+    "locally_connected": small_network,
+    "skip_connection": residual_network,
+    "converted_classifier": converted_classifier,
+}
 
 
 @pytest.fixture
@@ -51,9 +79,10 @@ def brainprop_objective(labels, selected):
     return loss
 
 
-def test_brainprop_gradient_equals_backprop_of_selected_output_error_only(batch, grad):
+@pytest.mark.parametrize("network", NETWORKS)
+def test_brainprop_gradient_equals_backprop_of_selected_output_error_only(network, batch, grad):
     x, labels = batch
-    model = small_network()
+    model = NETWORKS[network]()
     selected = np.random.default_rng(1).integers(0, N_CLASSES, BATCH).astype("int32")
     brainprop = grad(model, x, brainprop_objective(labels, selected))
 
@@ -63,16 +92,17 @@ def test_brainprop_gradient_equals_backprop_of_selected_output_error_only(batch,
     targets = np.eye(N_CLASSES, dtype="float32")[labels]
     mask = np.eye(N_CLASSES, dtype="float32")[selected]
     q = ops.convert_to_numpy(model(x, training=True))
-    delta = ops.convert_to_tensor(-(targets - q) * mask / BATCH)
-    backprop = grad(model, x, lambda out: ops.sum(out * delta))
+    delta = -(targets - q) * mask / BATCH
+    backprop = grad(model, x, lambda out: ops.sum(ops.multiply(out, delta)))
 
     assert_gradients_equal(brainprop, backprop)
     assert any(np.abs(g).max() > 1e-4 for g in brainprop)
 
 
-def test_brainprop_gradients_summed_over_all_choices_equal_full_mse_gradient(batch, grad):
+@pytest.mark.parametrize("network", NETWORKS)
+def test_brainprop_gradients_summed_over_all_choices_equal_full_mse_gradient(network, batch, grad):
     x, labels = batch
-    model = small_network()
+    model = NETWORKS[network]()
     total = None
     for s in range(N_CLASSES):
         selected = np.full(BATCH, s, dtype="int32")
@@ -82,7 +112,7 @@ def test_brainprop_gradients_summed_over_all_choices_equal_full_mse_gradient(bat
     targets = ops.convert_to_tensor(np.eye(N_CLASSES, dtype="float32")[labels])
 
     def full_mse(q_values):
-        return 0.5 * ops.mean(ops.sum(ops.square(targets - q_values), axis=-1))
+        return 0.5 * ops.mean(ops.sum(ops.square(ops.subtract(targets, q_values)), axis=-1))
 
     assert_gradients_equal(total, grad(model, x, full_mse))
 
@@ -221,7 +251,7 @@ def test_partial_last_batch_steps_by_the_release_formula(grad):
         mask = ops.convert_to_tensor(np.eye(N_CLASSES, dtype="float32")[selected])
 
         def loss(q_values):
-            rpe = reward - ops.sum(q_values * mask, axis=-1)
+            rpe = ops.subtract(reward, ops.sum(ops.multiply(q_values, mask), axis=-1))
             return ops.sum(0.5 * ops.square(rpe)) / 16
 
         hidden_kernel, output_kernel = grad(model, x_batch, loss)
@@ -254,3 +284,72 @@ def test_evaluation_loss_is_the_mean_whatever_the_batches():
     for batch_size in (16, 21, 4):
         loss = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)["loss"]
         np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+# --- compile and fit as for any Keras model --------------------------------------------
+
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, x, y, batch_size):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index):
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[rows], self.y[rows]
+
+
+def weights_after_one_epoch(data_of):
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(7, activation="relu")(inputs)
+    model = BrainProp(inputs, keras.layers.Dense(N_CLASSES)(hidden), seed=2, batch_size=8)
+    model.compile(optimizer=keras.optimizers.SGD(0.3))
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(20, 6)).astype("float32")
+    y = rng.integers(0, N_CLASSES, 20).astype("int32")
+    data, fit_options = data_of(x, y)
+    model.fit(data, epochs=1, verbose=0, shuffle=False, **fit_options)
+    return [ops.convert_to_numpy(w) for w in model.trainable_weights]
+
+
+def torch_tensor(array):
+    import torch
+
+    return torch.from_numpy(array)
+
+
+def test_numpy_arrays_a_pydataset_tf_data_and_a_torch_loader_train_alike():
+    # The same batches in the same order, exploration included, whatever feeds them.
+    expected = weights_after_one_epoch(lambda x, y: (x, {"y": y, "batch_size": 8}))
+    feeds = {"PyDataset": lambda x, y: (Batches(x, y, 8), {})}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        feeds["tf.data"] = lambda x, y: (tf.data.Dataset.from_tensor_slices((x, y)).batch(8), {})
+    if importlib.util.find_spec("torch") is not None:  # Keras takes its loaders on any backend
+        from torch.utils.data import DataLoader, TensorDataset
+
+        feeds["torch DataLoader"] = lambda x, y: (
+            DataLoader(TensorDataset(*map(torch_tensor, (x, y))), batch_size=8), {})
+    for feed in feeds.values():
+        for got, want in zip(weights_after_one_epoch(feed), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert np.abs(expected[-1]).max() > 0
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_a_saved_model_loads_back_with_the_rules_settings(network, batch, tmp_path):
+    x, labels = batch
+    model = NETWORKS[network]()
+    model.epsilon, model.batch_size = 0.1, 16
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(loaded, BrainProp)
+    assert (loaded.epsilon, loaded.batch_size, loaded.seed) == (0.1, 16, 3)
+    np.testing.assert_array_equal(ops.convert_to_numpy(loaded(x)), ops.convert_to_numpy(model(x)))
+    loaded.compile(optimizer="sgd")
+    assert np.isfinite(loaded.fit(x, labels, epochs=1, verbose=0).history["loss"][0])

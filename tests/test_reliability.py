@@ -37,15 +37,18 @@ def one_error(capsys) -> str:
     return errors[0]
 
 
+# One weight file of the dense network is 12.8 MB, and so is its backup: 20 MB hold the
+# best epoch's weights but not the first backup beside them, 32 MB the first backup but
+# not the second, written before the first is let go.
+@pytest.mark.parametrize("size", ["20m", "32m"], ids=["first-epoch", "second-epoch"])
 def test_disk_full_during_training_ends_in_one_line_and_the_run_resumes(
-    data_dir, tmp_path, capsys
+    data_dir, tmp_path, capsys, size
 ):
-    # One weight file of the dense network is 12.8 MB: 20 MB hold the best epoch's
-    # weights but not the backup beside them.
-    with small_filesystem(tmp_path / "disk", "20m") as disk:
+    with small_filesystem(tmp_path / "disk", size) as disk:
         assert main(command(data_dir, disk)) == 2
         line = one_error(capsys)
-        assert "No space left on device" in line and "--resume" in line
+        assert "No space left on device while writing" in line and "--resume" in line
+        assert f"{disk}/" in line  # names the file
         assert not list(disk.glob("*_summary.json"))
         subprocess.run(["mount", "-o", "remount,size=200m", str(disk)], check=True)
         assert main(command(data_dir, disk, "--resume")) == 0
@@ -67,6 +70,16 @@ def test_a_write_failing_during_training_ends_in_one_line(data_dir, tmp_path, mo
     line = one_error(capsys)
     assert "No space left on device while writing" in line and "log.csv" in line
     assert "--resume" in line
+
+
+def test_a_weight_file_that_cannot_be_written_is_named(tmp_path):
+    from brainprop.train.training import _write_failure
+
+    h5py_message = ("[Errno 13] Unable to synchronously create file (unable to open file: "
+                    f"name = '{tmp_path}/best.weights.h5', errno = 13, error message = "
+                    "'Permission denied', flags = 13, o_flags = 242)")
+    assert _write_failure(OSError(h5py_message)) == (
+        f"Permission denied while writing {tmp_path}/best.weights.h5")
 
 
 # --- Ctrl-C at any moment ---------------------------------------------------------------
@@ -169,8 +182,31 @@ def test_resume_with_other_settings_is_refused_listing_the_differences(
     assert after == before
 
 
-def test_second_resume_while_the_first_runs_is_refused_naming_its_process(
+def test_resume_with_another_initial_weight_scale_names_the_option_there_is(
     data_dir, interrupted, capsys
+):
+    assert main([*command(data_dir, interrupted, "--resume"), "--init-std", "0.1"]) == 2
+    assert "--init-std 0.1 (the run has 0.01)" in one_error(capsys)
+
+
+def test_a_backup_whose_settings_use_the_earlier_names_still_resumes(
+    data_dir, interrupted, capsys
+):
+    # As backups recorded them before the settings were named by field: by option, the
+    # initial weights' scale under its earlier name.
+    settings = interrupted / ".MNIST_dense_EBP_seed1.backup" / "settings.json"
+    settings.write_text(json.dumps({
+        "--epochs": 3, "--patience": 45, "--batch-size": 32, "--learning-rate": 0.1,
+        "--validation-split": None, "--weight-std": 0.01}))
+    assert main([*command(data_dir, interrupted, "--resume"), "--init-std", "0.1"]) == 2
+    assert "--init-std 0.1 (the run has 0.01)" in one_error(capsys)
+    assert main(command(data_dir, interrupted, "--resume")) == 0
+    summary = json.loads((interrupted / "MNIST_dense_EBP_seed1_summary.json").read_text())
+    assert summary["resumed"] and summary["epochs_run"] == 3
+
+
+def test_second_resume_while_the_first_runs_is_refused_naming_its_process(
+    data_dir, interrupted, capsys, monkeypatch
 ):
     argv = command(data_dir, interrupted, "--resume")
     argv[argv.index("--epochs") + 1] = "3"
@@ -184,9 +220,17 @@ def test_second_resume_while_the_first_runs_is_refused_naming_its_process(
         while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
+        capsys.readouterr()
+
+        def load_dataset(*args, **kwargs):
+            raise AssertionError("the data were loaded before the refusal")
+
+        monkeypatch.setattr("brainprop.data.datasets.load_dataset", load_dataset)
         assert main(command(data_dir, interrupted, "--resume")) == 2
-        line = one_error(capsys)
-        assert f"being trained by process {first.pid}" in line
+        captured = capsys.readouterr()
+        assert captured.out == ""  # no model summary: refused at once
+        errors = captured.err.strip().splitlines()
+        assert len(errors) == 1 and f"being trained by process {first.pid}" in errors[0]
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=240)
@@ -250,7 +294,7 @@ def test_kill_9_then_resume_completes_as_an_uninterrupted_run(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_ctrl_c_during_the_final_save_finishes_it_then_stops(
+def test_ctrl_c_during_the_final_save_finishes_it_and_the_run_is_done(
     data_dir, tmp_path, monkeypatch, capsys
 ):
     import brainprop.runs.outputs
@@ -262,13 +306,35 @@ def test_ctrl_c_during_the_final_save_finishes_it_then_stops(
         original(*args, **kwargs)
 
     monkeypatch.setattr(brainprop.runs.outputs, "write_summary", interrupted_save)
-    assert main(command(data_dir, tmp_path)) == 130
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert errors == ["main.py: interrupted"]
+    assert main(command(data_dir, tmp_path)) == 0  # complete: nothing was left to stop
+    captured = capsys.readouterr()
+    assert "SIGINT: stopping" in captured.out
+    assert captured.out.strip().splitlines()[-1].startswith("Saved ")
+    assert "Traceback" not in captured.err and "interrupted" not in captured.err
     summary = json.loads(next(tmp_path.glob("*_summary.json")).read_text())
     assert summary["epochs_run"] == 3 and not summary["interrupted"]
     assert all((tmp_path / name).exists() for name in summary["files"].values())
     assert not list(tmp_path.glob(".*"))  # complete: no backup left
+
+
+def test_ctrl_c_during_the_first_seeds_save_stops_before_the_next_seed(
+    data_dir, tmp_path, monkeypatch, capsys
+):
+    import brainprop.runs.outputs
+
+    original = brainprop.runs.outputs.write_summary
+
+    def interrupted_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(brainprop.runs.outputs, "write_summary", interrupted_save)
+    argv = command(data_dir, tmp_path, "--seeds", "1-2")
+    argv[argv.index("--epochs") + 1] = "1"
+    assert main(argv) == 130  # seed 2 was not run
+    assert capsys.readouterr().err.strip().splitlines() == ["main.py: interrupted"]
+    summaries = [p.name for p in tmp_path.glob("*_summary.json")]
+    assert summaries == ["MNIST_dense_EBP_seed1_summary.json"]
 
 
 @pytest.mark.backend_independent

@@ -12,6 +12,7 @@ from PIL import Image
 from filesystems import read_only_folder
 
 from brainprop.tables.report import curve_band, load_runs, main, write_report
+from brainprop.utils.errors import BrainPropError
 
 pytestmark = pytest.mark.backend_independent
 
@@ -222,6 +223,35 @@ def test_history_with_values_of_the_wrong_type_or_range_is_refused_in_one_line(
     assert f"{path} is not a run history (metric" in _one_error(capsys)
 
 
+def test_history_with_metrics_of_different_lengths_is_refused_in_one_line(tmp_path, capsys):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    path = tmp_path / "MNIST_dense_BrainProp_seed1_history.pkl"
+    history = {"val_accuracy": [0.5, 0.9], "val_class_accuracy": [[0.5, 0.5]] * 3}
+    path.write_bytes(pickle.dumps(["MNIST", "BrainProp", history]))
+    assert main([str(tmp_path)]) == 2
+    assert "metrics cover different numbers of epochs" in _one_error(capsys)
+
+
+def test_history_with_per_class_accuracy_only_gives_a_report_without_that_plot(tmp_path):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    path = tmp_path / "MNIST_dense_BrainProp_seed1_history.pkl"
+    history = {"accuracy": [0.5, 0.9], "val_class_accuracy": [[0.5, 0.5]] * 2}
+    path.write_bytes(pickle.dumps(["MNIST", "BrainProp", history]))
+    assert main([str(tmp_path)]) == 0
+    assert not (tmp_path / "report" / "class_discovery.png").exists()
+
+
+def test_a_folder_of_ignored_runs_only_says_so_in_one_line(tmp_path, capsys):
+    write_run(tmp_path, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
+    path = tmp_path / "MNIST_dense_BrainProp_seed1_summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "interrupted": True}))
+    assert main([str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == f"report: {path.name} is an interrupted run (resume it); ignored"
+    assert lines[1].startswith(f"report: error: no finished run in {tmp_path}, only the runs "
+                               "ignored above")
+
+
 def _release_history_pickle(protocol: int, numpy_1: bool = False) -> bytes:
     """As the original release wrote it (tf.keras 2.x): floats for the metrics, NumPy
     float32 scalars for the learning rate its LearningRateScheduler logs."""
@@ -341,3 +371,43 @@ def test_run_plot_has_markers_and_a_legend_off_the_curves(tmp_path, monkeypatch)
     ax = fig.axes[0]
     assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())
     assert ax.get_xlim() == (0.5, 1.5) and _legend_clear_of_curves(fig, ax)
+
+
+def test_class_discovery_figure_draws_each_class_of_a_fit_history():
+    from brainprop.tables.report import class_discovery_figure
+
+    class History:  # what keras.Model.fit returns, as far as the figure reads it
+        history = {"accuracy": [0.2, 0.5], "class_accuracy": [np.array([0.0, 0.4, 0.2]),
+                                                              np.array([0.9, 0.1, 0.5])]}
+
+    fig = class_discovery_figure(History())
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["class 0", "class 1", "class 2", "all classes"]
+    np.testing.assert_array_equal(lines[1].get_ydata(), [0.4, 0.1])
+    np.testing.assert_array_equal(lines[3].get_ydata(), [0.2, 0.5])
+    assert fig.axes[0].get_ylabel() == "training accuracy"
+
+    with_validation = {**History.history, "val_accuracy": [0.3, 0.6],
+                       "val_class_accuracy": [[0.1, 0.2, 0.3], [0.7, 0.8, 0.9]]}
+    fig = class_discovery_figure(with_validation, title="mine")
+    lines = fig.axes[0].get_lines()
+    np.testing.assert_array_equal(lines[2].get_ydata(), [0.3, 0.9])
+    assert fig.axes[0].get_title() == "mine" and fig.axes[0].get_ylabel() == "validation accuracy"
+
+
+def test_class_discovery_figure_of_a_history_without_class_accuracy_says_what_to_compile():
+    from brainprop.tables.report import class_discovery_figure
+
+    with pytest.raises(BrainPropError, match=r"metrics=\[brainprop.nets.metrics.ClassAccuracy"):
+        class_discovery_figure({"accuracy": [0.1], "loss": [1.0]})
+
+
+def test_class_discovery_names_the_classes_a_summary_names():
+    from brainprop.tables.report import class_discovery_figure
+
+    history = {"val_class_accuracy": [[0.1, 0.5, 0.9], [0.2, 0.6, 1.0]], "val_accuracy": [0.5, 0.6]}
+    named = class_discovery_figure(history, classes=["ant", "moth", "zebra"])
+    assert named.axes[0].get_legend_handles_labels()[1] == [
+        "0: ant", "1: moth", "2: zebra", "all classes"]
+    numbered = class_discovery_figure(history)
+    assert numbered.axes[0].get_legend_handles_labels()[1][:3] == ["class 0", "class 1", "class 2"]

@@ -154,7 +154,8 @@ def _backed_up_model(tmp_path):
     stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max")
     stopping.set_model(model)
     stopping.on_train_begin()
-    backup = RunBackup(tmp_path, stopping, None, EpochTimer())
+    backup = RunBackup(tmp_path)
+    backup.watch(stopping, None, EpochTimer())
     backup.set_model(model)
     return model, backup
 
@@ -191,3 +192,126 @@ def test_a_backup_that_cannot_be_written_fails_the_training_thread(tmp_path, mon
     backup.on_epoch_end(1, {"loss": 1.0})
     with pytest.raises(OSError, match="No space left"):
         backup.on_epoch_end(2, {"loss": 1.0})  # the next epoch's end reports it at the latest
+
+
+class Recorder:
+    """A callback of someone else's, added to the list: it only watches."""
+
+    def __init__(self):
+        import keras
+
+        class Watching(keras.callbacks.Callback):
+            def on_epoch_end(inner, epoch, logs=None):
+                self.epochs.append(epoch)
+
+        self.epochs = []
+        self.callback = Watching()
+
+
+def test_callbacks_added_before_and_after_leave_resuming_exact(
+    data_dir, tmp_path, monkeypatch, capsys, uninterrupted
+):
+    from brainprop.train import training
+
+    build = training._callbacks
+    first, last = Recorder(), Recorder()
+
+    def with_others(*args, **kwargs):
+        callbacks = build(*args, **kwargs)
+        callbacks.all[:] = [first.callback, *callbacks.all, last.callback]
+        return callbacks
+
+    monkeypatch.setattr(training, "_callbacks", with_others)
+    expected, expected_history = uninterrupted
+    with monkeypatch.context() as patch:
+        send_signal_at(patch, signal.SIGINT, 1)
+        assert main(command(data_dir, tmp_path)) == 130
+    assert main(command(data_dir, tmp_path, "--resume")) == 0
+    resumed, resumed_history = run_summary(tmp_path)
+    assert first.epochs == last.epochs == list(range(expected["epochs_run"]))
+    assert resumed["best_epoch"] == expected["best_epoch"]
+    for key, values in expected_history.items():
+        np.testing.assert_allclose(resumed_history[key], values, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_a_restored_early_stopping_survives_its_own_reset_wherever_it_stands(tmp_path):
+    import keras
+
+    from brainprop.train.resume import RunBackup
+
+    model, backup = _backed_up_model(tmp_path)
+    backup.early_stopping.wait, backup.early_stopping.best = 2, 0.75
+    backup.timer.seconds[:] = [1.5]
+    backup.on_epoch_end(0, {"loss": 1.0, "val_accuracy": 0.75})
+    backup.wait()
+
+    stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max")
+    stopping.set_model(model)
+    restored = RunBackup(tmp_path)
+    restored.watch(stopping, None, EpochTimer())
+    restored.set_model(model)
+    restored.on_train_begin()  # the backup before early stopping in the list:
+    stopping.on_train_begin()  # early stopping resets its counters after the restore
+    restored.on_epoch_begin(1)
+    assert (stopping.wait, stopping.best, restored.timer.seconds) == (2, 0.75, [1.5])
+
+
+def _rewrite_state(path, **changes):
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    state = json.loads(str(arrays["state"]))
+    state.update(changes)
+    arrays["state"] = np.str_(json.dumps(state))
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("changes", [
+    {"epoch": "two"}, {"history": [1, 2]}, {"epoch_seconds": ["slow"]},
+    {"early_stopping": {"wait": 0, "best": 0.5, "best_epoch": 1, "model": None}},
+    {"checkpoint_best": "high"}, {"finished": "yes"},
+], ids=["epoch", "history", "epoch_seconds", "early_stopping", "checkpoint_best", "finished"])
+def test_a_backup_whose_state_has_the_wrong_types_counts_as_damaged(tmp_path, changes):
+    from brainprop.train.resume import BACKUP_FILE, PREVIOUS_FILE, RunBackup
+    from brainprop.utils.errors import BrainPropError
+
+    model, backup = _backed_up_model(tmp_path)
+    for epoch in range(2):
+        backup.on_epoch_end(epoch, {"loss": 1.0})
+        backup.wait()
+    _rewrite_state(tmp_path / BACKUP_FILE, **changes)
+    # The one before it is used, and the damaged one set aside.
+    assert RunBackup(tmp_path).completed_epochs() == 1
+    assert (tmp_path / f"{BACKUP_FILE}.damaged").exists()
+    # Both damaged: one line, and both left where they are.
+    (tmp_path / f"{BACKUP_FILE}.damaged").rename(tmp_path / BACKUP_FILE)
+    _rewrite_state(tmp_path / PREVIOUS_FILE, **changes)
+    with pytest.raises(BrainPropError, match="no backup in .* can be read") as error:
+        RunBackup(tmp_path).completed_epochs()
+    assert "\n" not in str(error.value)
+    assert (tmp_path / BACKUP_FILE).exists() and (tmp_path / PREVIOUS_FILE).exists()
+
+
+def test_a_backup_with_variables_of_another_type_is_refused_before_any_is_assigned(tmp_path):
+    from brainprop.train.resume import BACKUP_FILE, RunBackup
+    from brainprop.utils.errors import BrainPropError
+
+    model, backup = _backed_up_model(tmp_path)
+    backup.on_epoch_end(0, {"loss": 1.0})
+    backup.wait()
+    with np.load(tmp_path / BACKUP_FILE) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    last = max(name for name in arrays if name.startswith("optimizer_"))
+    arrays[last] = np.full(arrays[last].shape, "x")  # text: no variable takes it
+    np.savez(tmp_path / BACKUP_FILE, **arrays)
+    before = [np.array(v) for v in model.variables]
+    for variable in model.variables:
+        variable.assign(variable + 1.0)
+    changed = [np.array(v) for v in model.variables]
+    resumed = RunBackup(tmp_path)
+    resumed.watch(backup.early_stopping, None, EpochTimer())
+    resumed.set_model(model)
+    with pytest.raises(BrainPropError, match="does not fit this run"):
+        resumed.on_train_begin()
+    for variable, value in zip(model.variables, changed):  # the model's variables untouched
+        np.testing.assert_array_equal(np.array(variable), value)
+    assert not all(np.array_equal(a, b) for a, b in zip(before, changed))

@@ -151,6 +151,30 @@ def test_cache_of_another_version_or_truncated_is_rebuilt(tiny, monkeypatch):
 
 
 @pytest.mark.backend_independent
+def test_cache_with_the_right_fingerprint_but_other_arrays_is_rebuilt(tiny, monkeypatch):
+    root, expected = tiny
+    first = load_dataset("TinyImageNet", root)
+    cache = root / "tiny-imagenet-200" / tinyimagenet.CACHE_NAME
+    with np.load(cache) as npz:
+        kept = {"version": npz["version"], "fingerprint": npz["fingerprint"]}
+    np.savez(cache, **kept, x_train=np.zeros((1, 2, 2, 3), np.uint8), y_train=np.array([99]))
+    calls = count_decodes(monkeypatch)
+    again = load_dataset("TinyImageNet", root)
+    assert calls == [1]
+    np.testing.assert_array_equal(again.x_train, first.x_train)
+    np.testing.assert_array_equal(again.y_test, first.y_test)
+
+
+@pytest.mark.backend_independent
+def test_training_image_that_is_a_broken_link_is_named(tiny):
+    root, _ = tiny
+    image = root / "tiny-imagenet-200" / "train" / "n02" / "images" / "n02_0.JPEG"
+    image.unlink()
+    image.symlink_to(root / "nowhere.JPEG")
+    assert f"{image} is not a file (a broken link" in error_of(root)
+
+
+@pytest.mark.backend_independent
 def test_unwritable_cache_warns_and_still_loads(tiny, monkeypatch, capsys):
     root, _ = tiny
 
@@ -208,7 +232,8 @@ def test_annotation_naming_a_file_outside_val_images_is_refused(tiny, name):
         name = str(outside)
     annotations.write_text(annotations.read_text() + f"{name}\tn01\t0\t0\t1\t1\n")
     message = error_of(root)
-    assert "val_annotations.txt line 6" in message and "is not the name of a file in val/images/" in message
+    assert "val_annotations.txt line 6" in message
+    assert "is not the name of a file in val/images/" in message
 
 
 @pytest.mark.backend_independent

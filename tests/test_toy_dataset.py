@@ -44,8 +44,7 @@ def toy():
         downloads.append(TOY)
         return toy_arrays()
 
-    register_dataset(DatasetSpec(TOY, TOY_FILE, read_toy, n_classes=3, download=download,
-                                 paper_architectures=("dense", "conv")))
+    register_dataset(DatasetSpec(TOY, TOY_FILE, read_toy, n_classes=3, download=download))
     yield downloads
     del DATASETS[TOY]
 
@@ -54,8 +53,8 @@ def test_a_declared_data_set_is_a_choice_with_its_files_in_the_help(toy, capsys)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert f"MNIST,CIFAR10,CIFAR100,TinyImageNet,{TOY}" in text
-    assert f"{TOY_FILE} for {TOY}" in text  # --data-dir names what to put there
+    assert f"{{MNIST,CIFAR10,CIFAR100,TinyImageNet,FashionMNIST,{TOY},PATH}}" in text
+    assert f"{TOY}: {TOY_FILE}" in text  # --data-dir names what to put there
 
 
 def test_an_undeclared_data_set_is_refused(capsys):
@@ -75,6 +74,7 @@ def test_a_declared_data_set_downloads_trains_and_is_summarised(toy, tmp_path):
     assert (summary["dataset"], summary["n_classes"]) == (TOY, 3)
     assert (summary["train_images"], summary["test_images"]) == (960, 96)
     assert summary["epochs_run"] == 2 and summary["best_val_accuracy"] > 0.5  # chance: 1/3
+    assert summary["paper_combination"] is False  # the paper never saw it
     assert all((out / name).is_file() for name in summary["files"].values())
 
 

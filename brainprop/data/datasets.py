@@ -1,4 +1,5 @@
-"""The data sets: MNIST, CIFAR10, CIFAR100 and Tiny ImageNet as uint8 arrays.
+"""The data sets: MNIST, CIFAR10, CIFAR100, Tiny ImageNet, FashionMNIST and your own
+images (an .npz or an image folder, see `brainprop.data.own`) as uint8 arrays.
 
 Each data set is one `DatasetSpec`, declared at the end of this module with
 `register_dataset`: its name, its number of classes (or that the data name them), how it
@@ -10,7 +11,8 @@ Without a data folder the data come from `keras.datasets` (downloaded once, then
 by Keras).  Offline, `--data-dir` points at the standard files instead: `mnist.npz` or
 the four idx files of the MNIST distribution (`train-images-idx3-ubyte` and the others,
 gzipped or not), `cifar-10-batches-py/` or `cifar-10-python.tar.gz`, `cifar-100-python/`
-or `cifar-100-python.tar.gz`.  The number of images per file is read from the files.
+or `cifar-100-python.tar.gz`, `fashion-mnist.npz` or MNIST's four idx files in a
+`fashion-mnist/` subfolder.  The number of images per file is read from the files.
 
 Images stay uint8 (channels last) in memory; `brainprop.data.pipeline.ImageBatches` scales
 one batch at a time to float32 in [0, 1], so no float copy of a whole split is ever made.
@@ -64,8 +66,11 @@ class DatasetSpec:
     `class_order` is None unless the data set `orders_classes` (takes --class-order).
     `download` fetches the four arrays (from `keras.datasets`); without it, the data
     set is read from `--data-dir`, or from the current directory without one.
-    `n_classes` None: one class per name the reader returns.  `paper_architectures`
-    names the networks the paper trained on it (none: a data set beyond the paper).
+    `n_classes` None: one class per name the reader returns or, where it names none,
+    the highest label + 1 (`brainprop.data.own.check_classes`).  `paper_architectures`
+    names the networks the paper trained on it (none: a data set beyond the paper, which
+    takes every network its images fit).  A path given as the dataset has a DatasetSpec
+    of its own, made by `dataset_spec` and never registered.
     """
 
     name: str
@@ -148,10 +153,12 @@ def load_dataset(
     a failed download, a missing file, or a file that is corrupt or holds arrays of the
     wrong shape, dtype or label range.
     """
-    spec = DATASETS.get(name)
-    if spec is None:
-        known = ", ".join(DATASETS)
-        raise BrainPropError(f"unknown dataset {name!r}; known datasets: {known}")
+    spec = dataset_spec(name)
+    if spec.name not in DATASETS and data_dir is not None:
+        raise BrainPropError(
+            f"--data-dir is where a declared data set's files are; {name} is a path "
+            "already: drop --data-dir"
+        )
     ordering = [n for n, s in DATASETS.items() if s.orders_classes]
     if class_order is not None and not spec.orders_classes:
         raise BrainPropError(
@@ -171,9 +178,39 @@ def load_dataset(
             )
         read = spec.read(folder, class_order)
         source = read.source or str(folder)
-    n_classes = spec.n_classes if spec.n_classes is not None else len(read.classes)
-    data = build_dataset(name, *read.splits, n_classes=n_classes, source=source)
+    n_classes = spec.n_classes if spec.n_classes is not None else (
+        len(read.classes) if read.classes is not None else None)
+    if n_classes is None:  # an .npz: counted from the labels
+        from brainprop.data.own import check_classes
+
+        n_classes = check_classes(read.splits[1], read.splits[3], source)
+    data = build_dataset(spec.name, *read.splits, n_classes=n_classes, source=source)
     return dataclasses.replace(data, classes=read.classes)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The declaration of `name`: a declared data set, or else the .npz or image folder
+    at path `name` (see `brainprop.data.own`).  BrainPropError for anything else."""
+    if name in DATASETS:
+        return DATASETS[name]
+    from brainprop.data.own import is_path, own_dataset
+
+    if is_path(name):
+        return own_dataset(name)
+    raise BrainPropError(
+        f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}, or the path of "
+        "an .npz or of an image folder"
+    )
+
+
+def dataset_name(name: str) -> str:
+    """What the runs of dataset argument `name` are called: the declared name, or the
+    name of the file or folder it is the path of."""
+    if name in DATASETS:
+        return name
+    from brainprop.data.own import path_name
+
+    return path_name(name)
 
 
 def build_dataset(
@@ -260,12 +297,12 @@ def _reading(name: str) -> Iterator[None]:
 # --- keras.datasets -----------------------------------------------------------------------
 
 
-def _download_mnist() -> Splits:
+def _download_mnist(module: str = "mnist") -> Splits:
     from brainprop.utils.backend import start  # only for downloads: local files need no backend
 
     keras = start()
 
-    (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, module).load_data()
     return x_train[..., None], y_train, x_test[..., None], y_test
 
 
@@ -544,4 +581,14 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     "TinyImageNet", "tiny-imagenet-200/", _read_tinyimagenet,
     paper_architectures=("deep",), orders_classes=True,
+))
+
+# Beyond the paper: every network its 28x28 images allow.  Its idx files have MNIST's
+# names, so they go into a fashion-mnist/ subfolder of --data-dir (keras.datasets keeps
+# them in ~/.keras/datasets/fashion-mnist/ too).
+_FASHION_MNIST = MnistLayout("FashionMNIST", "fashion-mnist.npz", "fashion-mnist")
+
+register_dataset(DatasetSpec(
+    "FashionMNIST", _FASHION_MNIST.files, _fixed(_FASHION_MNIST.read), n_classes=10,
+    download=functools.partial(_download_mnist, "fashion_mnist"),
 ))

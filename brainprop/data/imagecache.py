@@ -46,6 +46,20 @@ def load_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
         return None
 
 
+def holds_images(arrays: dict[str, np.ndarray], y_train: np.ndarray, y_test: np.ndarray) -> bool:
+    """Whether cached `arrays` are the images of a listing with these labels: uint8
+    (N, H, W, 1 or 3) `x_train` and `x_test` of one image size, one image per label,
+    and `y_train`, `y_test` those labels.  A cache written by something else under the
+    right fingerprint is then decoded again rather than trusted."""
+    for split, labels in (("train", y_train), ("test", y_test)):
+        images, cached = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
+        if not (isinstance(images, np.ndarray) and images.dtype == np.uint8
+                and images.ndim == 4 and len(images) == len(labels) and images.shape[3] in (1, 3)
+                and isinstance(cached, np.ndarray) and np.array_equal(cached, labels)):
+            return False
+    return arrays["x_train"].shape[1:] == arrays["x_test"].shape[1:]
+
+
 def save_cache(path: Path, key: str, arrays: dict[str, np.ndarray]) -> bool:
     """Write `arrays` to `path` under `key` atomically; warn and return False if it cannot."""
     def write(partial: Path) -> None:

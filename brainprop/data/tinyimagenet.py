@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from brainprop.utils.errors import BrainPropError
-from brainprop.data.imagecache import fingerprint, load_cache, save_cache
+from brainprop.utils.errors import BrainPropError, one_line
+from brainprop.data.imagecache import fingerprint, holds_images, load_cache, save_cache
 
 FOLDER = "tiny-imagenet-200"
 ZIP_NAME = "tiny-imagenet-200.zip"
@@ -80,6 +80,8 @@ def read_tinyimagenet(
     key = fingerprint(folder, sources, extra=" ".join(listing.classes))
     cache = folder / CACHE_NAME
     arrays = load_cache(cache, key)
+    if arrays is not None and not holds_images(arrays, listing.y_train, listing.y_test):
+        arrays = None
     if arrays is None:
         total = len(listing.train) + len(listing.test)
         print(f"Decoding {total} Tiny ImageNet images once; they are cached in {cache}")
@@ -161,6 +163,10 @@ def list_files(folder: Path) -> Listing:
         images = sorted((folder / "train" / wnid / "images").glob("*.JPEG"))
         if not images:
             raise BrainPropError(f"{folder}/train/{wnid}/images has no .JPEG images; {redo}")
+        unreadable = next((image for image in images if not image.is_file()), None)
+        if unreadable is not None:
+            raise BrainPropError(f"{unreadable} is not a file (a broken link, or a folder); "
+                                 f"{redo}")
         train += images
         y_train += [label] * len(images)
     test, y_test = _annotated(folder, {wnid: i for i, wnid in enumerate(classes)}, redo)
@@ -203,33 +209,40 @@ def _annotated(folder: Path, index: dict[str, int], redo: str) -> tuple[list[Pat
     return images, labels
 
 
-def decode_images(paths: list[Path]) -> np.ndarray:
+# What to do about an image that cannot be decoded, unless the caller says otherwise.
+REDECODE = f"extract {ZIP_NAME} again"
+
+
+def decode_images(paths: list[Path], remedy: str = REDECODE) -> np.ndarray:
     """All `paths` as one uint8 array (N, H, W, 3), H and W from the first image.
 
     Large sets are decoded by worker processes (Pillow holds the GIL, so threads would
-    not help), a chunk at a time, with a progress bar.
+    not help), a chunk at a time, with a progress bar.  An image that cannot be decoded,
+    or differs in size from the first, ends it in one line that says `remedy`.
     """
-    height, width = _decode(paths[0]).shape[:2]
+    height, width = _decode(paths[0], remedy).shape[:2]
     images = np.empty((len(paths), height, width, 3), np.uint8)
     starts = range(0, len(paths), CHUNK)
     # A bar on a terminal; nothing in a log file, where redraws would pile up.
     with tqdm(total=len(paths), unit="image", desc="Decoding", disable=None) as progress:
-        _decode_into(images, paths, starts, progress)
+        _decode_into(images, paths, starts, progress, remedy)
     return images
 
 
-def _decode_into(images: np.ndarray, paths: list[Path], starts: range, progress) -> None:
+def _decode_into(images: np.ndarray, paths: list[Path], starts: range, progress,
+                 remedy: str) -> None:
     size = images.shape[1:3]
     workers = _workers()
     if len(paths) < POOL_MIN or workers < 2:
         for start in starts:
-            images[start : start + CHUNK] = decode_chunk(paths[start : start + CHUNK], size)
+            images[start : start + CHUNK] = decode_chunk(paths[start : start + CHUNK], size,
+                                                         remedy)
             progress.update(min(CHUNK, len(paths) - start))
         return
     # spawn: forking a process that already runs a backend's threads can deadlock.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        tasks = {pool.submit(decode_chunk, paths[start : start + CHUNK], size): start
+        tasks = {pool.submit(decode_chunk, paths[start : start + CHUNK], size, remedy): start
                  for start in starts}
         try:
             for task in as_completed(tasks):
@@ -241,11 +254,11 @@ def _decode_into(images: np.ndarray, paths: list[Path], starts: range, progress)
             raise
 
 
-def decode_chunk(paths: list[Path], size: tuple[int, int]) -> np.ndarray:
+def decode_chunk(paths: list[Path], size: tuple[int, int], remedy: str = REDECODE) -> np.ndarray:
     """`paths` decoded as uint8 (N, H, W, 3); every image must be `size` (H, W)."""
     chunk = np.empty((len(paths), *size, 3), np.uint8)
     for i, path in enumerate(paths):
-        image = _decode(path)
+        image = _decode(path, remedy)
         if image.shape[:2] != size:
             raise BrainPropError(
                 f"{path} is {image.shape[1]}x{image.shape[0]} pixels, the others "
@@ -255,13 +268,13 @@ def decode_chunk(paths: list[Path], size: tuple[int, int]) -> np.ndarray:
     return chunk
 
 
-def _decode(path: Path) -> np.ndarray:
+def _decode(path: Path, remedy: str) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))  # grayscale (mode L) -> 3 channels
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise BrainPropError(
-            f"cannot decode {path} ({type(exc).__name__}: {exc}); extract {ZIP_NAME} again"
+            f"cannot decode {path} ({type(exc).__name__}: {one_line(exc)}); {remedy}"
         ) from exc
 
 

@@ -12,10 +12,11 @@ import dataclasses
 import random
 from typing import TYPE_CHECKING
 
+from brainprop.model.rules import get_rule
+from brainprop.utils.errors import BrainPropError
+
 if TYPE_CHECKING:
     import keras
-
-ALGORITHMS = ("BrainProp", "EBP")
 
 LayerSpec = tuple  # ("conv", filters, strides), ("dense", units), ("relu",), ...
 
@@ -92,6 +93,73 @@ ARCHITECTURES: dict[str, Architecture] = {
     "deep": Architecture(tuple(_DEEP), 128, 0.1, 0.005, 0.0005, "same"),
 }
 
+# The most values one weight may hold: TensorFlow's and XLA's kernels index tensors
+# with 32-bit integers.
+MAX_WEIGHT_SIZE = 2**31 - 1
+
+
+def weight_sizes(architecture: str, input_shape: tuple[int, int, int],
+                 n_classes: int) -> dict[str, int]:
+    """The number of values of each weight (kernels, batch-norm statistics) of the network,
+    by layer name, as `build_model` makes it; computed without Keras.
+
+    BrainPropError, in one line, where the images are too small for the network (a
+    convolution or pooling would leave no pixel).
+    """
+    arch = ARCHITECTURES[architecture]
+    height, width, channels = input_shape
+    features = None  # set once flattened
+    sizes = {}
+    for index, (kind, *args) in enumerate(arch.layers, start=1):
+        name = f"{kind}_{index}"
+        if kind in ("conv", "loccon"):
+            filters, strides = args
+            valid = kind == "loccon" or arch.padding == "valid"
+            if valid and min(height, width) < 3:
+                raise _too_small(architecture, input_shape, name, (height, width))
+            height, width = (((n - 3) // strides + 1) if valid else -(-n // strides)
+                             for n in (height, width))
+            kernel = 9 * channels * filters
+            sizes[name] = kernel * height * width if kind == "loccon" else kernel
+            channels = filters
+        elif kind == "maxpool":
+            pool = args[0] if args else 2
+            if min(height, width) < pool:
+                raise _too_small(architecture, input_shape, name, (height, width))
+            height, width = height // pool, width // pool
+        elif kind == "batchnorm":
+            sizes[name] = 4 * (features or channels)
+        elif kind == "flatten":
+            features = height * width * channels
+        elif kind == "dense":
+            sizes[name] = features * args[0]
+            features = args[0]
+    sizes["output"] = features * n_classes
+    return sizes
+
+
+def _too_small(architecture: str, input_shape: tuple, layer: str, size: tuple) -> BrainPropError:
+    height, width, _ = input_shape
+    return BrainPropError(
+        f"{architecture} does not fit {height}x{width} images: its {layer} gets "
+        f"{size[0]}x{size[1]} pixels, too few; use larger images or another network "
+        f"(deep needs at least 8x8, conv and dense any size, loccon 5x5)"
+    )
+
+
+def check_input(architecture: str, input_shape: tuple[int, int, int], n_classes: int) -> None:
+    """BrainPropError, in one line, unless `architecture` can be built for these images."""
+    sizes = weight_sizes(architecture, input_shape, n_classes)
+    layer, largest = max(sizes.items(), key=lambda item: item[1])
+    if largest > MAX_WEIGHT_SIZE:
+        height, width, _ = input_shape
+        raise BrainPropError(
+            f"{architecture} on {height}x{width} images: its {layer} would hold "
+            f"{largest:.3g} weights, more than one tensor can ({MAX_WEIGHT_SIZE:.3g}); use "
+            "smaller images or another network (conv or deep)"
+        )
+
+
 # Learning-rate schedule of the release: halve every 100 epochs.
 LR_HALVING_EPOCHS = 100
 LR_SCHEDULE = f"learning_rate * 0.5 ** (epoch // {LR_HALVING_EPOCHS})"
@@ -163,20 +231,19 @@ def build_model(
 ) -> keras.Model:
     """Build the network as the original release did (uncompiled).
 
-    The output layer is linear for both rules.  BrainProp gets the `BrainProp`
-    model class (the rule), whose loss is divided by `batch_size`, the batch
-    size it will be trained with (default: the architecture's).  EBP gets a
-    plain `keras.Model` whose outputs are the logits of the softmax (the
-    release's softmax layer had no weights, so its files load unchanged, and
-    the argmax is the same); `compile_model` gives it the cross-entropy of
-    those logits.  `init_std` replaces the architecture's standard deviation
-    of the initial weights.  Weight initialisation draws from Keras' global
-    seed, so call `keras.utils.set_random_seed` first.
+    The output layer is linear for every rule; the rule (`brainprop.model.rules`)
+    makes the model around it.  BrainProp gets the `BrainProp` model class, whose
+    loss is divided by `batch_size`, the batch size it will be trained with
+    (default: the architecture's).  EBP gets a plain `keras.Model` whose outputs
+    are the logits of the softmax (the release's softmax layer had no weights, so
+    its files load unchanged, and the argmax is the same); `compile_model` gives it
+    the cross-entropy of those logits.  `init_std` replaces the architecture's
+    standard deviation of the initial weights.  Weight initialisation draws from
+    Keras' global seed, so call `keras.utils.set_random_seed` first.
     """
     import keras
 
-    from brainprop.model import BrainProp
-
+    rule = get_rule(algorithm)
     arch = ARCHITECTURES[architecture]
     if init_std is not None:
         arch = dataclasses.replace(arch, init_std=init_std)
@@ -187,12 +254,10 @@ def build_model(
     # float32 under mixed precision too: the Q values (or logits) and the loss stay exact.
     output = keras.layers.Dense(n_classes, name="output", dtype="float32",
                                 **_kernel_options(arch))(x)
-    name = f"{architecture}_{algorithm}"
-    if algorithm == "BrainProp":
-        return BrainProp(
-            inputs, output, seed=seed, batch_size=batch_size or arch.batch_size, name=name
-        )
-    return keras.Model(inputs, output, name=name)
+    model = rule.build(inputs, output, name=f"{architecture}_{algorithm}", seed=seed,
+                       batch_size=batch_size or arch.batch_size, epsilon=rule.epsilon)
+    model.rule = rule.name  # what `compile_model` compiles it for
+    return model
 
 
 # Training and validation steps run per compiled call: the same steps in the same
@@ -208,13 +273,15 @@ def compile_model(
     learning_rate: float,
     jit_compile: bool | str = "auto",
     steps_per_execution: int = STEPS_PER_EXECUTION,
+    rule: str | None = None,
 ) -> keras.Model:
-    """Compile with plain SGD (no momentum); the loss depends on the algorithm:
-    BrainProp's own (`brainprop.model`), or for EBP the cross-entropy of the
-    softmax of the outputs, computed from the logits, averaged over the batch
-    (as the release's `categorical_crossentropy`).
+    """Compile with plain SGD (no momentum) and the loss of the model's rule
+    (`brainprop.model.rules`): BrainProp's own (`brainprop.model.brainprop`), or for
+    EBP the cross-entropy of the softmax of the outputs, computed from the logits,
+    averaged over the batch (as the release's `categorical_crossentropy`).
 
-    Both log `class_accuracy`, the accuracy of each class (a vector per epoch).
+    `rule` names the rule; by default the one `build_model` made `model` for.
+    Every rule logs `class_accuracy`, the accuracy of each class (a vector per epoch).
     Callbacks see a batch end once per `steps_per_execution` batches (one
     under a TensorFlow strategy of several replicas, `devices.steps_per_call`).
 
@@ -227,30 +294,19 @@ def compile_model(
     import keras
 
     from brainprop.nets.metrics import ClassAccuracy
-    from brainprop.model import BrainProp
-
     from brainprop.utils.devices import run_steps_per_execution_on_torch, steps_per_call
 
     steps_per_execution = steps_per_call(steps_per_execution)
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0)
     per_class = ClassAccuracy(model.output_shape[-1])
-    if isinstance(model, BrainProp):
-        model.compile(
-            optimizer=optimizer,
-            metrics=[per_class],
-            jit_compile=jit_compile,
-            steps_per_execution=steps_per_execution,
-        )
-    else:
-        # From the logits: probabilities clipped to [1e-7, 1 - 1e-7] (as Keras does
-        # on some backends) would give an example whose label is that unlikely
-        # no gradient at all.
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), per_class],
-            jit_compile=jit_compile,
-            steps_per_execution=steps_per_execution,
-        )
+    rule = get_rule(rule or getattr(model, "rule", ""))
+    own_loss = rule.loss is None  # the model computes its loss and logs its "accuracy"
+    model.compile(
+        optimizer=optimizer,
+        loss=None if own_loss else rule.loss(),
+        metrics=[per_class] if own_loss else [rule.accuracy(), per_class],
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
     run_steps_per_execution_on_torch(model)
     return model

@@ -19,6 +19,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from brainprop.utils import compat
+
 
 def _pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
     """`value` as a (rows, cols) pair of positive ints."""
@@ -308,37 +310,14 @@ class BatchNormalization(keras.layers.BatchNormalization):
     moments and elementwise operations.  The moving variance is updated with the
     batch's biased variance, as Keras 3 does (the fused kernel returns the unbiased
     one, which is rescaled).  Everywhere else, and on JAX (whose compiler fuses the
-    composite itself), it is Keras' layer unchanged.
+    composite itself), it is Keras' layer unchanged.  The kernel's use lives in
+    `brainprop.utils.compat`, with what it assumes of Keras' layer.
     """
 
-    def _fusable(self, inputs, mask) -> bool:
-        return (
-            keras.backend.backend() == "tensorflow"
-            and mask is None
-            and not self.renorm
-            and not self.synchronized
-            and len(inputs.shape) == 4
-            and self.axis % 4 == 3  # channels last
-            and keras.backend.standardize_dtype(inputs.dtype) == "float32"
-            and self.compute_dtype == "float32"
-            and self.epsilon >= 1.001e-5  # the fused kernel's minimum
-        )
-
     def call(self, inputs, training=None, mask=None):
-        if not self._fusable(inputs, mask):
+        if not compat.fusable(self, inputs, mask):
             return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
-        channels = inputs.shape[-1]
-        gamma = self.gamma.value if self.scale else tf.ones((channels,), inputs.dtype)
-        beta = self.beta.value if self.center else tf.zeros((channels,), inputs.dtype)
-        if not (training and self.trainable):
-            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                inputs, gamma, beta, mean=self.moving_mean.value,
-                variance=self.moving_variance.value, epsilon=self.epsilon,
-                is_training=False,
-            )
-            return outputs
+        return compat.fused_batch_norm(self, inputs, training)
         outputs, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
             inputs, gamma, beta, epsilon=self.epsilon, is_training=True
         )

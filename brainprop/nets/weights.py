@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
-from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError, one_line
 
 if TYPE_CHECKING:
@@ -35,13 +34,6 @@ WEIGHTS_SUFFIX = ".weights.h5"
 def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The model's layers that carry weights, in order (the legacy matching order)."""
     return [layer for layer in model.layers if layer.weights]
-
-
-def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Write the model's weights to `path` (ending in .weights.h5) atomically."""
-    path = Path(path)
-    write_atomically(path, lambda partial: model.save_weights(str(partial), overwrite=True))
-    return path
 
 
 def _not_weights(path: Path, problem: str) -> BrainPropError:
@@ -196,10 +188,11 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
                 raise BrainPropError(
                     f"{path} is HDF5 but holds no Keras weights: give a file saved by -s"
                 )
-    except (OSError, KeyError, ValueError, TypeError) as error:  # h5py's, on a damaged file
+    # h5py's, on a damaged file (RuntimeError: a loop of links)
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
         raise BrainPropError(
-            f"{path} could not be read ({type(error).__name__}: {error}): the file may be "
-            "truncated or damaged"
+            f"{path} could not be read ({type(error).__name__}: {one_line(error)}): the file "
+            "may be truncated or damaged"
         ) from None
     if groups is None:
         _load_own(model, path, stored)

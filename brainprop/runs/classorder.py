@@ -130,7 +130,8 @@ def default_output(weights: Path) -> Path:
     return weights.with_name(f"{weights.name}.classes.txt")
 
 
-def run(args: argparse.Namespace) -> RecoveredOrder:
+def recover_and_write(args: argparse.Namespace) -> RecoveredOrder:
+    """Recover the class order of `args.weights`, write it, and say how to evaluate with it."""
     from brainprop.data.datasets import load_dataset
     from brainprop.nets.weights import check_weight_file
 
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def recover() -> int:
-        run(args)
+        recover_and_write(args)
         return 0
 
     return run_command("classorder", recover)

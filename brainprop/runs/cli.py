@@ -14,8 +14,8 @@ import json
 import shlex
 import sys
 
-from brainprop.runs.config import LOAD_ALONE, RunConfig, combinations_text, parse_seeds
-from brainprop.utils.errors import BrainPropError, Parser, run_command
+from brainprop.runs.config import RunConfig, combinations_text, parse_seeds
+from brainprop.utils.errors import Parser, run_command
 from brainprop.utils.signals import stop_signals
 
 PROG = "main.py"
@@ -43,8 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configs_from(args: argparse.Namespace) -> list[RunConfig]:
     """One RunConfig per seed named on the command line."""
-    if args.seeds and args.load:
-        raise BrainPropError(LOAD_ALONE)
     default_seed = RunConfig.__dataclass_fields__["seed"].default
     seeds = args.seeds or [default_seed if args.seed is None else args.seed]
     return [RunConfig.from_namespace(args, seed=seed) for seed in seeds]

@@ -16,10 +16,13 @@ import argparse
 import dataclasses
 import math
 import shlex
+from collections.abc import Sequence
 from typing import Any, Callable
 
-from brainprop.data.datasets import DATASETS, paper_combinations
-from brainprop.nets.architectures import ALGORITHMS, ARCHITECTURES, LR_HALVING_EPOCHS
+from brainprop.data.datasets import DATASETS, dataset_name, dataset_spec, paper_combinations
+from brainprop.data.own import is_path
+from brainprop.model.rules import RULES, get_rule
+from brainprop.nets.architectures import ARCHITECTURES, LR_HALVING_EPOCHS, LR_SCHEDULE
 from brainprop.train.config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA, TrainingConfig
 from brainprop.utils.errors import BrainPropError
 
@@ -126,18 +129,39 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def check_combination(dataset: str, architecture: str, algorithm: str) -> None:
-    """Raise BrainPropError unless the paper ran this dataset/architecture/algorithm."""
-    if algorithm not in ALGORITHMS:
-        raise BrainPropError(
-            f"unknown algorithm {algorithm!r}: choose {' or '.join(ALGORITHMS)}"
-        )
-    if architecture in paper_combinations().get(dataset, ()):
+def check_combination(dataset: str, architecture: str, algorithm: str,
+                      beyond_paper: bool = False) -> None:
+    """BrainPropError for an unknown rule, or for a data set of the paper on a network
+    the paper did not train on it, unless `beyond_paper`.  Other data sets (FashionMNIST,
+    your own) take every network their images fit (`nets.architectures.check_input`)."""
+    get_rule(algorithm)
+    paper = paper_combinations()
+    if dataset not in paper or architecture in paper[dataset] or beyond_paper:
         return
     raise BrainPropError(
         f"{dataset} with {architecture} is not a combination of the paper; "
-        f"allowed: {combinations_text()}"
+        f"allowed: {combinations_text()}; add --beyond-paper to train it anyway"
     )
+
+
+def dataset_argument(text: str) -> str:
+    """An argparse type: a declared data set, or the path of an .npz or an image folder."""
+    if text in DATASETS:
+        return text
+    if not is_path(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose a declared data set or give the path of an "
+            ".npz or of an image folder)"
+        )
+    try:
+        dataset_spec(text)
+    except BrainPropError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _dataset_metavar() -> str:
+    return "{" + ",".join(DATASETS) + ",PATH}"
 
 
 def combinations_text() -> str:
@@ -146,7 +170,7 @@ def combinations_text() -> str:
 
 
 def _data_dir_help() -> str:
-    files = ", ".join(f"{spec.files} for {name}" for name, spec in DATASETS.items())
+    files = "; ".join(f"{name}: {spec.files}" for name, spec in DATASETS.items())
     return ("read the data set from the standard files in this folder instead of "
             f"downloading it: {files} (see docs/data.md)")
 
@@ -159,7 +183,7 @@ def option(*flags: str, help: str | Callable[[], str], default: Any = None, forw
     decides itself (which run, where, whether to save or resume) rather than passes on.
     `shown_default` is what --help says the default is, when not the value itself.
     Other keywords go to `ArgumentParser.add_argument` (`type`, `action`, `choices`, ...).
-    `help` and `choices` may be functions, called when a parser is built: what they
+    `help`, `choices` and `metavar` may be functions, called when a parser is built: what they
     read (the declared data sets) may grow after this module is imported.
     """
     metadata = {"flags": flags, "help": help, "forward": forward,
@@ -196,9 +220,15 @@ def _learning_rates() -> str:
 class RunConfig:
     """Everything that decides what one run (one seed) does."""
 
-    dataset: str = option(choices=lambda: list(DATASETS), help="the data set")
+    dataset: str = option(
+        type=dataset_argument, metavar=_dataset_metavar,
+        help="the data set: a declared one, or the path of an .npz of x_train, y_train, "
+        "x_test, y_test or of a folder of train/<class>/ and test/<class>/ images "
+        "(see docs/data.md)",
+    )
     architecture: str = option(choices=list(ARCHITECTURES), help="the network")
-    algorithm: str = option(choices=list(ALGORITHMS), help="the learning rule")
+    # A live view: a rule registered after this module was imported is a choice too.
+    algorithm: str = option(choices=RULES.keys(), help="the learning rule")
     save: bool = option(
         "-s", "--save", default=False, action="store_true", forward=False,
         help="save the accuracy plot (PDF and PNG), the history (pickle and JSON), the "
@@ -235,6 +265,13 @@ class RunConfig:
         "os.listdir order of train/ (how the release numbered them; it differs between "
         "machines), or a file of wnids, one per line, in output-unit order, such as "
         "python -m brainprop.classorder writes for a weight file",
+    )
+    beyond_paper: bool = option(
+        "--beyond-paper", default=False, action="store_true", forward=False,
+        help="train a data set of the paper on a network the paper did not train on it "
+        "(CIFAR10 dense, MNIST deep, ...); the summary marks the run paper_combination: "
+        "false and the report lists it apart, never beside the paper's figures. "
+        "FashionMNIST and your own data take every network their images fit without it",
     )
     output_dir: str = option(
         "--output-dir", default=".", forward=False, shown_default="current directory",
@@ -281,17 +318,26 @@ class RunConfig:
 
     @property
     def name(self) -> str:
-        """The stem of the run's files: `MNIST_dense_BrainProp_seed1`."""
-        return f"{self.dataset}_{self.architecture}_{self.algorithm}_seed{self.seed}"
+        """The stem of the run's files: `MNIST_dense_BrainProp_seed1`; for a path, the
+        file's or folder's name stands for the data set (`images_conv_EBP_seed1`)."""
+        dataset = dataset_name(self.dataset)
+        return f"{dataset}_{self.architecture}_{self.algorithm}_seed{self.seed}"
 
     @property
-    def weight_std(self) -> float:
-        """The standard deviation of the initial weights: --init-std or the architecture's."""
-        return self.init_std or ARCHITECTURES[self.architecture].init_std
+    def paper_combination(self) -> bool:
+        """Whether the paper trained this network on this data set."""
+        return self.architecture in paper_combinations().get(self.dataset, ())
 
     def check(self) -> None:
         """BrainPropError for a run the paper did not do or options that exclude each other."""
-        check_combination(self.dataset, self.architecture, self.algorithm)
+        check_combination(self.dataset, self.architecture, self.algorithm, self.beyond_paper)
+        if self.dataset not in DATASETS:
+            dataset_name(self.dataset)  # a path named like a declared data set ends here
+            if self.data_dir is not None:
+                raise BrainPropError(
+                    f"--data-dir is where a declared data set's files are; {self.dataset} "
+                    "is a path already: drop --data-dir"
+                )
         if self.load and (self.validation_split or self.resume):
             raise BrainPropError(LOAD_ALONE)
         if self.load and self.save:
@@ -299,15 +345,23 @@ class RunConfig:
         if self.tensorboard and self.load:
             raise BrainPropError("--tensorboard records training; -l only evaluates: drop one")
 
-    def training(self) -> TrainingConfig:
-        """The resolved hyperparameters: the architecture's where none were given."""
+    def hyperparameters(self) -> Hyperparameters:
+        """How this run trains, resolved: the options given, else the architecture's
+        and the rule's."""
         arch = ARCHITECTURES[self.architecture]
-        return TrainingConfig(
-            batch_size=self.batch_size or arch.batch_size,
-            learning_rate=self.learning_rate or arch.learning_rate,
-            epochs=self.epochs,
-            patience=self.patience,
-            seed=self.seed,
+        return Hyperparameters(
+            training=TrainingConfig(
+                batch_size=self.batch_size or arch.batch_size,
+                learning_rate=self.learning_rate or arch.learning_rate,
+                epochs=self.epochs,
+                patience=self.patience,
+                seed=self.seed,
+            ),
+            init_std=self.init_std or arch.init_std,
+            l2=arch.l2,
+            padding=arch.padding,
+            epsilon=get_rule(self.algorithm).epsilon,
+            validation_split=self.validation_split,
         )
 
     def argv(self) -> list[str]:
@@ -341,8 +395,8 @@ class RunConfig:
             if forwarded_only and not (meta["flags"] and meta["forward"]):
                 continue
             help_text = help_of(field)
-            options = {key: value() if key == "choices" and callable(value) else value
-                       for key, value in meta["argparse"].items()}
+            options = {key: value() if key in ("choices", "metavar") and callable(value)
+                       else value for key, value in meta["argparse"].items()}
             shown = meta["shown_default"]
             if shown is None and meta["flags"] and field.default not in (None, False):
                 shown = str(field.default)
@@ -363,7 +417,70 @@ class RunConfig:
         return cls(**{**given, **changes})
 
     @classmethod
+    def flag_of(cls, name: str) -> str:
+        """The command-line option of field `name`: `init_std` -> `--init-std`."""
+        return cls.__dataclass_fields__[name].metadata["flags"][-1]
+
+    @classmethod
     def forwarded(cls, args: argparse.Namespace) -> dict[str, Any]:
         """The values of the options passed on to child runs, from parsed arguments."""
         return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
                 if f.metadata["flags"] and f.metadata["forward"]}
+
+
+def check_runs(configs: Sequence[RunConfig]) -> None:
+    """BrainPropError unless every config can run, and `configs` can run together:
+    the seeds of one command, where `-l` evaluates one file, alone."""
+    for config in configs:
+        config.check()
+    if len(configs) > 1 and configs[0].load:
+        raise BrainPropError(LOAD_ALONE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """How one run trains, resolved once (`RunConfig.hyperparameters`).
+
+    The one record of them: the run summary and `--print-config` write `as_dict()`,
+    the start of training prints `line()`, and `--resume` compares `settings()` with
+    the interrupted run's.
+    """
+
+    training: TrainingConfig  # batch size, learning rate, epochs, patience, min_delta, seed
+    init_std: float
+    l2: float
+    padding: str
+    epsilon: float | None  # the rule's exploration rate; None: it never explores
+    validation_split: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        training = self.training
+        return {
+            "batch_size": training.batch_size,
+            "learning_rate": training.learning_rate,
+            "lr_schedule": LR_SCHEDULE,
+            "init_std": self.init_std,
+            "l2": self.l2,
+            "padding": self.padding,
+            "max_epochs": training.epochs,
+            "patience": training.patience,
+            "min_delta": training.min_delta,
+            "optimizer": "SGD, no momentum",
+            "epsilon": self.epsilon,
+        }
+
+    def line(self) -> str:
+        """`batch 128, learning rate 0.1, init std 0.01, L2 0.0, at most 500 epochs,
+        patience 45`, and the exploration rate of a rule that explores."""
+        training = self.training
+        explores = f", epsilon {self.epsilon}" if self.epsilon is not None else ""
+        return (f"batch {training.batch_size}, learning rate {training.learning_rate}, "
+                f"init std {self.init_std}, L2 {self.l2}, at most {training.epochs} epochs, "
+                f"patience {training.patience}{explores}")
+
+    def settings(self) -> dict[str, Any]:
+        """What a resumed run must share with the interrupted one, by `RunConfig` field."""
+        training = self.training
+        return {"epochs": training.epochs, "patience": training.patience,
+                "batch_size": training.batch_size, "learning_rate": training.learning_rate,
+                "validation_split": self.validation_split, "init_std": self.init_std}

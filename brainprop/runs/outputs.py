@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from brainprop.runs.config import RunConfig
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.locks import LockHeld, exclusive
@@ -165,17 +166,57 @@ def hold_run(files: RunFiles) -> Iterator[None]:
         with exclusive(files.backup / LOCK_FILE):
             yield
     except LockHeld as held:
-        who = f"process {held.pid}" if held.pid else "another process"
-        raise BrainPropError(
-            f"{files.stem.name} in {files.stem.parent} is being trained by {who} right now; "
-            "wait for it to end (or stop it) before resuming"
-        ) from None
+        raise _being_trained(files, held) from None
+
+
+def check_not_held(files: RunFiles) -> None:
+    """BrainPropError if a process holds the run (`hold_run`) right now; writes nothing.
+
+    For `--resume` to refuse before loading data, as `hold_run` refuses later.
+    """
+    lock = files.backup / LOCK_FILE
+    if not lock.is_file():
+        return
+    try:
+        with exclusive(lock, record_pid=False):
+            pass
+    except LockHeld as held:
+        raise _being_trained(files, held) from None
+    except OSError:  # unreadable: hold_run, which opens it for writing, says why
+        pass
+
+
+def _being_trained(files: RunFiles, held: LockHeld) -> BrainPropError:
+    who = f"process {held.pid}" if held.pid else "another process"
+    return BrainPropError(
+        f"{files.stem.name} in {files.stem.parent} is being trained by {who} right now; "
+        "wait for it to end (or stop it) before resuming"
+    )
 
 
 def record_settings(files: RunFiles, settings: dict) -> None:
-    """Keep the options that decide how the run trains, for `--resume` to compare."""
+    """Keep the options that decide how the run trains (`Hyperparameters.settings()`,
+    by `RunConfig` field), for `--resume` to compare."""
     path = files.backup / SETTINGS_FILE
     write_atomically(path, lambda partial: partial.write_text(json.dumps(settings) + "\n"))
+
+
+# Fields that backups of earlier versions recorded under another name.
+_EARLIER_NAMES = {"weight_std": "init_std"}
+
+
+def _by_field(recorded: dict) -> dict:
+    """Recorded settings by `RunConfig` field.  Earlier backups keyed them by option
+    (`--batch-size`), the initial weights' scale by an earlier name of its field."""
+    fields = {}
+    for key, value in recorded.items():
+        name = str(key).removeprefix("--").replace("-", "_")
+        fields[_EARLIER_NAMES.get(name, name)] = value
+    return fields
+
+
+def _option(field: str) -> str:
+    return RunConfig.flag_of(field) if field in RunConfig.__dataclass_fields__ else field
 
 
 def check_settings(files: RunFiles, settings: dict) -> None:
@@ -184,13 +225,14 @@ def check_settings(files: RunFiles, settings: dict) -> None:
     if not path.is_file():  # a backup from before settings were recorded
         return
     try:
-        recorded = json.loads(path.read_text())
-    except (OSError, ValueError):
+        recorded = _by_field(json.loads(path.read_text()))
+    except (OSError, ValueError, AttributeError):
         return
     differences = [
-        f"{option} {_shown(settings.get(option))} (the run has {_shown(recorded.get(option))})"
-        for option in sorted(set(settings) | set(recorded))
-        if settings.get(option) != recorded.get(option)
+        f"{_option(field)} {_shown(settings.get(field))} "
+        f"(the run has {_shown(recorded.get(field))})"
+        for field in sorted(set(settings) | set(recorded), key=_option)
+        if settings.get(field) != recorded.get(field)
     ]
     if differences:
         raise BrainPropError(

@@ -1,8 +1,10 @@
-"""Carrying out runs: `run(config)` trains or evaluates one seed, `run_all` several.
+"""Carrying out runs: `run_one(config)` trains or evaluates one seed, `run_all` several.
 
 Everything a user can get wrong is checked before Keras starts a backend; the
-data set is loaded once for all seeds.  With `-s` every run writes its files
-(`brainprop.runs.outputs`) and a summary derived from its `RunConfig`.
+data set is loaded once for all seeds.  Each seed is one `Run`, made once when it
+starts: what the later steps (build, train, save) read.  With `-s` every run
+writes its files (`brainprop.runs.outputs`) and a summary derived from its
+`RunConfig` and `Hyperparameters`.
 """
 
 from __future__ import annotations
@@ -16,13 +18,23 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from brainprop.runs.config import LOAD_ALONE, RunConfig
+from brainprop.data.datasets import DATASETS, dataset_name
+from brainprop.runs.config import Hyperparameters, RunConfig, check_runs
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.signals import EXIT_CODES, raise_if_stopped
 
+if TYPE_CHECKING:
+    import keras
 
-def run(config: RunConfig, command: str | None = None) -> int:
+    from brainprop.data.datasets import Dataset
+    from brainprop.runs.outputs import RunFiles
+    from brainprop.train.training import TrainingResult
+    from brainprop.utils.devices import Placement
+
+
+def run_one(config: RunConfig, command: str | None = None) -> int:
     """Train (or evaluate) one run; 0, or the exit status of the signal that stopped it."""
     return run_all([config], command)
 
@@ -32,7 +44,8 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
 
     `command` is recorded in each summary as the command line that started the runs
     (default: the one that runs each config alone).  Stops at the first interrupted
-    run and returns the exit status of its signal, after saying how to continue it.
+    run and returns the exit status of its signal, after saying how to continue it;
+    0 when every run is complete, even if a signal came while the last one was saved.
     """
     if len({(c.dataset, c.data_dir, c.class_order) for c in configs}) > 1:
         raise ValueError("run_all runs the seeds of one data set")
@@ -40,8 +53,6 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
     if note:
         print(note, flush=True)
     first = configs[0]
-    if first.load and len(configs) > 1:
-        raise BrainPropError(LOAD_ALONE)
     if first.tensorboard:
         _check_tensorboard()
     output_dir = None
@@ -53,10 +64,15 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
         from brainprop.runs.outputs import check_writable
 
         output_dir = check_writable(first.output_dir)
+        if first.resume:
+            _check_resumable(configs, output_dir)
 
     from brainprop.data.datasets import load_dataset
 
     data = load_dataset(first.dataset, first.data_dir, first.class_order)
+    from brainprop.nets.architectures import check_input
+
+    check_input(first.architecture, data.input_shape, data.n_classes)  # before any training
     results = []
     for number, config in enumerate(configs, start=1):
         raise_if_stopped()  # a Ctrl-C while loading, or during the previous seed's save
@@ -78,7 +94,7 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
             return EXIT_CODES.get(interrupted_by, 1)
     if len(configs) > 1 and results:
         print(seeds_summary(results))
-    raise_if_stopped()  # a signal during the last save: everything is saved, but stop
+    # A signal during the last save changed nothing: every run is complete, and says so.
     return 0
 
 
@@ -88,12 +104,22 @@ def check_backend(configs: Sequence[RunConfig]) -> str | None:
     from brainprop.utils import backend
     from brainprop.utils.devices import check_can_distribute
 
-    for config in configs:
-        config.check()
+    check_runs(configs)
     note = backend.choose()
     if any(config.distribute for config in configs):
         check_can_distribute(backend.name())
     return note
+
+
+def _check_resumable(configs: Sequence[RunConfig], output_dir: Path) -> None:
+    """Each run to resume waits in `output_dir`, was started with the settings given,
+    and no process trains it now: refused before the data are loaded."""
+    from brainprop.runs.outputs import check_not_held, check_settings, find_unfinished
+
+    for config in configs:
+        files = find_unfinished(output_dir, config.name)
+        check_not_held(files)
+        check_settings(files, config.hyperparameters().settings())
 
 
 def seeds_summary(results: Sequence) -> str:
@@ -132,13 +158,9 @@ def describe(configs: Sequence[RunConfig]) -> dict:
     from brainprop.utils import backend
 
     keras = backend.start()
-    from brainprop.nets.architectures import ARCHITECTURES, LR_SCHEDULE
-    from brainprop.model import EPSILON
     from brainprop.runs.outputs import RunFiles
 
     first = configs[0]
-    arch = ARCHITECTURES[first.architecture]
-    training = first.training()
     absolute = lambda path: str(Path(path).expanduser().resolve()) if path else None  # noqa: E731
     runs = []
     for config in configs:
@@ -152,28 +174,18 @@ def describe(configs: Sequence[RunConfig]) -> dict:
             "command": config.command(),
         })
     return {
-        "dataset": first.dataset,
+        "dataset": dataset_name(first.dataset),
         "architecture": first.architecture,
         "algorithm": first.algorithm,
+        "paper_combination": first.paper_combination,
         "mode": "evaluate weights" if first.load else "train",
         "backend": keras.backend.backend(),
-        "hyperparameters": {
-            "batch_size": training.batch_size,
-            "learning_rate": training.learning_rate,
-            "lr_schedule": LR_SCHEDULE,
-            "max_epochs": training.epochs,
-            "patience": training.patience,
-            "min_delta": training.min_delta,
-            "init_std": first.weight_std,
-            "l2": arch.l2,
-            "padding": arch.padding,
-            "optimizer": "SGD, no momentum",
-            "epsilon": EPSILON if first.algorithm == "BrainProp" else None,
-        },
+        "hyperparameters": first.hyperparameters().as_dict(),
         "class_order": first.class_order,
         "validation": f"{first.validation_split:g} of the training set held out"
         if first.validation_split else "test set",
-        "data": absolute(first.data_dir) or "keras.datasets (downloaded once to ~/.keras/datasets)",
+        "data": absolute(first.data_dir) or (absolute(first.dataset) if first.dataset not in DATASETS
+                                             else "keras.datasets (downloaded once to ~/.keras/datasets)"),
         "weights": absolute(first.load),
         "output_dir": absolute(first.output_dir) if first.saves else None,
         "resume": first.resume,
@@ -184,7 +196,21 @@ def describe(configs: Sequence[RunConfig]) -> dict:
     }
 
 
-def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What one run (one seed) carries, made once as it starts."""
+
+    config: RunConfig
+    hyperparameters: Hyperparameters  # resolved once from `config`
+    command: str  # the command line the summary records
+    data: Dataset  # the data set: the test set, the summary's counts
+    fit_data: Dataset  # what fit trains and validates on: `data`, or a held-out split of it
+    place: Placement  # the devices and dtype policy it trains with
+    files: RunFiles | None = None  # with -s: claimed just before training
+
+
+def _run_one(config: RunConfig, data: Dataset, output_dir: Path | None,
+             command: str) -> tuple[TrainingResult | None, bool]:
     """Train (or evaluate) one seed: its TrainingResult (None when evaluating), and
     whether the run, if a signal stopped it, can be resumed."""
     from brainprop.utils import backend
@@ -195,89 +221,87 @@ def _run_one(config: RunConfig, data, output_dir: Path | None, command: str):
     # A fresh session per seed: seed 2 after seed 1 trains as seed 2 alone would.
     keras.backend.clear_session()
     with placement(config.distribute, config.mixed_precision) as place:
-        return _run_placed(config, data, output_dir, command, place)
+        backend.set_random_seed(config.seed)
+        run = _start(config, data, place, command)
+        model = _build(run)
+        if config.load:
+            _evaluate(run, model)
+            return None, False
+        model.summary()
+        print(f"Training {config.algorithm} on {data.name} ({config.architecture}): "
+              f"{run.hyperparameters.line()}, seed {config.seed}, "
+              f"backend {keras.backend.backend()}, {place.describe()}")
+        raise_if_stopped()  # a Ctrl-C while the backend started or the model was built
+        if output_dir is None:
+            return _train_and_save(run, model)
+
+        from brainprop.runs.outputs import find_unfinished, hold_run, reserve_run_files
+
+        # The run's name is claimed only now that every check passed, just before training.
+        claim = find_unfinished if config.resume else reserve_run_files
+        run = dataclasses.replace(run, files=claim(output_dir, config.name))
+        with hold_run(run.files):
+            return _train_and_save(run, model)
 
 
-def _run_placed(config: RunConfig, data, output_dir: Path | None, command: str, place):
-    from brainprop.utils import backend
-
-    keras = backend.start()
-    from brainprop.nets.architectures import ARCHITECTURES, build_model, compile_model
+def _start(config: RunConfig, data: Dataset, place: Placement, command: str) -> Run:
+    """The run of `config`, once its data split over `place`'s devices is checked."""
     from brainprop.utils.devices import check_even_split
 
-    backend.set_random_seed(config.seed)
-    arch = ARCHITECTURES[config.architecture]
-    training = config.training()
+    hyperparameters = config.hyperparameters()
     fit_data = data
     if config.validation_split:  # may refuse the split: before any file is claimed
         from brainprop.train.validation import hold_out
 
         fit_data = hold_out(data, config.validation_split)
-    check_even_split(place.replicas, training.batch_size, {
+    check_even_split(place.replicas, hyperparameters.training.batch_size, {
         "training": len(fit_data.y_train), "validation": len(fit_data.validation[1]),
         "test": len(data.y_test),
     })
+    return Run(config, hyperparameters, command, data, fit_data, place)
+
+
+def _build(run: Run) -> keras.Model:
+    """The run's network, compiled for its rule (weights drawn from the seeded backend)."""
+    from brainprop.nets.architectures import build_model, compile_model
+
+    config, training = run.config, run.hyperparameters.training
     model = build_model(
-        config.architecture, config.algorithm, data.input_shape, data.n_classes,
-        seed=config.seed, batch_size=training.batch_size, init_std=config.weight_std,
+        config.architecture, config.algorithm, run.data.input_shape, run.data.n_classes,
+        seed=config.seed, batch_size=training.batch_size,
+        init_std=run.hyperparameters.init_std,
     )
-    compile_model(model, training.learning_rate)
+    return compile_model(model, training.learning_rate)
 
-    if config.load:
-        from brainprop.train.training import evaluate
-        from brainprop.nets.weights import load_weights
 
-        load_weights(model, config.load)  # a file that does not fit ends here, in one line
-        model.summary()
-        print(f"Test accuracy: {evaluate(model, data, training.batch_size):.4f}")
-        return None, False
+def _evaluate(run: Run, model: keras.Model) -> None:
+    """`-l`: the test accuracy of the weight file."""
+    from brainprop.nets.weights import load_weights
+    from brainprop.train.training import evaluate
+
+    load_weights(model, run.config.load)  # a file that does not fit ends here, in one line
     model.summary()
-
-    print(
-        f"Training {config.algorithm} on {config.dataset} ({config.architecture}): "
-        f"batch {training.batch_size}, learning rate {training.learning_rate}, "
-        f"init std {config.weight_std}, L2 {arch.l2}, at most {training.epochs} epochs, "
-        f"patience {training.patience}, seed {config.seed}, backend {keras.backend.backend()}, "
-        f"{place.describe()}"
-    )
-    raise_if_stopped()  # a Ctrl-C while the backend started or the model was built
-    if output_dir is None:
-        return _train_and_save(config, model, data, fit_data, None, command, place)
-
-    from brainprop.runs.outputs import find_unfinished, hold_run, reserve_run_files
-
-    # The run's name is claimed only now that every check passed, just before training.
-    claim = find_unfinished if config.resume else reserve_run_files
-    files = claim(output_dir, config.name)
-    with hold_run(files):
-        return _train_and_save(config, model, data, fit_data, files, command, place)
+    accuracy = evaluate(model, run.data, run.hyperparameters.training.batch_size)
+    print(f"Test accuracy: {accuracy:.4f}")
 
 
-def settings(config: RunConfig) -> dict:
-    """The options that decide how a run trains, as given on the command line: a
-    resumed run must use the interrupted run's."""
-    training = config.training()
-    return {"--epochs": training.epochs, "--patience": training.patience,
-            "--batch-size": training.batch_size, "--learning-rate": training.learning_rate,
-            "--validation-split": config.validation_split,
-            "--weight-std": config.weight_std}
-
-
-def _train_and_save(config, model, data, fit_data, files, command, place):
+def _train_and_save(run: Run, model: keras.Model) -> tuple[TrainingResult, bool]:
+    from brainprop.model.rules import get_rule
     from brainprop.runs.outputs import check_settings, record_settings, release_run_files
     from brainprop.train.training import train
 
-    training = config.training()
+    config, files = run.config, run.files
+    training = run.hyperparameters.training
     if files is not None:
         if config.resume:
-            check_settings(files, settings(config))
+            check_settings(files, run.hyperparameters.settings())
             from brainprop.train.resume import RunBackup
 
-            done = RunBackup(files.backup, None, None, None).completed_epochs()
+            done = RunBackup(files.backup).completed_epochs()
             print(f"Resuming {files.stem.name} from epoch {done + 1} of {training.epochs} "
                   f"({done} completed)", flush=True)
         else:
-            record_settings(files, settings(config))
+            record_settings(files, run.hyperparameters.settings())
     started = datetime.datetime.now().astimezone()
     with tempfile.TemporaryDirectory() as scratch:
         # A held-out validation set needs the best weights even without -s.
@@ -286,13 +310,14 @@ def _train_and_save(config, model, data, fit_data, files, command, place):
             best_weights = Path(scratch) / "best.weights.h5"
         result = train(
             model,
-            fit_data,
+            run.fit_data,
             training,
             best_weights_path=best_weights,
             csv_log_path=files.log if files else None,
             backup_dir=files.backup if files else None,
             verbose=config.verbose,
-            chance_hint_classes=data.n_classes if config.algorithm == "BrainProp" else None,
+            chance_hint_classes=run.data.n_classes
+            if get_rule(config.algorithm).discovers_classes else None,
             tensorboard_dir=(Path(config.tensorboard) / (files.stem.name if files else config.name)
                              if config.tensorboard else None),
         )
@@ -304,47 +329,43 @@ def _train_and_save(config, model, data, fit_data, files, command, place):
             f"Best validation accuracy {result.best_val_accuracy:.4f} at epoch "
             f"{result.best_epoch} of {len(result.epoch_seconds)} ({result.stop_reason})"
         )
-        validation = _validation_summary(config, model, best_weights, fit_data)
+        validation = _validation_summary(run, model, best_weights)
     if files is not None:
-        where = {"devices": list(place.devices), "dtype_policy": place.policy}
-        _save(config, model, data, result, files, started, {**validation, **where}, command)
+        _save(run, model, result, started, validation)
     return result, files is not None
 
 
-def _validation_summary(config: RunConfig, model, best_weights, fit_data) -> dict:
+def _validation_summary(run: Run, model: keras.Model, best_weights: Path | None) -> dict:
     """What was validated on, and the test accuracy of the best epoch when held out."""
-    if not config.validation_split:
+    split = run.config.validation_split
+    if not split:
         return {"validation": "test set", "validation_split": None}
     from brainprop.train.validation import SPLIT_SEED, best_epoch_test_accuracy
 
     accuracy = best_epoch_test_accuracy(
-        model, best_weights, fit_data, config.training().batch_size
+        model, best_weights, run.fit_data, run.hyperparameters.training.batch_size
     )
     if accuracy is not None:
         print(f"Test accuracy at the best validation epoch: {accuracy:.4f}")
     return {
-        "validation": f"{config.validation_split:g} of the training set held out "
-        f"(split seed {SPLIT_SEED})",
-        "validation_split": config.validation_split,
-        "validation_images": int(len(fit_data.y_val)),
-        "train_images": int(len(fit_data.y_train)),
+        "validation": f"{split:g} of the training set held out (split seed {SPLIT_SEED})",
+        "validation_split": split,
+        "validation_images": int(len(run.fit_data.y_val)),
+        "train_images": int(len(run.fit_data.y_train)),
         "test_accuracy_at_best_epoch": accuracy,
     }
 
 
-def summary(config: RunConfig, model, data, result) -> dict:
-    """What the summary records of a run, times and files aside."""
+def summary(run: Run, model: keras.Model, result: TrainingResult) -> dict[str, Any]:
+    """What the summary records of a run, times, files and validation aside."""
     import keras
 
-    from brainprop.nets.architectures import ARCHITECTURES, LR_SCHEDULE
-    from brainprop.model import exploration_rate
-
-    arch = ARCHITECTURES[config.architecture]
-    training = config.training()
+    config, data = run.config, run.data
     return {
-        "dataset": config.dataset,
+        "dataset": data.name,
         "architecture": config.architecture,
         "algorithm": config.algorithm,
+        "paper_combination": config.paper_combination,
         "seed": config.seed,
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
@@ -365,25 +386,15 @@ def summary(config: RunConfig, model, data, result) -> dict:
         "interrupted": result.interrupted_by is not None,
         "resumed": config.resume,
         "epoch_seconds": [round(s, 4) for s in result.epoch_seconds],
-        "hyperparameters": {
-            "batch_size": training.batch_size,
-            "learning_rate": training.learning_rate,
-            "lr_schedule": LR_SCHEDULE,
-            "init_std": config.weight_std,
-            "l2": arch.l2,
-            "padding": arch.padding,
-            "max_epochs": training.epochs,
-            "patience": training.patience,
-            "min_delta": training.min_delta,
-            "optimizer": "SGD, no momentum",
-            "epsilon": exploration_rate(model),
-        },
+        "hyperparameters": run.hyperparameters.as_dict(),
         "config": config.as_dict(),
     }
 
 
-def _save(config, model, data, result, files, started, validation, command) -> None:
-    from brainprop.model import training_accuracy_label
+def _save(run: Run, model: keras.Model, result: TrainingResult,
+          started: datetime.datetime, validation: dict) -> None:
+    """Write the run's plot, histories and summary; then drop its backup if it finished."""
+    from brainprop.model.rules import get_rule
     from brainprop.runs.outputs import (
         plot_accuracy,
         write_history,
@@ -391,24 +402,26 @@ def _save(config, model, data, result, files, started, validation, command) -> N
         write_summary,
     )
 
+    config, files = run.config, run.files
     plot_accuracy(
         result.history,
-        f"{config.dataset} {config.architecture} {config.algorithm}",
-        training_accuracy_label(model),
+        f"{run.data.name} {config.architecture} {config.algorithm}",
+        get_rule(config.algorithm).training_accuracy,
         files.plot_pdf,
         files.plot_png,
     )
-    write_history(files.history, config.dataset, config.algorithm, result.history)
-    write_history_json(files.history_json, config.dataset, config.algorithm, result.history)
-    record = summary(config, model, data, result)
+    write_history(files.history, run.data.name, config.algorithm, result.history)
+    write_history_json(files.history_json, run.data.name, config.algorithm, result.history)
+    record = summary(run, model, result)
     record.update(
         started=started.isoformat(timespec="seconds"),
         finished=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        command=command,
+        command=run.command,
         files={kind: path.name for kind, path in files.outputs().items()
                if path.exists() or kind == "summary"},
     )
     record.update(validation)
+    record.update(devices=list(run.place.devices), dtype_policy=run.place.policy)
     write_summary(files.summary, record)
     if result.interrupted_by is None:
         # Only now is the run complete: until here a crash leaves it resumable.

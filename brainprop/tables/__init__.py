@@ -9,4 +9,5 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "TABLES": "paper",
     "write_report": "report",
     "load_runs": "report",
+    "class_discovery_figure": "report",
 })

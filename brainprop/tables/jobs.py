@@ -1,6 +1,6 @@
 """Many runs at once: processes on this machine, or one SLURM job array via submitit.
 
-A run is `main.py`'s command line (`Run.argv`), the stem its files take and a log file.
+A run is `main.py`'s command line (`PlannedRun.argv`), the stem its files take and a log file.
 Every run is its own process, started as
 
     python -m brainprop.tables.jobs CORES ARGV...
@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainprop.utils import signals
 from brainprop.utils.errors import BrainPropError, one_line
 
 # Each process takes only the GPU memory it uses, so several runs can share one GPU:
@@ -48,7 +49,7 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class PlannedRun:
     """One run: main.py's arguments, the stem of its files, where its output goes."""
 
     name: str  # the stem of its files in output_dir, e.g. MNIST_dense_EBP_seed1
@@ -74,7 +75,7 @@ class Run:
 
 @dataclasses.dataclass(frozen=True)
 class Failure:
-    run: Run
+    run: PlannedRun
     reason: str  # e.g. "exit status 1" or "killed by SIGKILL"
 
     def line(self) -> str:
@@ -178,7 +179,7 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Runs done, running, failed and left, and an estimate of the time left.
+    """Runs done, running, failed, stopped and left, and an estimate of the time left.
 
     A run left is priced at the mean time of this session's finished runs of its kind
     (of all finished runs when its kind has none yet); a running run at that less the
@@ -187,27 +188,30 @@ class Progress:
 
     def __init__(self, total: int, jobs: int = 1, done: int = 0):
         self.total, self.jobs = total, jobs
-        self.done, self.failed = done, 0
+        self.done, self.failed, self.stopped = done, 0, 0
         self.started_at = time.monotonic()
         self.seconds: dict[str, list[float]] = {}
         self.running: dict[str, tuple[str, float]] = {}  # name -> (kind, started)
 
-    def start(self, run: Run) -> None:
+    def start(self, run: PlannedRun) -> None:
         self.running[run.name] = (run.kind, time.monotonic())
 
-    def finish(self, run: Run, ok: bool) -> float:
+    def finish(self, run: PlannedRun, ok: bool, stopped: bool = False) -> float:
+        """Count `run` done (`ok`), stopped by a signal (`stopped`: it resumes) or failed."""
         kind, started = self.running.pop(run.name)
         seconds = time.monotonic() - started
         if ok:
             self.done += 1
             self.seconds.setdefault(kind, []).append(seconds)
+        elif stopped:
+            self.stopped += 1
         else:
             self.failed += 1
         return seconds
 
     @property
     def left(self) -> int:
-        return self.total - self.done - self.failed - len(self.running)
+        return self.total - self.done - self.failed - self.stopped - len(self.running)
 
     def _mean(self, kind: str) -> float:
         times = self.seconds.get(kind) or [s for t in self.seconds.values() for s in t]
@@ -226,7 +230,9 @@ class Progress:
         left = self.estimate_left(waiting_kinds)
         return (
             f"{self.done}/{self.total} runs done, {len(self.running)} running, "
-            f"{self.failed} failed, {self.left} left; "
+            f"{self.failed} failed, "
+            + (f"{self.stopped} stopped, " if self.stopped else "")
+            + f"{self.left} left; "
             f"{format_duration(time.monotonic() - self.started_at)} elapsed, "
             + ("time left unknown until a run finishes" if left is None
                else f"about {format_duration(left)} left")
@@ -253,7 +259,7 @@ class _Display:
             print(f"{self.prefix} {status}; {message}", file=self.stream, flush=True)
             return
         self.bar.write(f"{self.prefix} {message}")
-        self.bar.n = self.progress.done + self.progress.failed
+        self.bar.n = self.progress.done + self.progress.failed + self.progress.stopped
         self.bar.set_postfix_str(status, refresh=True)
 
     def tick(self, waiting_kinds: Sequence[str]) -> None:
@@ -269,7 +275,7 @@ class _Display:
 
 
 def run_locally(
-    runs: Sequence[Run],
+    runs: Sequence[PlannedRun],
     jobs: int,
     gpus: Sequence[str] = (),
     *,
@@ -281,7 +287,9 @@ def run_locally(
 
     Process k of the pool (its slot) uses GPU `gpus[k % len(gpus)]`, or, without GPUs,
     the k-th share of the cores.  Ctrl-C (or SIGTERM to this process) stops every run
-    at the end of its batch (each keeps its backup for `--resume`) and starts no more.
+    at the end of its batch (each keeps its backup for `--resume`) and starts no more;
+    a run that ends complete all the same counts as done.  KeyboardInterrupt then, unless
+    every run was done (or failed) by the time they all ended.
     """
     if jobs < 1:
         raise BrainPropError(f"--jobs {jobs}: give 1 or more processes")
@@ -290,9 +298,9 @@ def run_locally(
     cores = share_cores(jobs)
     waiting = list(runs)
     free_slots = list(range(jobs))
-    running: dict[int, tuple[Run, subprocess.Popen, object]] = {}
+    running: dict[int, tuple[PlannedRun, subprocess.Popen, object]] = {}
     failures: list[Failure] = []
-    stopping = None
+    stopping, stopped = None, 0
 
     def stop(signal_number, frame):
         nonlocal stopping
@@ -308,12 +316,15 @@ def run_locally(
                 gpu = gpus[slot % len(gpus)] if gpus else None
                 run.log.parent.mkdir(parents=True, exist_ok=True)
                 log = open(run.log, "ab")
-                process = subprocess.Popen(
-                    run.command(None if gpus else cores[slot]), stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, env=_child_environment(gpu),
-                    start_new_session=True,  # Ctrl-C reaches them once, from here
-                )
-                running[slot] = (run, process, log)
+                # Held: a signal now waits until the child is in `running` (so it is
+                # passed on), and in the child until it can note it (`_child`).
+                with signals.held():
+                    process = subprocess.Popen(
+                        run.command(None if gpus else cores[slot]), stdin=subprocess.DEVNULL,
+                        stdout=log, stderr=subprocess.STDOUT, env=_child_environment(gpu),
+                        start_new_session=True,  # Ctrl-C reaches them once, from here
+                    )
+                    running[slot] = (run, process, log)
                 progress.start(run)
                 where = f"GPU {gpu}" if gpu is not None else f"cores {_ranges(cores[slot])}"
                 display.event(f"started {run.name} on {where}", [r.kind for r in waiting])
@@ -325,9 +336,14 @@ def run_locally(
                 log.close()
                 del running[slot]
                 free_slots.append(slot)
-                seconds = progress.finish(run, ok=status == 0)
+                was_stopped = stopping is not None and status != 0
+                stopped += was_stopped
+                seconds = progress.finish(run, ok=status == 0, stopped=was_stopped)
                 if status == 0:
                     message = f"finished {run.name} in {format_duration(seconds)}"
+                elif was_stopped:
+                    message = (f"stopped {run.name} ({_exit_reason(status)}); the same command "
+                               f"resumes it; log: {run.log}")
                 else:
                     failures.append(Failure(run, _exit_reason(status)))
                     message = f"FAILED {run.name} ({_exit_reason(status)}); log: {run.log}"
@@ -337,7 +353,7 @@ def run_locally(
         for s, handler in previous.items():
             signal.signal(s, handler)
         display.close()
-    if stopping is not None:
+    if stopping is not None and (waiting or stopped):
         raise KeyboardInterrupt
     return failures
 
@@ -403,10 +419,10 @@ class SlurmTask:
     submitit calls `checkpoint` when SLURM sends the task its signal (before a time
     limit, or on pre-emption): the run is stopped at the end of its batch, which leaves
     its backup of every completed epoch, and the task is requeued as itself; the next
-    attempt finds the backup and resumes (`Run.main_argv`).
+    attempt finds the backup and resumes (`PlannedRun.main_argv`).
     """
 
-    def __init__(self, run: Run):
+    def __init__(self, run: PlannedRun):
         self.run = run
         self._process: subprocess.Popen | None = None
 
@@ -422,11 +438,12 @@ class SlurmTask:
         with open(run.log, "ab") as log:
             # The child ignores submitit's signal (SLURM sends it to every process of the
             # step); this process answers it by stopping the child with SIGTERM.
-            self._process = subprocess.Popen(
-                run.command(), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, env=_child_environment(None),
-                preexec_fn=_ignore_preemption_signal,
-            )
+            with signals.held():  # a signal waits until the child can note it
+                self._process = subprocess.Popen(
+                    run.command(), stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, env=_child_environment(None),
+                    preexec_fn=_ignore_preemption_signal,
+                )
             status = self._wait()
         if status != 0:
             raise RuntimeError(f"{run.name}: main.py ended with {_exit_reason(status)}; "
@@ -494,7 +511,7 @@ def slurm_executor(folder: Path, options: SlurmOptions):
     return executor
 
 
-def submit_to_slurm(runs: Sequence[Run], folder: Path, options: SlurmOptions) -> list:
+def submit_to_slurm(runs: Sequence[PlannedRun], folder: Path, options: SlurmOptions) -> list:
     """One job array, one task per run; its submitit jobs, in the order of `runs`."""
     executor = slurm_executor(folder, options)
     for run in runs:
@@ -509,7 +526,7 @@ def array_id(jobs: Sequence) -> str:
 
 
 def wait_for_slurm(
-    runs: Sequence[Run],
+    runs: Sequence[PlannedRun],
     jobs: Sequence,
     *,
     prefix: str = "[jobs]",
@@ -583,7 +600,20 @@ def queue_states(job_id: str) -> dict[str, str]:
 
 
 def _child(argv: list[str]) -> int:
-    """`python -m brainprop.tables.jobs CORES ARGV...`: pin to CORES, then main.py ARGV."""
+    """`python -m brainprop.tables.jobs CORES ARGV...`: pin to CORES, then main.py ARGV.
+
+    Started with SIGINT and SIGTERM held (`signals.held`); one that came while it started
+    is noted here and stops the run at its first safe point.  Once main.py has returned,
+    its status is the truth: a signal then is held until the process ends.
+    """
+    with signals.stop_signals():
+        signals.release()
+        status = _main(argv)
+        signals.block()
+    return status
+
+
+def _main(argv: list[str]) -> int:
     where, *main_argv = argv
     if where != "-":
         os.sched_setaffinity(0, {int(c) for c in where.split(",")})

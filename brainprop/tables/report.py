@@ -24,9 +24,11 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
+from brainprop.model.rules import RULES
 from brainprop.runs.config import MAX_SEED
 from brainprop.utils import safepickle
 from brainprop.utils.stats import mean_std
@@ -35,12 +37,12 @@ from brainprop.utils.atomic import write_atomically
 from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
 from brainprop.tables.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
 
-ALGORITHM_ORDER = ("BrainProp", "EBP")
-COLORS = {"BrainProp": "tab:red", "EBP": "tab:blue"}
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclasses.dataclass
-class Run:
+class SavedRun:
     summary: dict
     history: dict | None  # None when the history file is missing
     path: Path  # the summary file
@@ -58,11 +60,18 @@ class Run:
         return math.nan if value is None else 100 * float(value)
 
     @property
+    def in_paper(self) -> bool:
+        """Whether the paper trained this network on this data set (the summary says so;
+        one written before it did is judged by the paper's tables)."""
+        dataset, architecture, _ = self.config
+        return bool(self.summary.get("paper_combination", table_of(dataset, architecture)))
+
+    @property
     def diverged(self) -> bool:
         return math.isnan(self.accuracy)
 
 
-def load_runs(runs_dir: str | Path) -> list[Run]:
+def load_runs(runs_dir: str | Path) -> list[SavedRun]:
     """Every run in `runs_dir`, one per (dataset, architecture, algorithm, seed).
 
     When a seed was run twice (`..._seed1` and `..._seed1_2`), the first run (the
@@ -71,7 +80,7 @@ def load_runs(runs_dir: str | Path) -> list[Run]:
     folder = Path(runs_dir)
     if not folder.is_dir():
         raise BrainPropError(f"{folder} is not a folder: pass the folder the runs wrote into")
-    runs: dict[tuple, Run] = {}
+    runs: dict[tuple, SavedRun] = {}
     # Shortest name first: `..._seed1` before `..._seed1_2` before `..._seed1_10`.
     for path in sorted(folder.glob("*_summary.json"), key=lambda p: (len(p.name), p.name)):
         run = _read_run(path)
@@ -93,7 +102,7 @@ REQUIRED = ("dataset", "architecture", "algorithm", "seed", "best_epoch", "epoch
 MAX_EPOCHS = 10**9
 
 
-def _read_run(path: Path) -> Run:
+def _read_run(path: Path) -> SavedRun:
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError) as error:
@@ -106,7 +115,7 @@ def _read_run(path: Path) -> Run:
         if history_path is not None and history_path.is_file():
             history = _checked_history(read(history_path), history_path)
             break
-    return Run(summary, history, path)
+    return SavedRun(summary, history, path)
 
 
 def _check_summary(summary: object, path: Path) -> None:
@@ -186,11 +195,19 @@ def _read_pickled_history(path: Path) -> object:
 def _checked_history(history: object, path: Path) -> dict[str, list]:
     """`history` as {metric: [float, ...]}, or for the per-class metrics
     (`*class_accuracy`) {metric: [[float, ...], ...]} (epochs by classes); NaN where it
-    holds null.  Accuracies lie in [0, 1] (or are NaN)."""
+    holds null.  Accuracies lie in [0, 1] (or are NaN); every metric has one value per epoch.
+    """
     if not isinstance(history, dict):
         raise BrainPropError(f"{path} is not a run history (it holds no dict of metrics); "
                              "move it away")
-    return {str(key): _checked_metric(str(key), values, path) for key, values in history.items()}
+    checked = {str(key): _checked_metric(str(key), values, path)
+               for key, values in history.items()}
+    epochs = {key: len(values) for key, values in checked.items()}
+    if len(set(epochs.values())) > 1:
+        counts = ", ".join(f"{key} {count}" for key, count in epochs.items())
+        raise BrainPropError(f"{path} is not a run history (its metrics cover different "
+                             f"numbers of epochs: {one_line(counts)}); move it away")
+    return checked
 
 
 def _checked_metric(key: str, values: object, path: Path) -> list:
@@ -202,6 +219,8 @@ def _checked_metric(key: str, values: object, path: Path) -> list:
     shape = "a list of lists of numbers, one per class" if per_class else "a list of numbers"
     if not isinstance(values, (list, tuple)):
         refuse(f"is a {type(values).__name__}, not {shape}")
+    if not values:  # no epoch completed
+        return []
     try:
         array = np.asarray([math.nan if v is None else v for v in values], dtype=float)
     except (TypeError, ValueError, OverflowError) as error:
@@ -215,6 +234,12 @@ def _checked_metric(key: str, values: object, path: Path) -> list:
 
 
 # --- tables -------------------------------------------------------------------------------
+
+
+# The rows of data sets and networks the paper did not run (FashionMNIST, your own
+# data, --beyond-paper): a table of their own, never compared with the paper's figures.
+BEYOND = "beyond_paper"
+BEYOND_TITLE = "Beyond the paper: data sets and networks it did not run (no paper figures to compare)"
 
 
 @dataclasses.dataclass
@@ -231,6 +256,9 @@ class Row:
 
     @property
     def paper(self):
+        """The paper's figures for this row; None beyond the paper, which it never ran."""
+        if self.table == BEYOND:
+            return None
         return PAPER_RESULTS.get((self.dataset, self.architecture), {}).get(self.algorithm)
 
 
@@ -240,14 +268,16 @@ def _paper_rank(config: tuple[str, ...]) -> tuple:
     return (order.index(config[:2]) if config[:2] in order else len(order), config)
 
 
-def table_rows(runs: list[Run]) -> list[Row]:
-    """One row per dataset/architecture/algorithm, in the paper's order."""
-    groups: dict[tuple[str, str, str], list[Run]] = {}
+def table_rows(runs: list[SavedRun]) -> list[Row]:
+    """One row per dataset/architecture/algorithm, in the paper's order (the rules in
+    the order they were declared)."""
+    groups: dict[tuple[str, str, str], list[SavedRun]] = {}
     for run in runs:
         groups.setdefault(run.config, []).append(run)
     rows = []
     for (dataset, architecture, algorithm), group in sorted(
-        groups.items(), key=lambda item: _paper_rank(item[0])
+        groups.items(), key=lambda item: (_paper_rank(item[0][:2]), _algorithm_rank(item[0][2]),
+                                          item[0][2])
     ):
         group.sort(key=lambda run: run.summary["seed"])
         held_out = {run.summary.get("test_accuracy_at_best_epoch") is not None for run in group}
@@ -255,7 +285,8 @@ def table_rows(runs: list[Run]) -> list[Row]:
                        frozenset([False]): "validation = test set (as the paper)"}.get(
             frozenset(held_out), "MIXED: some runs held out validation, some did not")
         rows.append(Row(
-            table=table_of(dataset, architecture) or "other",
+            table=(table_of(dataset, architecture) if all(run.in_paper for run in group)
+                   else None) or BEYOND,
             dataset=dataset,
             architecture=architecture,
             algorithm=algorithm,
@@ -289,11 +320,11 @@ MARKDOWN_NOTE = (
 def markdown_tables(rows: list[Row]) -> str:
     """The tables as Markdown, one section per paper table."""
     lines = ["# BrainProp: our runs against the paper", "", MARKDOWN_NOTE, ""]
-    for table in [*TABLES, "other"]:
+    for table in [*TABLES, BEYOND]:
         selected = [row for row in rows if row.table == table]
         if not selected:
             continue
-        lines += [f"## {TABLE_TITLES.get(table, 'Other runs')}", "",
+        lines += [f"## {TABLE_TITLES.get(table, BEYOND_TITLE)}", "",
                   "| dataset | architecture | rule | seeds | epochs (best) | paper | diff "
                   "| stopped | accuracy % | paper | diff | accuracy on |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -364,14 +395,17 @@ def _save_figure(fig, out_dir: Path, name: str) -> list[Path]:
     return save_figure(fig, [out_dir / f"{name}.png", out_dir / f"{name}.pdf"])
 
 
-def plot_figure5(runs: list[Run], out_dir: Path) -> list[Path]:
+def plot_figure5(runs: list[SavedRun], out_dir: Path) -> list[Path]:
     """Validation accuracy per epoch, mean +-1 std over seeds, one panel per network."""
     panels: dict[tuple[str, str], dict[str, list]] = {}
+    beyond = set()  # panels of runs the paper did not do
     for run in runs:
         if run.history and run.history.get("val_accuracy"):
             dataset, architecture, algorithm = run.config
             panel = panels.setdefault((dataset, architecture), {})
             panel.setdefault(algorithm, []).append(run.history["val_accuracy"])
+            if not run.in_paper:
+                beyond.add((dataset, architecture))
     if not panels:
         return []
     keys = sorted(panels, key=_paper_rank)
@@ -383,11 +417,12 @@ def plot_figure5(runs: list[Run], out_dir: Path) -> list[Path]:
         for algorithm in sorted(panels[key], key=_algorithm_rank):
             curves = panels[key][algorithm]
             epochs, mean, std = curve_band(curves)
-            color = COLORS.get(algorithm)
+            color = RULES[algorithm].color if algorithm in RULES else None
             ax.plot(epochs, mean, color=color, **curve_style(len(epochs)),
                     label=f"{algorithm} ({plural(len(curves), 'seed')})")
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.25, linewidth=0)
-        ax.set(title=f"{key[0]} {key[1]}", ylabel="validation accuracy")
+        ax.set(title=f"{key[0]} {key[1]}" + (" (beyond the paper)" if key in beyond else ""),
+               ylabel="validation accuracy")
         epoch_axis(ax, max(len(c) for curves in panels[key].values() for c in curves))
         ax.grid(alpha=0.3)
         legend_below(ax, ncols=2)
@@ -398,13 +433,17 @@ def plot_figure5(runs: list[Run], out_dir: Path) -> list[Path]:
 
 
 def _algorithm_rank(algorithm: str) -> int:
-    return ALGORITHM_ORDER.index(algorithm) if algorithm in ALGORITHM_ORDER else len(ALGORITHM_ORDER)
+    """The rules in the order they were declared (`brainprop.model.rules`), others after."""
+    order = list(RULES)
+    return order.index(algorithm) if algorithm in order else len(order)
 
 
-def class_discovery_run(runs: list[Run], stem: str | None = None) -> Run | None:
-    """The run to show per class: the one named by `stem`, else BrainProp on the first
-    network of the paper's order (MNIST dense first), lowest seed."""
-    usable = [run for run in runs if run.history and run.history.get("val_class_accuracy")]
+def class_discovery_run(runs: list[SavedRun], stem: str | None = None) -> SavedRun | None:
+    """The run to show per class: the one named by `stem`, else one of a rule that
+    discovers the classes one at a time (BrainProp) on the first network of the
+    paper's order (MNIST dense first), lowest seed."""
+    usable = [run for run in runs if run.history and run.history.get("val_class_accuracy")
+              and run.history.get("val_accuracy")]
     if stem is not None:
         for run in usable:
             if run.path.name.removesuffix("_summary.json") == stem:
@@ -413,13 +452,39 @@ def class_discovery_run(runs: list[Run], stem: str | None = None) -> Run | None:
             f"no run {stem!r} with per-class accuracy in the folder: give the file name "
             "of a summary without _summary.json"
         )
-    brainprop = [run for run in usable if run.config[2] == "BrainProp"] or usable
-    return min(brainprop, key=lambda r: (_paper_rank(r.config), r.summary["seed"]), default=None)
+    discovering = [run for run in usable
+                   if run.config[2] in RULES and RULES[run.config[2]].discovers_classes]
+    return min(discovering or usable, key=lambda r: (_paper_rank(r.config), r.summary["seed"]), default=None)
 
 
-def plot_class_discovery(run: Run, out_dir: Path) -> list[Path]:
+def plot_class_discovery(run: SavedRun, out_dir: Path) -> list[Path]:
     """Validation accuracy of each class per epoch (and overall) for one run."""
-    per_class = np.asarray(run.history["val_class_accuracy"], dtype=float)
+    dataset, architecture, algorithm = run.config
+    fig = class_discovery_figure(
+        run.history, title=f"Per-class validation accuracy: {dataset} {architecture} "
+        f"{algorithm}, seed {run.summary['seed']}", classes=run.summary.get("classes"))
+    return _save_figure(fig, out_dir, "class_discovery")
+
+
+def class_discovery_figure(history: Mapping | keras.callbacks.History, title: str | None = None,
+                           classes: Sequence[str] | None = None):
+    """The accuracy of each class per epoch, and over all classes: a matplotlib figure.
+
+    `history` is what `fit` returned (or its `.history` dict, or a run's history file
+    read back) for a model compiled with `brainprop.nets.metrics.ClassAccuracy` among
+    its metrics: its validation curves (`val_class_accuracy`, `val_accuracy`) where
+    `fit` had validation data, else the training ones.  `classes` names the class of
+    each output unit in the legend (a run summary's `classes`).  Save it with `fig.savefig`.
+    """
+    history = getattr(history, "history", history)
+    prefix = "val_" if history.get("val_class_accuracy") else ""
+    if not history.get(f"{prefix}class_accuracy"):
+        raise BrainPropError(
+            "the history has no class_accuracy: compile the model with "
+            "metrics=[brainprop.nets.metrics.ClassAccuracy(n_classes)] and fit it again"
+        )
+    per_class = np.stack([np.asarray(epoch, dtype=float)
+                          for epoch in history[f"{prefix}class_accuracy"]])
     epochs = np.arange(1, len(per_class) + 1)
     n_classes = per_class.shape[1]
     fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
@@ -428,16 +493,18 @@ def plot_class_discovery(run: Run, out_dir: Path) -> list[Path]:
     for k in range(n_classes):
         ax.plot(epochs, per_class[:, k], linewidth=1.2 if n_classes <= 10 else 0.5,
                 color=colors(k if n_classes <= 10 else k / (n_classes - 1)), **style,
-                label=f"class {k}" if n_classes <= 10 else None)
-    ax.plot(epochs, run.history["val_accuracy"], "k--", linewidth=2, label="all classes",
-            **curve_style(len(epochs)))
-    dataset, architecture, algorithm = run.config
-    ax.set(title=f"Per-class validation accuracy: {dataset} {architecture} {algorithm}, "
-           f"seed {run.summary['seed']}", ylabel="validation accuracy", ylim=(-0.02, 1.02))
+                label=(f"{k}: {classes[k]}" if classes else f"class {k}")
+                if n_classes <= 10 else None)
+    if history.get(f"{prefix}accuracy"):
+        ax.plot(epochs, np.asarray(history[f"{prefix}accuracy"], dtype=float), "k--",
+                linewidth=2, label="all classes", **curve_style(len(epochs)))
+    kind = "validation" if prefix else "training"
+    ax.set(title=title or f"Per-class {kind} accuracy", ylabel=f"{kind} accuracy",
+           ylim=(-0.02, 1.02))
     epoch_axis(ax, len(epochs))
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
-    return _save_figure(fig, out_dir, "class_discovery")
+    return fig
 
 
 # --- the command --------------------------------------------------------------------------
@@ -449,6 +516,9 @@ def write_report(
     """Write the tables and figures for the runs in `runs_dir`; return the files written."""
     runs = load_runs(runs_dir)
     if not runs:
+        if any(Path(runs_dir).glob("*_summary.json")):
+            raise BrainPropError(f"no finished run in {runs_dir}, only the runs ignored above: "
+                                 "resume them (the same command with --resume) first")
         raise BrainPropError(
             f"no *_summary.json in {runs_dir}: run main.py with -s --output-dir {runs_dir} first"
         )

@@ -22,7 +22,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from brainprop.nets.architectures import ALGORITHMS
+from brainprop.model.rules import RULES
 from brainprop.runs.config import RunConfig, parse_seeds, positive
 from brainprop.utils.errors import EXIT_INTERRUPTED, BrainPropError, Parser, plural, run_command
 from brainprop.tables.paper import TABLES
@@ -34,9 +34,9 @@ def configurations(table: str, only: list[str] | None = None) -> list[Config]:
     """The table's (dataset, architecture, algorithm) runs, in the paper's order.
 
     `only` keeps those matching one of its entries, `DATASET/ARCH/RULE` or
-    `DATASET/ARCH` (both rules); an entry matching nothing in the table is an error.
+    `DATASET/ARCH` (every rule); an entry matching nothing in the table is an error.
     """
-    configs = [(d, a, alg) for d, a in TABLES[table] for alg in ALGORITHMS]
+    configs = [(d, a, alg) for d, a in TABLES[table] for alg in RULES]
     if not only:
         return configs
     kept = []
@@ -47,7 +47,7 @@ def configurations(table: str, only: list[str] | None = None) -> list[Config]:
             rows = ", ".join(f"{d}/{a}" for d, a in TABLES[table])
             raise BrainPropError(
                 f"--only {entry} is not in {table}; give DATASET/ARCH or DATASET/ARCH/RULE "
-                f"with RULE {' or '.join(ALGORITHMS)}, from: {rows}"
+                f"with RULE {' or '.join(RULES)}, from: {rows}"
             )
         kept += [c for c in matching if c not in kept]
     return [c for c in configs if c in kept]
@@ -117,10 +117,10 @@ def _unfinished(child: RunConfig) -> bool:
 def _job_run(args: argparse.Namespace, runs_dir: Path, config: Config, seed: int):
     """The run as `brainprop.tables.jobs` takes it: whether it resumes is decided each time it
     starts (a SLURM task requeued mid-run resumes)."""
-    from brainprop.tables.jobs import Run
+    from brainprop.tables.jobs import PlannedRun
 
     child = dataclasses.replace(child_config(args, config, seed, runs_dir), resume=False)
-    return Run(child.name, tuple(child.argv()), runs_dir,
+    return PlannedRun(child.name, tuple(child.argv()), runs_dir,
                runs_dir / "logs" / f"{child.name}.log", kind=" ".join(config))
 
 

@@ -15,6 +15,7 @@ import sys
 import keras
 
 from brainprop.train.resume import as_python
+from brainprop.utils.compat import TensorBoardPerEpoch
 
 README_SECTION = "What learning looks like"
 
@@ -117,7 +118,7 @@ class CSVLog(keras.callbacks.CSVLogger):
         super().on_epoch_end(epoch + 1, cells)
 
 
-class TensorBoardLog(keras.callbacks.TensorBoard):
+class TensorBoardLog(TensorBoardPerEpoch):
     """Keras' TensorBoard callback, once per epoch: every logged number, each class's
     accuracy as a scalar of its own (`epoch_class_accuracy/3`), and the learning rate.
 
@@ -126,16 +127,7 @@ class TensorBoardLog(keras.callbacks.TensorBoard):
     """
 
     def __init__(self, log_dir):
-        super().__init__(str(log_dir), write_graph=False, write_steps_per_second=False)
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch + 1, _scalars(logs))
-
-    def on_test_end(self, logs=None):
-        super().on_test_end(_scalars(logs))
-
-    def on_train_batch_end(self, batch, logs=None):
-        super().on_train_batch_end(batch, None)  # per epoch only: no per-batch scalars
+        super().__init__(log_dir, _scalars)
 
 
 def _scalars(logs: dict | None) -> dict[str, float]:

@@ -76,10 +76,13 @@ PREVIOUS_FILE = "backup.previous.npz"
 class RunBackup(keras.callbacks.Callback):
     """Backs up the whole state of training after every epoch; restores it in `fit`.
 
-    Put it last in the callback list, so that the callbacks whose state it
-    saves have already seen the epoch, and pass `completed_epochs()` to `fit`
-    as `initial_epoch`.  `history` holds every completed epoch's logs, those of
-    earlier sessions of the run included.
+    `watch` names the callbacks whose state it saves and restores (early stopping,
+    the best-weights checkpoint, the epoch timer).  It saves them at its own epoch
+    end, so it comes after them in the callback list (`brainprop.train.training`
+    builds that list, in one place); it restores them at the start of `fit` and again
+    as the first epoch begins, after every callback's own reset.  Pass
+    `completed_epochs()` to `fit` as `initial_epoch`.  `history` holds every
+    completed epoch's logs, those of earlier sessions of the run included.
 
     The state is copied at the end of the epoch and written to disk by a thread
     while the next epoch trains; `wait()` returns once it is whole on disk (and
@@ -87,13 +90,14 @@ class RunBackup(keras.callbacks.Callback):
     `on_train_end` for the last; call `wait()` yourself when `fit` raises.
     """
 
-    def __init__(self, backup_dir, early_stopping, checkpoint, timer):
+    def __init__(self, backup_dir: str | os.PathLike):
         super().__init__()
         self.path = Path(backup_dir) / BACKUP_FILE
-        self.early_stopping = early_stopping
-        self.checkpoint = checkpoint
-        self.timer = timer
+        self.early_stopping: keras.callbacks.EarlyStopping | None = None
+        self.checkpoint: keras.callbacks.ModelCheckpoint | None = None
+        self.timer = None
         self.history: dict[str, list] = {}
+        self._restored: dict[str, Any] | None = None
         self._writing: threading.Thread | None = None
         self._failure: BaseException | None = None
         if not self.path.exists() and (Path(backup_dir) / "run_state.json").exists():
@@ -101,6 +105,12 @@ class RunBackup(keras.callbacks.Callback):
                 f"{backup_dir} was written by an earlier version of this project, which "
                 "cannot be resumed: start the run again without --resume"
             )
+
+    def watch(self, early_stopping: keras.callbacks.EarlyStopping,
+              checkpoint: keras.callbacks.ModelCheckpoint | None, timer) -> None:
+        """The callbacks whose state is backed up with the model's: `timer` keeps the
+        epochs' seconds in a list `seconds`; `checkpoint` may be None."""
+        self.early_stopping, self.checkpoint, self.timer = early_stopping, checkpoint, timer
 
     def _source(self) -> Path | None:
         """The newest backup that can be read; damaged ones are set aside (renamed)."""
@@ -115,7 +125,7 @@ class RunBackup(keras.callbacks.Callback):
                 continue
             try:
                 with np.load(path, allow_pickle=False) as stored:
-                    json.loads(str(stored["state"]))
+                    _check_state(json.loads(str(stored["state"])))
                     for name in stored.files:  # every array whole (CRC checked)
                         stored[name]
             except Exception as error:  # truncated, not a zip, a bad CRC, no state
@@ -164,9 +174,24 @@ class RunBackup(keras.callbacks.Callback):
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
         with np.load(source, allow_pickle=False) as stored:
-            _assign(self.model.variables, stored, "model", source)
-            _assign(optimizer.variables, stored, "optimizer", source)
+            groups = [(variables, _stored_values(variables, stored, group, source))
+                      for variables, group in ((self.model.variables, "model"),
+                                               (optimizer.variables, "optimizer"))]
+        for variables, values in groups:  # only once every value fits
+            for variable, value in zip(variables, values):
+                variable.assign(value)
         self.history = state["history"]
+        self._restore_callbacks(state)
+        self._restored = state
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Again once every callback's on_train_begin has run: early stopping resets
+        # its counters there, wherever it stands in the list.
+        if self._restored is not None:
+            self._restore_callbacks(self._restored)
+            self._restored = None
+
+    def _restore_callbacks(self, state: dict[str, Any]) -> None:
         self.timer.seconds[:] = state["epoch_seconds"]
         for name, value in state["early_stopping"].items():
             setattr(self.early_stopping, name, value)
@@ -232,18 +257,46 @@ def _arrays(variables, group: str) -> dict[str, np.ndarray]:
     return {f"{group}_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
 
 
-def _assign(variables, stored, group: str, path: Path) -> None:
-    """Give each variable its stored value, in order, after checking every shape."""
-    names = [name for name in stored.files if name.startswith(f"{group}_")]
-    values = [stored[f"{group}_{i}"] for i in range(len(names))]
-    expected = [tuple(v.shape) for v in variables]
-    if [tuple(a.shape) for a in values] != expected:
+def _stored_values(variables, stored, group: str, path: Path) -> list[np.ndarray]:
+    """The stored value of each variable, in order, once each is a number array of its
+    variable's shape."""
+    names = {name for name in stored.files if name.startswith(f"{group}_")}
+    values = [stored[f"{group}_{i}"] for i in range(len(names)) if f"{group}_{i}" in names]
+    if (len(values) != len(names)
+            or [tuple(a.shape) for a in values] != [tuple(v.shape) for v in variables]
+            or any(a.dtype.kind not in "biuf" for a in values)):
         raise BrainPropError(
             f"the backup {path} does not fit this run ({group} variables differ): resume "
             "with the dataset, architecture and options of the interrupted run"
         )
-    for variable, value in zip(variables, values):
-        variable.assign(value)
+    return values
+
+
+def _check_state(state: object) -> None:
+    """ValueError unless `state` holds what `RunBackup.on_epoch_end` writes, each of its
+    type: the epochs completed, the history and epoch times, the callbacks' state."""
+    def number(value, none=False):
+        return (value is None and none) or type(value) in (int, float)
+
+    if not isinstance(state, dict):
+        raise ValueError("the state is not a mapping")
+    epoch, history, seconds = state.get("epoch"), state.get("history"), state.get("epoch_seconds")
+    if type(epoch) is not int or epoch < 0:
+        raise ValueError(f"epoch is {one_line(repr(epoch))}, not a number of epochs")
+    if not (isinstance(history, dict) and all(isinstance(v, list) for v in history.values())):
+        raise ValueError("the history is not a mapping of lists")
+    if not (isinstance(seconds, list) and all(map(number, seconds))):
+        raise ValueError("epoch_seconds is not a list of numbers")
+    stopping = state.get("early_stopping")
+    if not (isinstance(stopping, dict) and set(stopping) == {"wait", "best", "best_epoch",
+                                                             "stopped_epoch"}
+            and number(stopping["best"], none=True)
+            and all(type(stopping[k]) is int for k in ("wait", "best_epoch", "stopped_epoch"))):
+        raise ValueError("early_stopping is not the early-stopping state")
+    if "checkpoint_best" not in state or not number(state["checkpoint_best"], none=True):
+        raise ValueError("checkpoint_best is not a number")
+    if type(state.get("finished", False)) is not bool:
+        raise ValueError("finished is not true or false")
 
 
 def as_python(value) -> float | list | None:

@@ -133,13 +133,31 @@ def train(
                       backup_dir is not None, verbose, chance_hint_classes, tensorboard_dir)
 
 
-def _train(model, data, config, work: Path, best_weights_path, csv_log_path, backed_up: bool,
-           verbose, chance_hint_classes, tensorboard_dir) -> TrainingResult:
-    working = {"weights": work / "best.weights.h5", "log": work / "log.csv"}
-    train_batches = ImageBatches(
-        data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
-    )
-    val_batches = ImageBatches(*data.validation, config.batch_size)
+@dataclasses.dataclass
+class _Callbacks:
+    """The callbacks of one `fit`, and those whose state training reads afterwards."""
+
+    timer: EpochTimer
+    early_stopping: keras.callbacks.EarlyStopping
+    checkpoint: keras.callbacks.ModelCheckpoint | None
+    backup: RunBackup | None
+    all: list[keras.callbacks.Callback]
+
+
+def _callbacks(config: TrainingConfig, working: dict[str, Path], best_weights: bool,
+               csv_log: bool, backup: RunBackup | None, verbose: int,
+               chance_hint_classes: int | None, tensorboard_dir) -> _Callbacks:
+    """Every callback of the run, in the order they must see each epoch's end.
+
+    * `DiscardDivergedEpoch` before early stopping and the checkpoint: weights full of
+      NaN never count as the best.
+    * The timer before the CSV log and the epoch line: they show its seconds.
+    * The backup after early stopping, the timer, the checkpoint and the CSV log: it
+      saves their state as the epoch left it, and the log never lacks a row the backup
+      counts (a crash between the two leaves a row more, which a resumed run drops).
+    * `StopOnSignal` (added by `fit`) after the backup: a signal at an epoch's end
+      stops once the epoch is backed up.
+    """
     timer = EpochTimer()
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_accuracy",
@@ -147,17 +165,8 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
         min_delta=config.min_delta,
         patience=config.patience,
     )
-    callbacks = [
-        keras.callbacks.LearningRateScheduler(
-            lambda epoch: learning_rate_at(epoch, config.learning_rate)
-        ),
-        keras.callbacks.TerminateOnNaN(),
-        DiscardDivergedEpoch(),
-        early_stopping,
-        timer,
-    ]
     checkpoint = None
-    if best_weights_path is not None:
+    if best_weights:
         checkpoint = keras.callbacks.ModelCheckpoint(
             str(working["weights"]),
             monitor="val_accuracy",
@@ -167,19 +176,20 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
             # Not None: Keras would save a first epoch whose accuracy is NaN.
             initial_value_threshold=-math.inf,
         )
-        callbacks.append(checkpoint)
-    backup, completed, epochs = None, 0, config.epochs
-    if backed_up:
-        backup = RunBackup(work, early_stopping, checkpoint, timer)
-        completed = backup.completed_epochs()
-        if backup.finished():  # stopped before its outputs were written: no more epochs
-            epochs = completed
-        # The data shuffle of epoch k depends on k alone: continue the sequence.
-        train_batches.epoch = completed
-    if csv_log_path is not None:
-        _keep_completed_rows(working["log"], completed)
-        callbacks.append(CSVLog(str(working["log"]), append=True))
-    callbacks += [backup] if backup is not None else []
+    callbacks = [
+        keras.callbacks.LearningRateScheduler(
+            lambda epoch: learning_rate_at(epoch, config.learning_rate)
+        ),
+        keras.callbacks.TerminateOnNaN(),
+        DiscardDivergedEpoch(),
+        early_stopping,
+        timer,
+        *([checkpoint] if checkpoint is not None else []),
+        *([CSVLog(str(working["log"]), append=True)] if csv_log else []),
+    ]
+    if backup is not None:
+        backup.watch(early_stopping, checkpoint, timer)
+        callbacks.append(backup)
     if verbose == 2:  # after the timer: the line shows the epoch's seconds
         callbacks.append(EpochLine())
     if verbose and chance_hint_classes:
@@ -187,8 +197,58 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
     if tensorboard_dir is not None:
         import_tensorflow()  # quietly, before the callback does
         callbacks.append(TensorBoardLog(tensorboard_dir))
+    return _Callbacks(timer, early_stopping, checkpoint, backup, callbacks)
 
-    interrupted_by = None
+
+def _train(model, data, config, work: Path, best_weights_path, csv_log_path, backed_up: bool,
+           verbose, chance_hint_classes, tensorboard_dir) -> TrainingResult:
+    working = {"weights": work / "best.weights.h5", "log": work / "log.csv"}
+    train_batches = ImageBatches(
+        data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
+    )
+    val_batches = ImageBatches(*data.validation, config.batch_size)
+
+    # Where an interrupted run stopped: its last completed epoch.
+    backup, completed, epochs = None, 0, config.epochs
+    if backed_up:
+        backup = RunBackup(work)
+        completed = backup.completed_epochs()
+        if backup.finished():  # stopped before its outputs were written: no more epochs
+            epochs = completed
+        # The data shuffle of epoch k depends on k alone: continue the sequence.
+        train_batches.epoch = completed
+    if csv_log_path is not None:
+        _keep_completed_rows(working["log"], completed)
+    callbacks = _callbacks(config, working, best_weights_path is not None,
+                           csv_log_path is not None, backup, verbose, chance_hint_classes,
+                           tensorboard_dir)
+
+    interrupted_by = _fit(model, train_batches, val_batches, callbacks.all, completed, epochs,
+                          verbose, backup, backed_up)
+    if interrupted_by is not None:
+        # The interrupted fit's frames, and with them its data iterators, are held in
+        # reference cycles.  A tf.data iterator that calls Python (`fit_input`'s
+        # numpy_function; Keras' PyDataset generator logged "Error occurred when
+        # finalizing GeneratorDataset iterator") should not outlive it: free them now.
+        gc.collect()
+    _publish({working["weights"]: best_weights_path, working["log"]: csv_log_path})
+
+    logged = backup.history if backup is not None else model.history.history
+    history = {key: [as_python(v) for v in values] for key, values in logged.items()}
+    history.pop("epoch_seconds", None)  # the history holds metrics only, as the original's
+    result = _result(history, callbacks.timer.seconds,
+                     callbacks.early_stopping.stopped_epoch > 0)
+    if interrupted_by is not None:
+        result.stop_reason = "interrupted"
+        result.interrupted_by = interrupted_by
+    return result
+
+
+def _fit(model, train_batches: ImageBatches, val_batches: ImageBatches, callbacks: list,
+         completed: int, epochs: int, verbose: int, backup: RunBackup | None,
+         backed_up: bool) -> int | None:
+    """Keras' fit from epoch `completed` to `epochs`: the signal that interrupted it, or
+    None.  A write that fails (a full disk) ends in a one-line BrainPropError."""
     with catch_stop_signals() as flag:
         try:
             try:
@@ -205,9 +265,9 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
                 if backup is not None:
                     backup.wait()
         except TrainingInterrupted as stop:
-            interrupted_by = stop.signal_number
+            return stop.signal_number
         except KeyboardInterrupt:  # a second signal: stop at once
-            interrupted_by = flag.signal_number or signal.SIGINT
+            return flag.signal_number or signal.SIGINT
         except OSError as error:  # a full disk, a folder gone read-only
             reason = _write_failure(error)
             error = None  # frees the frames that hold the file being written
@@ -217,34 +277,24 @@ def _train(model, data, config, work: Path, best_weights_path, csv_log_path, bac
             raise BrainPropError(
                 f"training stopped: {reason}; make room or fix the folder, then {then}"
             ) from None
-    if interrupted_by is not None:
-        # The interrupted fit's frames, and with them its data iterators, are held in
-        # reference cycles.  A tf.data iterator that calls Python (`fit_input`'s
-        # numpy_function; Keras' PyDataset generator logged "Error occurred when
-        # finalizing GeneratorDataset iterator") should not outlive it: free them now.
-        gc.collect()
-    for working_file, final in ((working["weights"], best_weights_path),
-                                (working["log"], csv_log_path)):
+    return None
+
+
+def _publish(files: dict[Path, str | os.PathLike | None]) -> None:
+    """Copy each working file that exists to where the caller wants it (atomically)."""
+    for working_file, final in files.items():
         if final is not None and working_file.exists():
             write_atomically(final, lambda partial: shutil.copy(working_file, partial))
-    logged = backup.history if backup is not None else model.history.history
-    history = {key: [as_python(v) for v in values] for key, values in logged.items()}
-    history.pop("epoch_seconds", None)  # the history holds metrics only, as the original's
-    result = _result(history, timer.seconds, early_stopping.stopped_epoch > 0)
-    if interrupted_by is not None:
-        result.stop_reason = "interrupted"
-        result.interrupted_by = interrupted_by
-    return result
 
 
 def _write_failure(error: OSError) -> str:
     """What failed, in one line: h5py's messages span lines and bury the reason."""
     text = str(error)
-    found = dict(re.findall(r"(filename|error message) = '([^']*)'", text))
+    found = dict(re.findall(r"\b(filename|name|error message) = '([^']*)'", text))
     reason = found.get("error message") or (
         os.strerror(error.errno) if error.errno else one_line(text, 160)
     )
-    name = found.get("filename") or error.filename
+    name = found.get("filename") or found.get("name") or error.filename
     return f"{reason} while writing {name}" if name else reason
 
 

@@ -31,10 +31,17 @@ def publish(partial: Path, path: str | os.PathLike) -> None:
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
-    """Call `write(partial)` to write the whole file under its partial name, then publish it."""
+    """Call `write(partial)` to write the whole file under its partial name, then publish it.
+
+    An OSError that names no file (as a write to a full disk) is raised naming `path`.
+    """
     partial = partial_path(path)
     try:
         write(partial)
         publish(partial, path)
+    except OSError as error:
+        if error.filename is None:  # a write to an open file (a full disk) names none
+            error.filename = str(path)
+        raise
     finally:
         partial.unlink(missing_ok=True)

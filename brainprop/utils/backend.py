@@ -207,17 +207,6 @@ def set_random_seed(seed: int) -> None:
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
         keras.utils.set_random_seed(seed)
         return
-    # The one private name used: the lazy TensorFlow module Keras seeds when it
-    # can import it.  tests/test_backend.py fails loudly if it moves.
-    from keras.src.utils import rng_utils
+    from brainprop.utils.compat import seed_without_tensorflow
 
-    lazy_tensorflow = rng_utils.tf
-    rng_utils.tf = _Unavailable()
-    try:
-        keras.utils.set_random_seed(seed)
-    finally:
-        rng_utils.tf = lazy_tensorflow
-
-
-class _Unavailable:
-    available = False
+    seed_without_tensorflow(seed)

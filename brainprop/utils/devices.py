@@ -101,9 +101,11 @@ def replicated_batch_statistics() -> bool:
 def steps_per_call(requested: int) -> int:
     """How many batches one compiled call may run: `requested`, except under a
     TensorFlow MirroredStrategy of several replicas, where Keras' loop of several
-    steps per call fails to run (Keras 3.15: an unfed placeholder in its
-    `multi_step_on_iterator`), so one batch per call."""
-    return 1 if _tensorflow_replicas() > 1 else requested
+    steps per call fails to run (`compat.MIRRORED_MULTI_STEP_FAILS`), so one batch
+    per call."""
+    from brainprop.utils.compat import MIRRORED_MULTI_STEP_FAILS
+
+    return 1 if MIRRORED_MULTI_STEP_FAILS and _tensorflow_replicas() > 1 else requested
 
 
 def run_steps_per_execution_on_torch(model) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import _codecs
 import importlib
-import io
 import pickle
 from typing import BinaryIO
 
@@ -73,6 +72,3 @@ def load(file: BinaryIO, label: str, what: str, **kwargs) -> object:
             "(loading it could run code); use a copy from a source you trust"
         ) from None
 
-
-def loads(data: bytes, label: str, what: str, **kwargs) -> object:
-    return load(io.BytesIO(data), label, what, **kwargs)

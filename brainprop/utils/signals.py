@@ -7,6 +7,11 @@ a `try: ... except BaseException`) could swallow it.  The command looks at the
 flag at safe points (`raise_if_stopped`); training stops at the end of the
 current batch; the final save completes.  A second signal stops at once
 (KeyboardInterrupt), as users expect of a second Ctrl-C.
+
+A process that starts others it may signal starts them inside `held()`: they begin
+with both signals blocked (the signal mask survives `exec`), so a signal sent while
+they start up waits, pending, until they call `release()` inside `stop_signals()`,
+instead of raising in the middle of an import.
 """
 
 from __future__ import annotations
@@ -78,3 +83,33 @@ def raise_if_stopped() -> None:
     """Stop here (`Stopped`) if a stop signal arrived."""
     if _active is not None:
         _active.raise_if_stopped()
+
+
+def held() -> contextlib.AbstractContextManager:
+    """Block SIGINT and SIGTERM in this thread for the block: they wait, pending, and
+    processes started inside start with them blocked.  A no-op where signals cannot be
+    blocked (Windows)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return contextlib.nullcontext()
+    return _blocked()
+
+
+@contextlib.contextmanager
+def _blocked() -> Iterator[None]:
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, EXIT_CODES)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def block() -> None:
+    """Hold SIGINT and SIGTERM from here on, e.g. once the work is done and saved."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, EXIT_CODES)
+
+
+def release() -> None:
+    """Deliver SIGINT and SIGTERM again, those held since the process started included."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, EXIT_CODES)

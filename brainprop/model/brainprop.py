@@ -4,8 +4,8 @@ Per example the network's linear outputs are Q values, the expected reward
 of choosing each class.  A Max-Boltzmann controller picks one class, the
 environment rewards 1 for the label and 0 otherwise, and only the chosen
 unit learns, through the reward-prediction error (RPE) r - Q_s.  The
-gradient of 1/2 (r - Q_s)^2 is Eq. 15 of the paper; no other part of the
-project knows about the rule.
+gradient of 1/2 (r - Q_s)^2 is Eq. 15 of the paper.  The rest of the
+project knows the rule only through its declaration in `brainprop.model.rules`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-# Probability of exploring instead of choosing the greedy class.
-EPSILON = 0.02
+from brainprop.model.rules import EPSILON
 
 
 def replica_of_step() -> tuple[object, int]:
@@ -92,6 +91,7 @@ def brainprop_loss(q_values, reward, selected_class, batch_size: int | None = No
     return 0.5 * ops.sum(ops.square(rpe)) / batch_size
 
 
+@keras.saving.register_keras_serializable(package="brainprop")
 class BrainProp(keras.Model):
     """A functional model trained with the BrainProp rule.
 
@@ -109,6 +109,9 @@ class BrainProp(keras.Model):
     The logged "accuracy" is the reward rate: during training the fraction of
     rewarded Max-Boltzmann choices, during evaluation (greedy choices) the
     classification accuracy.  Predictions are argmax Q.
+
+    `model.save("x.keras")` and `keras.models.load_model` keep the rule's
+    settings (`epsilon`, `batch_size`, the selection seed) with the network.
     """
 
     def __init__(
@@ -122,8 +125,13 @@ class BrainProp(keras.Model):
         super().__init__(*args, **kwargs)
         self.epsilon = epsilon
         self.batch_size = batch_size
+        self.seed = seed
         self.selection_seed = keras.random.SeedGenerator(seed, name="selection_seed")
         self.reward_rate = keras.metrics.Mean(name="accuracy")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "epsilon": self.epsilon, "seed": self.seed,
+                "batch_size": self.batch_size}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         # Under mixed precision the output layer already computes in float32;
@@ -151,12 +159,3 @@ class BrainProp(keras.Model):
             loss = loss + ops.cast(ops.sum(ops.stack(regularization)), "float32") / replicas
         return loss
 
-
-def exploration_rate(model: keras.Model) -> float | None:
-    """The probability of exploring of a BrainProp model; None for EBP, which never explores."""
-    return model.epsilon if isinstance(model, BrainProp) else None
-
-
-def training_accuracy_label(model: keras.Model) -> str:
-    """What the logged training "accuracy" of `model` measures, for plot legends."""
-    return "training (reward rate)" if isinstance(model, BrainProp) else "training"

@@ -1,0 +1,154 @@
+"""Where the project leans on Keras or TensorFlow beyond their public promises.
+
+Everywhere else the project uses public APIs only.  Each use here says why it is
+needed and was checked against Keras `KERAS_CHECKED` (TensorFlow 2.21);
+`tests/test_compat.py` holds, for each, the test that fails as soon as it no
+longer holds, so that a new Keras shows up as one failing test, not as a run
+that quietly differs.
+
+* `seed_without_tensorflow`: a private module of Keras (`keras.src.utils.rng_utils`).
+* `fusable` and `fused_batch_norm`: TensorFlow's fused kernel inside Keras'
+  `BatchNormalization`, which must update its moving statistics as Keras' does.
+* `TensorBoardPerEpoch`: how `keras.callbacks.TensorBoard` takes its steps and logs.
+* `producer`: which call of which layer made a tensor of a functional model.
+* `MIRRORED_MULTI_STEP_FAILS`: a Keras bug worked around (several steps per
+  compiled call under a TensorFlow `MirroredStrategy` of several replicas).
+
+Import this module only once Keras has started (it imports Keras).
+"""
+
+from __future__ import annotations
+
+import keras
+
+# The Keras release (major.minor) every use below was checked against; requirements.txt
+# pins it.  tests/test_compat.py fails on another: check each use again, then move it.
+KERAS_CHECKED = "3.15"
+
+
+# --- the graph of a functional model ------------------------------------------------------
+
+
+def producer(tensor) -> tuple[keras.Operation, list]:
+    """The layer (or nested model) whose call made the symbolic `tensor` of a functional
+    model, and that call's input tensors.
+
+    Private: `KerasTensor._keras_history` (operation, node index) and the operation's
+    `_inbound_nodes`.  Keras' public `layer.input` and `layer.output` give a layer's
+    first call only, and a nested functional model's own graph instead of its call.
+    """
+    history = tensor._keras_history
+    node = history.operation._inbound_nodes[history.node_index]
+    return history.operation, list(node.input_tensors)
+
+
+# --- seeding ------------------------------------------------------------------------------
+
+
+def seed_without_tensorflow(seed: int) -> None:
+    """`keras.utils.set_random_seed(seed)` without the import of TensorFlow it makes
+    whenever TensorFlow is installed (to seed `tf.data`), for a backend that does not
+    use TensorFlow.
+
+    Private: `keras.src.utils.rng_utils.tf`, the lazy TensorFlow module Keras seeds
+    when `tf.available`; replaced by an unavailable one for the call.
+    """
+    from keras.src.utils import rng_utils
+
+    lazy_tensorflow = rng_utils.tf
+    rng_utils.tf = _Unavailable()
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        rng_utils.tf = lazy_tensorflow
+
+
+class _Unavailable:
+    available = False
+
+
+# --- TensorFlow's fused batch normalisation ---------------------------------------------
+
+
+def fusable(layer: keras.layers.BatchNormalization, inputs, mask) -> bool:
+    """Whether TensorFlow's `FusedBatchNormV3` computes what Keras' `layer` would: on
+    the TensorFlow backend, float32 images with channels last, no mask, renorm or
+    synchronisation."""
+    return (
+        keras.backend.backend() == "tensorflow"
+        and mask is None
+        and not layer.renorm
+        and not layer.synchronized
+        and len(inputs.shape) == 4
+        and layer.axis % 4 == 3  # channels last
+        and keras.backend.standardize_dtype(inputs.dtype) == "float32"
+        and layer.compute_dtype == "float32"
+        and layer.epsilon >= 1.001e-5  # the fused kernel's minimum
+    )
+
+
+def fused_batch_norm(layer: keras.layers.BatchNormalization, inputs, training):
+    """`layer(inputs, training=training)` by TensorFlow's fused kernel (`fusable` first).
+
+    Keras 3 moves the moving variance by the batch's biased variance; the fused kernel
+    returns the unbiased one, which is rescaled.  What Keras does is checked by
+    tests/test_compat.py.
+    """
+    import tensorflow as tf
+
+    channels = inputs.shape[-1]
+    gamma = layer.gamma.value if layer.scale else tf.ones((channels,), inputs.dtype)
+    beta = layer.beta.value if layer.center else tf.zeros((channels,), inputs.dtype)
+    if not (training and layer.trainable):
+        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs, gamma, beta, mean=layer.moving_mean.value,
+            variance=layer.moving_variance.value, epsilon=layer.epsilon,
+            is_training=False,
+        )
+        return outputs
+    outputs, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
+        inputs, gamma, beta, epsilon=layer.epsilon, is_training=True
+    )
+    count = tf.cast(tf.size(inputs) // channels, inputs.dtype)
+    variance = unbiased_variance * ((count - 1.0) / tf.maximum(count, 1.0))
+    momentum = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+    layer.moving_variance.assign(
+        layer.moving_variance * momentum + variance * (1.0 - momentum)
+    )
+    return outputs
+
+
+# --- TensorBoard ------------------------------------------------------------------------
+
+
+class TensorBoardPerEpoch(keras.callbacks.TensorBoard):
+    """`keras.callbacks.TensorBoard` writing once per epoch, at steps counted from 1.
+
+    Relies on what the callback does with its arguments (not documented): it writes
+    `epoch_*` scalars at the step `on_epoch_end` is given, the validation ones from
+    the logs `on_test_end` is given, and per-batch scalars only from the logs
+    `on_train_batch_end` is given.  `scalars(logs)` makes the numbers it writes.
+    """
+
+    def __init__(self, log_dir, scalars):
+        super().__init__(str(log_dir), write_graph=False, write_steps_per_second=False)
+        self.scalars_of = scalars
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, self.scalars_of(logs))
+
+    def on_test_end(self, logs=None):
+        super().on_test_end(self.scalars_of(logs))
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, None)  # per epoch only: no per-batch scalars
+
+
+# --- several steps per call -------------------------------------------------------------
+
+# Under a TensorFlow MirroredStrategy of several replicas, Keras' loop of several steps
+# per compiled call fails to run (Keras 3.15: an unfed placeholder in its
+# `multi_step_on_iterator`): one step per call there (`devices.steps_per_call`).
+# Checked on several GPUs only; tests/test_compat.py fails on another Keras release.
+MIRRORED_MULTI_STEP_FAILS = True

@@ -1,0 +1,56 @@
+"""The scripts of examples/: each trains BrainProp on a network of its own and learns,
+on whichever backend the tests run under."""
+
+import ast
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def example(name: str) -> dict:
+    return runpy.run_path(str(EXAMPLES / f"{name}.py"))
+
+
+def code_lines(path: Path) -> int:
+    """Lines of statements: docstrings, comments, blank lines and the script's
+    `if __name__ == "__main__":` left out."""
+    tree = ast.parse(path.read_text())
+    tree.body = [node for node in tree.body if not (
+        isinstance(node, ast.If) and "__main__" in ast.unparse(node.test))]
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and not (
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        ):
+            lines.update(range(node.lineno, node.end_lineno + 1))
+    return len(lines)
+
+
+@pytest.mark.parametrize("name", ["skip_connection", "convert_classifier"])
+def test_each_example_is_under_30_lines_of_code(name):
+    assert code_lines(EXAMPLES / f"{name}.py") < 30
+
+
+def test_skip_connection_example_learns_the_classes_and_draws_their_discovery(tmp_path):
+    script = example("skip_connection")
+    history = script["main"](epochs=10, plot=str(tmp_path / "classes.png"))
+    chance = 1 / script["N_CLASSES"]
+    assert history.history["accuracy"][-1] > chance + 0.3  # the reward rate
+    assert history.history["val_accuracy"][-1] > chance + 0.4
+    per_class = np.asarray(history.history["val_class_accuracy"][-1])
+    assert per_class.shape == (script["N_CLASSES"],) and (per_class > 0.5).sum() >= 4
+    assert (tmp_path / "classes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_convert_classifier_example_trains_the_classifier_through_brainprop():
+    script = example("convert_classifier")
+    history, classifier_accuracy = script["main"](epochs=3)
+    chance = 1 / script["N_CLASSES"]
+    assert history.history["accuracy"][-1] > chance + 0.4
+    assert classifier_accuracy > chance + 0.5
+    np.testing.assert_allclose(classifier_accuracy, history.history["val_accuracy"][-1],
+                               atol=1e-6)
