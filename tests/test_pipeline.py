@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from brainprop.utils.errors import BrainPropError
-from brainprop.utils.devices import run_steps_per_execution_on_torch
-from brainprop.data.pipeline import ImageBatches, OnePassAtATime, fit_input
+from brainprop.utils.compat import OnePassAtATime, run_steps_per_execution_on_torch
+from brainprop.data.pipeline import ImageBatches, fit_input
 
 
 def numbered(n: int):

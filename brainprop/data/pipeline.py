@@ -2,7 +2,7 @@
 
 `ImageBatches` holds the order of every epoch; `fit_input` is what `fit` and
 `evaluate` iterate: the batches themselves (on JAX), under TensorFlow the same
-batches through a `tf.data` pipeline, under PyTorch through `OnePassAtATime`
+batches through a `tf.data` pipeline, under PyTorch through `brainprop.utils.compat.OnePassAtATime`
 (see there why).
 """
 
@@ -104,9 +104,11 @@ def fit_input(batches: ImageBatches):
     (`on_epoch_end`) after reading a batch to build the model, and at the end of every
     epoch.  A run's batches, and so its history, are the same on every backend and
     whichever way they are fed (tests/test_pipeline.py).  Under PyTorch: `batches` through
-    `OnePassAtATime`; on JAX: `batches`.
+    `brainprop.utils.compat.OnePassAtATime`; on JAX: `batches`.
     """
     if keras.backend.backend() == "torch":
+        from brainprop.utils.compat import OnePassAtATime
+
         return OnePassAtATime(batches)
     if keras.backend.backend() != "tensorflow":
         return batches
@@ -136,33 +138,3 @@ def fit_input(batches: ImageBatches):
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.prefetch(PREFETCH_BATCHES).with_options(options)
-
-
-class OnePassAtATime(keras.utils.PyDataset):
-    """`batches`, whose epoch ends once per pass over them.
-
-    Keras 3.15's torch `fit`, running several steps per call
-    (`brainprop.utils.devices.run_steps_per_execution_on_torch`), ends a pass whose last
-    call holds fewer batches twice (its `EpochIterator` on running out of batches, then
-    at the end of the pass): `batches` would skip an epoch's order every such epoch.  An
-    end with no batch read since the one before is ignored here, except the first (the
-    end `fit` gives before its first epoch, whether it read a batch to build the model
-    or not); the sequence is then the one every other backend sees.
-    """
-
-    def __init__(self, batches: ImageBatches):
-        super().__init__()
-        self.batches = batches
-        self._read = True  # the first end always counts
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        self._read = True
-        return self.batches[index]
-
-    def on_epoch_end(self) -> None:
-        if self._read:
-            self.batches.on_epoch_end()
-            self._read = False

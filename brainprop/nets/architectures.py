@@ -294,7 +294,8 @@ def compile_model(
     import keras
 
     from brainprop.nets.metrics import ClassAccuracy
-    from brainprop.utils.devices import run_steps_per_execution_on_torch, steps_per_call
+    from brainprop.utils.compat import run_steps_per_execution_on_torch
+    from brainprop.utils.devices import steps_per_call
 
     steps_per_execution = steps_per_call(steps_per_execution)
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0)

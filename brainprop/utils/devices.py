@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import warnings
 from collections.abc import Callable, Iterator
 
 from brainprop.utils.errors import BrainPropError
@@ -106,62 +105,6 @@ def steps_per_call(requested: int) -> int:
     from brainprop.utils.compat import MIRRORED_MULTI_STEP_FAILS
 
     return 1 if MIRRORED_MULTI_STEP_FAILS and _tensorflow_replicas() > 1 else requested
-
-
-def run_steps_per_execution_on_torch(model) -> None:
-    """Let a compiled `model` run `steps_per_execution` batches per call on PyTorch.
-
-    Keras 3.15 refuses `steps_per_execution` > 1 on torch (`make_train_function`
-    raises), though its torch `fit`, `evaluate` and `predict` already hand each call
-    the list of that many batches (see `brainprop.pipeline.OnePassAtATime` for the one
-    thing that goes wrong there).  The functions made here take that list and run
-    Keras' own `train_step` (`test_step`, `predict_step`) on each batch in turn, under
-    `torch.compile` when `jit_compile` is on, as Keras does for one batch: the same
-    steps in the same order, with the callbacks and the logs once per call.  Nothing
-    changes on another backend or with one step per call.
-    """
-    import keras
-
-    if keras.backend.backend() != "torch" or model.steps_per_execution == 1:
-        return
-    import torch
-
-    # Keras warns when the last call of a pass finds fewer batches than it asked for,
-    # which is every pass whose batches are not a multiple of the steps per call.
-    warnings.filterwarnings("ignore", message="Your input ran out of data",
-                            category=UserWarning, module="keras")
-
-    def one_by_one(step, no_grad):
-        step = torch.compile(step) if model.jit_compile else step
-
-        def steps(batches):
-            with torch.no_grad() if no_grad else contextlib.nullcontext():
-                return [step(batch) for batch in batches]
-
-        return steps
-
-    def make_train_function(force=False):
-        if model.train_function is None or force:
-            steps = one_by_one(model.train_step, no_grad=False)
-            model.train_function = lambda batches: steps(batches)[-1]
-        return model.train_function
-
-    def make_test_function(force=False):
-        if model.test_function is None or force:
-            steps = one_by_one(model.test_step, no_grad=True)
-            model.test_function = lambda batches: steps(batches)[-1]
-        return model.test_function
-
-    def make_predict_function(force=False):
-        if model.predict_function is None or force:
-            steps = one_by_one(model.predict_step, no_grad=True)
-            model.predict_function = lambda batches: keras.tree.map_structure(
-                lambda *outputs: torch.cat(outputs), *steps(batches))
-        return model.predict_function
-
-    model.make_train_function = make_train_function
-    model.make_test_function = make_test_function
-    model.make_predict_function = make_predict_function
 
 
 def check_can_distribute(backend: str) -> None:
