@@ -9,10 +9,12 @@ others. Meant for a GPU, on each backend:
 
     KERAS_BACKEND=jax python benchmarks/epoch.py --json epoch_gpu_jax.json
     KERAS_BACKEND=tensorflow python benchmarks/epoch.py --json epoch_gpu_tf.json
+    KERAS_BACKEND=torch python benchmarks/epoch.py --json epoch_gpu_torch.json
 
 (`--architectures deep --jit on` for CIFAR10 deep alone). It runs anywhere
 (`--images 1024 --epochs 2` is a quick check on a CPU). On JAX, XLA off means eager
-execution, op by op: expect it to be far slower.
+execution, op by op: expect it to be far slower. On PyTorch, "XLA" on is `torch.compile`
+and off is eager execution, Keras' default there.
 
 The share of the peak counts the multiply-adds of the convolution, locally connected
 and dense layers (BatchNorm, ReLU, pooling and the rule itself are left out: a few
@@ -24,7 +26,9 @@ vendor's dense figures for the chip that is found, or `--peak-tflops`.
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import common
 import numpy as np
@@ -77,6 +81,11 @@ def device_name() -> str:
         import jax
 
         return jax.devices()[0].device_kind
+    if keras.backend.backend() == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
     return common.machine()["cpu"]
 
 
@@ -98,7 +107,7 @@ def measure(architecture: str, policy: str, jit: str, images: int, epochs: int,
     import keras
 
     from brainprop.nets.architectures import ARCHITECTURES, build_model, compile_model
-    from brainprop.data.pipeline import ImageBatches
+    from brainprop.data.pipeline import ImageBatches, fit_input
     from brainprop.train.training import EpochTimer
 
     arch = ARCHITECTURES[architecture]
@@ -122,7 +131,7 @@ def measure(architecture: str, policy: str, jit: str, images: int, epochs: int,
     timer = EpochTimer()
     common.progress(f"{architecture}, {policy}, XLA {jit}: {epochs} epochs of {images} images ...")
     start = time.perf_counter()
-    model.fit(data, epochs=epochs, callbacks=[timer], shuffle=False, verbose=0)
+    model.fit(fit_input(data), epochs=epochs, callbacks=[timer], shuffle=False, verbose=0)
     total = time.perf_counter() - start
     later = timer.seconds[1:]
     return {
@@ -136,6 +145,9 @@ def measure(architecture: str, policy: str, jit: str, images: int, epochs: int,
 
 
 def main() -> None:
+    from brainprop.utils.backend import start
+
+    start()  # as main.py starts Keras (under PyTorch: OpenMP threads that do not spin)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--architectures", nargs="+", default=list(common.INPUT_SHAPES),
                         choices=list(common.INPUT_SHAPES))
@@ -169,6 +181,8 @@ def main() -> None:
                 results["runs"].append(
                     {"architecture": architecture, "jit": jit, "policy": policy, **row}
                 )
+                if args.json:  # after every row: a run stopped early keeps what it measured
+                    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     common.write_json(args.json, results)
 
 

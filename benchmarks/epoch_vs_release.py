@@ -10,9 +10,9 @@ standard files (`mnist.npz`, `cifar-10-batches-py/`), with the same batch size:
   `control_flow_util.smart_cond`; `keras.datasets` reads the synthetic files instead of
   downloading; and `fit` runs `--epochs` epochs instead of 500.  It trains as the release
   does: `fit` on float arrays (divided by 255) with `validation_data`, `verbose=2`.
-* `ours-tensorflow`, `ours-jax`: this project's `main.py` with `-s` (best weights, CSV log
-  and a backup of the run written every epoch), `--epochs`, `--data-dir` and
-  `--output-dir` (a scratch folder), under each Keras backend.
+* `ours-tensorflow`, `ours-jax`, `ours-torch`: this project's `main.py` with `-s` (best
+  weights, CSV log and a backup of the run written every epoch), `--epochs`, `--data-dir`
+  and `--output-dir` (a scratch folder), under each Keras backend.
 
 In every process `fit`'s callback list is timed (it is the same for both Keras versions):
 an epoch runs from one `on_epoch_begin` to the next (or to `on_train_end`); its *train*
@@ -58,7 +58,7 @@ ARCHITECTURES = ("dense", "conv", "loccon", "deep")
 DATASET_OF = {"dense": "MNIST", "conv": "CIFAR10", "loccon": "CIFAR10", "deep": "CIFAR10"}
 RULES = ("BrainProp", "EBP")
 PARTS = ("total", "train", "validation", "other", "cpu")
-CONTENDERS = ("release", "ours-tensorflow", "ours-jax")
+CONTENDERS = ("release", "ours-tensorflow", "ours-jax", "ours-torch")
 
 # (training, test) images: CIFAR10's 10,000 / 2,000, as first measured, for every row.
 FULL_IMAGES = {arch: (10_000, 2_000) for arch in ARCHITECTURES}
@@ -158,11 +158,12 @@ def _quiet_tensorflow() -> None:
 def run_ours(args) -> Marks:
     """This project's main.py, as a user runs it, with `-s`."""
     _quiet_tensorflow()
-    import keras
+    sys.path.insert(0, str(REPO))
+    from brainprop.utils.backend import start
 
+    keras = start()  # as main.py starts it, before the callbacks are instrumented
     marks = Marks()
     marks.instrument(keras.callbacks.CallbackList)
-    sys.path.insert(0, str(REPO))
     sys.argv = ["main.py", args.dataset, args.arch, args.rule, "-s", "--epochs",
                 str(args.epochs), "--data-dir", args.data_dir, "--output-dir", args.output_dir]
     try:
@@ -323,6 +324,10 @@ def summarize(runs: dict, rows, contenders) -> list[dict]:
                     r["total"] / b["total"] for r, b in zip(rounds, release))
                 row["cpu_ratio"] = statistics.median(
                     r["cpu"] / b["cpu"] for r, b in zip(rounds, release))
+            tensorflow = runs.get((arch, rule, "ours-tensorflow"))
+            if contender not in ("release", "ours-tensorflow") and tensorflow:
+                row["tensorflow_ratio"] = statistics.median(
+                    r["total"] / t["total"] for r, t in zip(rounds, tensorflow))
             table.append(row)
     return table
 
@@ -347,17 +352,19 @@ def markdown(table, images, args, machine) -> str:
                     dict.fromkeys(r["architecture"] for r in table)) + ".",
         "",
         "| architecture | rule | contender | epoch s | train s | validation s | other s "
-        "| other % | ours / release | CPU s | CPU ours / release |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| other % | ours / release | CPU s | CPU ours / release | / ours-tensorflow |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in table:
         ratio = f"**{row['ratio']:.2f}**" if "ratio" in row else ""
         cpu_ratio = f"{row['cpu_ratio']:.2f}" if "cpu_ratio" in row else ""
+        tensorflow_ratio = (f"{row['tensorflow_ratio']:.2f}" if "tensorflow_ratio" in row
+                            else "")
         lines.append(
             f"| {row['dataset']} {row['architecture']} | {row['rule']} | {row['contender']} "
             f"| {row['total']:.2f} | {row['train']:.2f} | {row['validation']:.2f} "
             f"| {row['other']:.3f} | {100 * row['other_share']:.1f} | {ratio} "
-            f"| {row['cpu']:.2f} | {cpu_ratio} |")
+            f"| {row['cpu']:.2f} | {cpu_ratio} | {tensorflow_ratio} |")
     lines += [
         "",
         "Where *other* goes: seconds per epoch in each callback's `on_epoch_end` "
@@ -402,7 +409,7 @@ def machine_info() -> dict:
     except (OSError, StopIteration):
         pass
     versions = []
-    for module in ("tensorflow", "tf_keras", "keras", "jax"):
+    for module in ("tensorflow", "tf_keras", "keras", "jax", "torch"):
         try:
             from importlib.metadata import version
 

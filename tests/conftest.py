@@ -1,8 +1,14 @@
 """Shared helpers: gradients on whichever backend Keras runs."""
 
-import keras
-import numpy as np
-import pytest
+import os
+
+# As brainprop.utils.backend.start() does for a run (it comes too late here: Keras starts below).
+if os.environ.get("KERAS_BACKEND") == "torch":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 def gradients(model: keras.Model, x, loss_of_outputs) -> list[np.ndarray]:

@@ -199,7 +199,7 @@ def test_same_seed_builds_identical_weights():
 
 def _fit_two_epochs(algorithm, steps_per_execution):
     from brainprop.nets.architectures import compile_model
-    from brainprop.data.pipeline import ImageBatches
+    from brainprop.data.pipeline import ImageBatches, fit_input
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (100, 8, 8, 1), dtype=np.uint8)  # small: quick to compile
@@ -208,8 +208,8 @@ def _fit_two_epochs(algorithm, steps_per_execution):
     model = build_model("conv", algorithm, (8, 8, 1), 10, seed=3)
     compile_model(model, 0.1, steps_per_execution=steps_per_execution)
     history = model.fit(
-        ImageBatches(images, labels, 16, shuffle=True, seed=3),  # 7 batches, the last of 4
-        validation_data=ImageBatches(images[:40], labels[:40], 16),
+        fit_input(ImageBatches(images, labels, 16, shuffle=True, seed=3)),  # 7, the last of 4
+        validation_data=fit_input(ImageBatches(images[:40], labels[:40], 16)),
         epochs=2,
         shuffle=False,
         verbose=0,

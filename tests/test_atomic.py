@@ -4,6 +4,8 @@ import pytest
 
 from brainprop.utils.atomic import partial_path, write_atomically
 
+pytestmark = pytest.mark.backend_independent
+
 
 def test_partial_name_is_hidden_beside_the_file_and_keeps_its_suffix(tmp_path):
     partial = partial_path(tmp_path / "run_weights.weights.h5")

@@ -1,5 +1,6 @@
 """Starting Keras quietly; seeding without importing TensorFlow under another backend."""
 
+import json
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from brainprop.utils import backend
+from brainprop.utils.errors import BrainPropError
 from test_cli import write_learnable_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +30,7 @@ E0000 00:00:1.4 1 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303
 """
 
 
+@pytest.mark.backend_independent
 def test_filter_log_drops_messages_below_the_level_with_their_continuation_lines():
     assert backend.filter_log(STARTUP, 0) == STARTUP
     assert backend.filter_log(STARTUP, 2).splitlines() == [
@@ -96,3 +99,128 @@ def test_tensorflow_is_not_imported_under_another_backend(run_to_files):
         assert "'tensorflow'" in modules
     else:
         assert "tensorflow" not in modules
+
+
+# --- Which backend starts -----------------------------------------------------------------
+
+
+def everything_but(*missing):
+    return lambda name: name not in missing
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("named", ["tensorflow", "jax", "torch"])
+def test_the_named_backend_starts_without_a_note(named):
+    assert backend.pick(named, "KERAS_BACKEND", everything_but()) == (named, None)
+
+
+@pytest.mark.backend_independent
+def test_with_none_named_tensorflow_is_the_default():
+    assert backend.pick(None, "", everything_but()) == ("tensorflow", None)
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("missing, picked", [(("tensorflow",), "jax"),
+                                             (("tensorflow", "jax"), "torch")])
+def test_with_none_named_and_no_tensorflow_jax_else_torch_is_picked_and_said(missing, picked):
+    chosen, note = backend.pick(None, "", everything_but(*missing))
+    assert chosen == picked
+    assert note == (f"Backend {picked}: KERAS_BACKEND is not set and TensorFlow is not "
+                    "installed (set KERAS_BACKEND to choose)")
+
+
+@pytest.mark.backend_independent
+def test_no_backend_installed_is_one_line_saying_what_to_install():
+    with pytest.raises(BrainPropError, match="^no Keras backend is installed: pip install "
+                       "tensorflow"):
+        backend.pick(None, "", everything_but("tensorflow", "jax", "torch"))
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("named", ["pytorch", "numpy", "openvino", "Jax"])
+def test_a_backend_this_project_does_not_train_on_is_one_line(named):
+    with pytest.raises(BrainPropError) as error:
+        backend.pick(named, "KERAS_BACKEND", everything_but())
+    assert str(error.value) == (f"KERAS_BACKEND={named}: not a backend this project trains "
+                                "on; set KERAS_BACKEND to tensorflow, jax or torch")
+
+
+@pytest.mark.backend_independent
+def test_a_named_backend_not_installed_says_how_to_install_it_and_what_is_there():
+    with pytest.raises(BrainPropError) as error:
+        backend.pick("torch", "KERAS_BACKEND", everything_but("torch", "tensorflow"))
+    assert str(error.value) == ("KERAS_BACKEND=torch, but the torch package is not installed: "
+                                "pip install torch, or set KERAS_BACKEND=jax (installed)")
+
+
+def run_without(packages: str, *argv: str, env: dict | None = None, home=None):
+    """main.py's command line, in a fresh process where `packages` are not installed."""
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+    if home is not None:
+        env["KERAS_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "without_packages.py"), packages, "-m",
+         "brainprop.runs.cli", *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=600)
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("keras_json", [None, "tensorflow"])
+def test_without_tensorflow_and_no_backend_named_a_run_says_first_which_it_picked(
+        tmp_path, keras_json):
+    # keras.json names tensorflow when Keras wrote it itself: that is no choice.
+    home = tmp_path / "keras"
+    home.mkdir()
+    if keras_json:
+        (home / "keras.json").write_text(f'{{"backend": "{keras_json}"}}')
+    data = write_learnable_mnist(tmp_path / "data", n_train=64, n_test=32)
+    done = run_without("tensorflow,jax", "MNIST", "dense", "EBP", "--epochs", "1",
+                       "--data-dir", str(data), env={"KERAS_BACKEND": None}, home=home)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == ("Backend torch: KERAS_BACKEND is not set and TensorFlow is not "
+                        "installed (set KERAS_BACKEND to choose)")
+    assert any(line.startswith("Training EBP") and "backend torch" in line for line in lines)
+
+
+@pytest.mark.backend_independent
+def test_print_config_keeps_stdout_json_and_says_the_picked_backend_on_stderr(tmp_path):
+    done = run_without("tensorflow", "MNIST", "dense", "EBP", "--print-config",
+                       env={"KERAS_BACKEND": None}, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["backend"] == "jax"
+    assert "Backend jax: KERAS_BACKEND is not set" in done.stderr
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("env, json_backend, hidden, message", [
+    ({"KERAS_BACKEND": "pytorch"}, None, "-",
+     "KERAS_BACKEND=pytorch: not a backend this project trains on; set KERAS_BACKEND to "
+     "tensorflow, jax or torch"),
+    ({"KERAS_BACKEND": "torch"}, None, "torch",
+     "KERAS_BACKEND=torch, but the torch package is not installed: pip install torch, or set "
+     "KERAS_BACKEND=tensorflow (installed)"),
+    ({"KERAS_BACKEND": None}, "jax", "jax",
+     "{home}/keras.json names 'jax', but the jax package is not installed: pip install "
+     "\"jax[cpu]\", or set KERAS_BACKEND=tensorflow (installed)"),
+    ({"KERAS_BACKEND": None}, None, "tensorflow,jax,torch",
+     "no Keras backend is installed: pip install tensorflow (the default), or jax or torch "
+     "with KERAS_BACKEND=jax or KERAS_BACKEND=torch"),
+])
+def test_a_backend_that_cannot_start_is_one_line_before_anything_else(
+        tmp_path, env, json_backend, hidden, message):
+    if json_backend:
+        (tmp_path / "keras.json").write_text(json.dumps({"backend": json_backend}))
+    done = run_without(hidden, "MNIST", "dense", "EBP", "--data-dir", str(tmp_path / "none"),
+                       env=env, home=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"main.py: error: {message.format(home=tmp_path)}"]
+
+
+@pytest.mark.backend_independent
+def test_a_backend_named_in_keras_json_is_the_one_that_starts(tmp_path):
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    done = run_without("-", "MNIST", "dense", "EBP", "--print-config",
+                       env={"KERAS_BACKEND": None}, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["backend"] == "jax" and "Backend" not in done.stderr

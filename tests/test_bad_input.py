@@ -65,10 +65,12 @@ def load_args(workspace, weights):
 # --- weight files --------------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_weight_file_that_does_not_exist(workspace, capsys):
     assert "does not exist" in refused(load_args(workspace, workspace / "no.h5"), workspace, capsys)
 
 
+@pytest.mark.backend_independent
 def test_weight_file_that_is_not_hdf5(workspace, capsys):
     (workspace / "notes.h5").write_text("these are not weights")
     assert "not an HDF5" in refused(load_args(workspace, workspace / "notes.h5"), workspace, capsys)
@@ -91,6 +93,7 @@ def test_weight_file_truncated(workspace, capsys):
     assert "w.weights.h5" in refused(load_args(workspace, path), workspace, capsys)
 
 
+@pytest.mark.backend_independent
 def test_resume_cannot_be_combined_with_loading_weights(workspace, capsys):
     path = saved_weights(build_model("dense", "EBP", (28, 28, 1), 10), workspace / "w.weights.h5")
     assert "--resume" in refused([*load_args(workspace, path), "--resume"], workspace, capsys)
@@ -106,22 +109,26 @@ def rewrite_mnist(workspace, **arrays):
     np.savez(path, **contents)
 
 
+@pytest.mark.backend_independent
 def test_data_file_missing(workspace, capsys):
     (workspace / "data" / "mnist.npz").unlink()
     assert "mnist.npz" in refused(train_args(workspace), workspace, capsys)
 
 
+@pytest.mark.backend_independent
 def test_data_file_truncated(workspace, capsys):
     path = workspace / "data" / "mnist.npz"
     path.write_bytes(path.read_bytes()[:3000])
     assert "mnist.npz" in refused(train_args(workspace), workspace, capsys)
 
 
+@pytest.mark.backend_independent
 def test_data_file_with_arrays_of_wrong_shape(workspace, capsys):
     rewrite_mnist(workspace, x_train=np.zeros((64, 5), np.uint8))
     assert "shape" in refused(train_args(workspace), workspace, capsys)
 
 
+@pytest.mark.backend_independent
 def test_data_file_with_arrays_of_wrong_type(workspace, capsys):
     rewrite_mnist(workspace, x_test=np.zeros((32, 28, 28), np.float64))
     assert "float64" in refused(train_args(workspace), workspace, capsys)
@@ -130,6 +137,7 @@ def test_data_file_with_arrays_of_wrong_type(workspace, capsys):
 # --- output directory and numbers ----------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_output_directory_that_cannot_be_written(workspace, capsys):
     (workspace / "a-file").write_text("")
     argv = train_args(workspace)
@@ -137,6 +145,7 @@ def test_output_directory_that_cannot_be_written(workspace, capsys):
     assert "output directory" in refused(argv, workspace, capsys)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "option", ["--epochs", "--batch-size", "--learning-rate", "--patience", "--init-std"]
 )
@@ -146,6 +155,7 @@ def test_zero_negative_or_non_numeric_numbers(workspace, capsys, option, value):
     assert option in line
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("args, expected", [
     (["--seed", "-1"], "seed -1 is out of range: seeds go from 0 to 4294967295"),
     (["--seed", "4294967296"], "out of range"),
@@ -170,11 +180,13 @@ def test_seeds_at_both_ends_of_the_range_train(workspace):
                      "MNIST_dense_EBP_seed4294967295_summary.json"]
 
 
+@pytest.mark.backend_independent
 def test_weight_file_that_is_a_folder(workspace, capsys):
     line = refused(load_args(workspace, workspace / "out"), workspace, capsys)
     assert "is a folder, not a weight file" in line
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("link", ["dangling", "loop", "inside-loop"])
 def test_output_directory_that_is_a_broken_link(workspace, capsys, link):
     (workspace / "dangling").symlink_to(workspace / "nowhere")
@@ -187,11 +199,13 @@ def test_output_directory_that_is_a_broken_link(workspace, capsys, link):
     assert "symbolic link to nothing (or one of a loop of links)" in line
 
 
+@pytest.mark.backend_independent
 def test_class_order_for_a_dataset_without_wnids(workspace, capsys):
     line = refused([*train_args(workspace), "--class-order", "listdir"], workspace, capsys)
     assert "--class-order numbers the classes of TinyImageNet only" in line
 
 
+@pytest.mark.backend_independent
 def test_unknown_option(workspace, capsys):
     assert "--epoch" in refused([*train_args(workspace), "--epoch", "3"], workspace, capsys)
 
@@ -247,6 +261,7 @@ token = st.one_of(st.sampled_from(WORDS), st.sampled_from(VALUES),
                   st.text(string.ascii_letters + string.digits + "-_.,", max_size=8))
 
 
+@pytest.mark.backend_independent
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(argv=st.lists(token, max_size=7))
 def test_random_command_lines_never_raise_a_traceback(argv, tmp_path, capsys):

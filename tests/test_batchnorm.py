@@ -39,6 +39,14 @@ def outputs_and_gradients(layer, x, training):
         )
         layer(x, training=training)  # update the moving statistics, as a step would
         return [np.asarray(y)] + [np.asarray(g) for g in grads]
+    if keras.backend.backend() == "torch":
+        import torch
+
+        x = x.detach().requires_grad_(True)
+        y = layer(x, training=training)
+        grads = torch.autograd.grad(torch.sum(y * torch.sin(y)),
+                                    [x, layer.gamma.value, layer.beta.value])
+        return [y.detach().numpy()] + [g.numpy() for g in grads]
     import tensorflow as tf
 
     with tf.GradientTape() as tape:

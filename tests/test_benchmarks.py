@@ -10,6 +10,8 @@ from brainprop.nets.architectures import build_model
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import epoch  # noqa: E402
 
+pytestmark = pytest.mark.backend_independent
+
 
 def by_hand(first_macs, *other_macs):
     """2 FLOPs per multiply-add; forward only for the first layer's input side."""

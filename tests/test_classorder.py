@@ -15,6 +15,7 @@ from tinyimagenet_files import write_tiny_imagenet
 CLASSES = ["n01", "n02", "n03", "n04", "n05"]
 
 
+@pytest.mark.backend_independent
 def test_assignment_recovers_a_permutation_greedy_choice_would_miss():
     # Unit 0 chooses n02 most often, but n02 belongs to unit 1, which chooses
     # nothing else; the best assignment gives unit 0 its second choice, n01.
@@ -33,6 +34,7 @@ def test_assignment_recovers_a_permutation_greedy_choice_would_miss():
     assert result.images == counts.sum() and result.clear_units == 3
 
 
+@pytest.mark.backend_independent
 def test_confusion_matrix_counts_unit_against_label():
     units = np.array([2, 2, 0, 1, 2])
     labels = np.array([0, 0, 1, 1, 2])
@@ -40,6 +42,7 @@ def test_confusion_matrix_counts_unit_against_label():
     assert counts.tolist() == [[0, 1, 0], [0, 1, 0], [2, 0, 1]]
 
 
+@pytest.mark.backend_independent
 def test_noisy_predictions_of_a_permuted_network_give_the_permutation_back():
     rng = np.random.default_rng(0)
     true_order = list(rng.permutation(CLASSES))
@@ -50,6 +53,7 @@ def test_noisy_predictions_of_a_permuted_network_give_the_permutation_back():
     assert recover_order(confusion_matrix(units, labels, 5), CLASSES).classes == true_order
 
 
+@pytest.mark.backend_independent
 def test_first_images_of_each_class():
     labels = np.array([0, 0, 0, 1, 2, 2, 1, 1])
     assert first_per_class(labels, 2).tolist() == [0, 1, 3, 4, 5, 6]
@@ -62,6 +66,7 @@ def one_line_error(argv, capsys) -> str:
     return error
 
 
+@pytest.mark.backend_independent
 def test_missing_weights_and_existing_output_are_refused(tmp_path, capsys):
     assert "does not exist" in one_line_error([str(tmp_path / "none.h5")], capsys)
     weights = tmp_path / "w.h5"

@@ -80,3 +80,77 @@ def test_producer_names_the_call_that_made_a_tensor_nested_models_and_shared_lay
     assert layer is shared and call_inputs[0] is inputs
     layer, call_inputs = compat.producer(output)
     assert layer is head and call_inputs[0] is second
+
+
+ON_TORCH = keras.backend.backend() == "torch"
+TORCH_ONLY = "a PyTorch backend workaround"
+
+
+def _counting_batches(n_batches: int):
+    class Counting(keras.utils.PyDataset):
+        ends = 0
+
+        def __len__(self):
+            return n_batches
+
+        def __getitem__(self, index):
+            return np.full((2, 3), index, "float32"), np.zeros((2, 1), "float32")
+
+        def on_epoch_end(self):
+            Counting.ends += 1
+
+    return Counting()
+
+
+def _dense_model(steps_per_execution: int) -> keras.Model:
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.1), "mse", steps_per_execution=steps_per_execution)
+    return model
+
+
+@pytest.mark.skipif(not ON_TORCH, reason=TORCH_ONLY)
+def test_keras_still_refuses_several_steps_per_call_on_torch():
+    with pytest.raises(ValueError, match="steps_per_execution` must be 1 with the PyTorch"):
+        _dense_model(2).fit(np.zeros((4, 3)), np.zeros((4, 1)), batch_size=2, verbose=0)
+
+
+@pytest.mark.skipif(not ON_TORCH, reason=TORCH_ONLY)
+def test_keras_torch_loop_ends_a_pass_with_a_short_last_call_twice():
+    batches = _counting_batches(3)  # 2 steps per call: the second call holds one batch
+    model = _dense_model(2)
+    compat.run_steps_per_execution_on_torch(model)
+    model.fit(batches, epochs=2, verbose=0, shuffle=False)
+    # One end before the first epoch (after the batch read to build the model), then two
+    # per epoch; OnePassAtATime counts one.  A third fewer ends: drop the workaround.
+    assert type(batches).ends == 1 + 2 * 2
+
+
+@pytest.mark.skipif(not ON_TORCH, reason=TORCH_ONLY)
+def test_several_steps_per_call_on_torch_are_the_steps_of_one_per_call_and_predict_joins():
+    x = np.random.default_rng(0).normal(size=(10, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    weights, predictions = [], []
+    for steps in (1, 4):
+        keras.utils.set_random_seed(1)
+        model = _dense_model(steps)
+        compat.run_steps_per_execution_on_torch(model)
+        model.fit(x, y, batch_size=2, epochs=2, shuffle=False, verbose=0)
+        weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
+        predictions.append(model.predict(x, batch_size=2, verbose=0))
+    for many, one in zip(weights[1], weights[0]):
+        np.testing.assert_array_equal(many, one)
+    np.testing.assert_array_equal(predictions[1], predictions[0])
+    assert predictions[1].shape == (10, 1)
+
+
+@pytest.mark.skipif(not ON_TORCH, reason=TORCH_ONLY)
+def test_keras_unseeded_dropout_on_torch_draws_from_torchs_global_generator():
+    # Why the networks' Dropout layers are given a seed (brainprop.nets.architectures).
+    import torch
+
+    layer = keras.layers.Dropout(0.5)
+    x = keras.ops.ones((64, 64))
+    torch.manual_seed(3)
+    first = keras.ops.convert_to_numpy(layer(x, training=True))
+    torch.manual_seed(3)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=True)), first)

@@ -22,6 +22,8 @@ from brainprop.utils.devices import Placement
 from brainprop.utils.errors import BrainPropError
 from brainprop.train.training import TrainingResult
 
+pytestmark = pytest.mark.backend_independent
+
 FIELDS = dataclasses.fields(RunConfig)
 
 

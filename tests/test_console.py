@@ -4,7 +4,11 @@ import csv
 import io
 import json
 
+import pytest
+
 from brainprop.train.console import ChanceHint, CSVLog, EpochLine, default_verbosity, epoch_line
+
+pytestmark = pytest.mark.backend_independent
 
 
 class Terminal(io.StringIO):

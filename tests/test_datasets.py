@@ -30,6 +30,9 @@ from data_files import (
     write_mnist_idx,
 )
 
+pytestmark = pytest.mark.backend_independent
+
+
 def check_matches(data: Dataset, expected: dict, name: str, shape: tuple) -> None:
     assert data.name == name and data.n_classes == DATASETS[name].n_classes
     assert data.input_shape == shape

@@ -6,6 +6,7 @@ The data-parallel checks run in a fresh process with two virtual CPU devices
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,12 +22,17 @@ from brainprop.utils.errors import BrainPropError
 from brainprop.data.pipeline import ImageBatches
 from synthetic import SHAPE, bright_rows
 
+ROOT = Path(__file__).resolve().parents[1]
 CHECKS = Path(__file__).with_name("distributed_checks.py")
 Q_ROW = np.array([2.0, 1.0, 0.0, -1.0, 0.5])
+ON_TORCH = keras.backend.backend() == "torch"
+NO_DATA_PARALLEL = "Keras 3.15 has no data-parallel training on torch (keras.distribution)"
 
 
 @pytest.fixture(scope="module")
 def two_devices(tmp_path_factory):
+    if ON_TORCH:
+        pytest.skip(NO_DATA_PARALLEL)
     out = tmp_path_factory.mktemp("distributed") / "checks.json"
     env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
     done = subprocess.run(
@@ -81,6 +87,7 @@ def test_a_short_data_parallel_run_learns_as_on_one_device(two_devices):
     np.testing.assert_allclose(two, one, atol=0.02)
 
 
+@pytest.mark.skipif(ON_TORCH, reason=NO_DATA_PARALLEL)
 def test_distribute_with_one_device_says_so_and_trains_on_it():
     lines = []
     with devices.placement(distribute=True, say=lines.append) as place:
@@ -156,6 +163,7 @@ def test_main_distributes_with_mixed_precision_and_refuses_uneven_batches(two_de
     assert result["best_val_accuracy"] > 0.5  # EBP learns the rows in one epoch
 
 
+@pytest.mark.skipif(ON_TORCH, reason=NO_DATA_PARALLEL)
 def test_a_launch_over_several_hosts_is_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
     with pytest.raises(BrainPropError, match="several hosts, which --distribute does not do"):
@@ -164,3 +172,62 @@ def test_a_launch_over_several_hosts_is_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")
     with devices.placement(distribute=True, say=lambda line: None) as place:
         assert place.replicas >= 1
+
+
+@pytest.mark.skipif(not ON_TORCH, reason="jax and tensorflow train data parallel")
+def test_distribute_on_torch_is_refused_in_one_line_naming_the_backends_that_can():
+    with pytest.raises(BrainPropError, match="--distribute needs the jax or tensorflow backend"):
+        with devices.placement(distribute=True, say=lambda line: None):
+            pass
+
+
+@pytest.mark.backend_independent
+def test_main_refuses_distribute_on_torch_before_reading_any_data(tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    done = subprocess.run(
+        [sys.executable, "main.py", "MNIST", "dense", "EBP", "--distribute", "--data-dir",
+         str(tmp_path / "missing")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "main.py: error: --distribute needs the jax or tensorflow backend: Keras has no "
+        "data-parallel training on torch; run with KERAS_BACKEND=jax, or drop --distribute"]
+
+
+def test_torch_names_its_devices_as_the_other_backends_do():
+    names = devices.local_devices()
+    assert names and all(re.fullmatch(r"(cpu|gpu|tpu):\d+", name) for name in names)
+
+
+needs_gpu = pytest.mark.skipif(not devices.has_accelerator(), reason="no GPU here")
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_the_gpu_is_where_the_model_computes():
+    assert devices.local_devices()[0] == "gpu:0"
+    with devices.placement() as place:
+        model = build_model("dense", "BrainProp", SHAPE, 10)
+        compile_model(model, 0.1)
+    assert place.devices == ("gpu:0",)
+    q = model(bright_rows(8, 0)[0].astype("float32") / 255)
+    if keras.backend.backend() == "torch":
+        assert q.device.type == "cuda" and model.weights[0].value.device.type == "cuda"
+    elif keras.backend.backend() == "jax":
+        assert all(device.platform == "gpu" for device in q.devices())
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("mixed", [False, True])
+def test_a_run_on_the_gpu_learns_and_records_the_gpu(tmp_path, mixed):
+    from brainprop.runs.cli import main
+    from test_cli import write_learnable_mnist
+
+    data = write_learnable_mnist(tmp_path / "data", n_train=2048, n_test=512)
+    argv = ["MNIST", "conv", "BrainProp", "-s", "--epochs", "3", "--data-dir", str(data),
+            "--output-dir", str(tmp_path / "out")] + (["--mixed-precision"] if mixed else [])
+    assert main(argv) == 0
+    summary = json.loads(next((tmp_path / "out").glob("*_summary.json")).read_text())
+    assert summary["devices"] == ["gpu:0"]
+    assert summary["dtype_policy"] == ("mixed_float16" if mixed else "float32")
+    assert summary["best_val_accuracy"] > 0.5  # chance is 0.1

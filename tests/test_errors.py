@@ -4,6 +4,8 @@ import pytest
 
 from brainprop.utils.errors import one_line, plural
 
+pytestmark = pytest.mark.backend_independent
+
 
 def test_a_message_over_several_lines_becomes_one_line_with_single_spaces():
     message = "Unable to open file\n  (file signature not found)\t\n"

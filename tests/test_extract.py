@@ -12,6 +12,8 @@ from brainprop.data.datasets import load_dataset
 from brainprop.data.extract import main
 from tinyimagenet_files import write_tiny_imagenet, zip_folder
 
+pytestmark = pytest.mark.backend_independent
+
 ROOT = Path(__file__).resolve().parents[1]
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 

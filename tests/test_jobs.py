@@ -21,6 +21,8 @@ from brainprop.tables.jobs import (
     visible_gpus,
 )
 
+pytestmark = pytest.mark.backend_independent
+
 
 def test_cores_are_shared_out_disjoint_and_even():
     assert share_cores(2, range(8)) == [[0, 1, 2, 3], [4, 5, 6, 7]]
@@ -118,6 +120,7 @@ def test_gpus_are_handed_out_round_robin_with_memory_taken_as_used(tmp_path, mon
         assert set(map(int, s["cores"].split(","))) == os.sched_getaffinity(0)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(shutil.which("nvidia-smi") is None, reason="no GPU here")
 def test_several_runs_share_one_gpu_each_taking_only_what_it_uses(tmp_path):
     """Two processes of the backend on one GPU: neither takes most of its memory."""

@@ -259,6 +259,13 @@ def input_and_weight_gradients(layer, x, upstream):
 
         gx, gw = jax.grad(loss_fn, argnums=(0, 1))(x, [w.value for w in layer.weights])
         return [np.asarray(g) for g in (gx, *gw)]
+    if backend == "torch":
+        import torch
+
+        x = torch.tensor(x, requires_grad=True)
+        loss = (layer(x) * torch.as_tensor(upstream)).sum()
+        grads = torch.autograd.grad(loss, [x, *(w.value for w in layer.trainable_variables)])
+        return [g.numpy() for g in grads]
     pytest.skip(f"no gradient helper for backend {backend}")
 
 

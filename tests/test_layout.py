@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.backend_independent
+
 PACKAGE = Path(__file__).resolve().parents[1] / "brainprop"
 ROOT = PACKAGE.parent
 

@@ -109,7 +109,7 @@ def test_brainprop_gradients_summed_over_all_choices_equal_full_mse_gradient(net
         g = grad(model, x, brainprop_objective(labels, selected))
         total = g if total is None else [t + gi for t, gi in zip(total, g)]
 
-    targets = np.eye(N_CLASSES, dtype="float32")[labels]
+    targets = ops.convert_to_tensor(np.eye(N_CLASSES, dtype="float32")[labels])
 
     def full_mse(q_values):
         return 0.5 * ops.mean(ops.sum(ops.square(ops.subtract(targets, q_values)), axis=-1))
@@ -247,8 +247,8 @@ def test_partial_last_batch_steps_by_the_release_formula(grad):
 
     def release_loss(x_batch, y_batch):
         selected = np.argmax(ops.convert_to_numpy(model(x_batch)), axis=-1)
-        reward = (selected == y_batch).astype("float32")
-        mask = np.eye(N_CLASSES, dtype="float32")[selected]
+        reward = ops.convert_to_tensor((selected == y_batch).astype("float32"))
+        mask = ops.convert_to_tensor(np.eye(N_CLASSES, dtype="float32")[selected])
 
         def loss(q_values):
             rpe = ops.subtract(reward, ops.sum(ops.multiply(q_values, mask), axis=-1))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from brainprop.utils.errors import BrainPropError
+from brainprop.utils.compat import OnePassAtATime, run_steps_per_execution_on_torch
 from brainprop.data.pipeline import ImageBatches, fit_input
 
 
@@ -131,10 +132,23 @@ def test_fit_input_gives_the_batches_bit_for_bit_epoch_after_epoch(shuffle, star
             np.testing.assert_array_equal(labels, want_labels)
 
 
-@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="TensorFlow has its own")
-def test_fit_input_is_the_batches_themselves_off_tensorflow():
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="TensorFlow and PyTorch have their own")
+def test_fit_input_is_the_batches_themselves_on_jax():
     batches = ImageBatches(*numbered(4), 2)
     assert fit_input(batches) is batches
+
+
+def test_an_epoch_ends_once_per_pass_on_torch_the_first_end_before_any_batch_too():
+    batches = ImageBatches(*numbered(4), 2, shuffle=True)
+    passes = OnePassAtATime(batches)
+    passes.on_epoch_end()  # fit's end before the first epoch, nothing read
+    passes.on_epoch_end()
+    assert batches.epoch == 1
+    passes[0], passes[1]
+    passes.on_epoch_end()
+    passes.on_epoch_end()  # a second end of the same pass
+    assert batches.epoch == 2
+    np.testing.assert_array_equal(passes[1][1], batches[1][1])
 
 
 def test_scaling_is_that_of_numpy_for_every_byte():
@@ -143,7 +157,7 @@ def test_scaling_is_that_of_numpy_for_every_byte():
     np.testing.assert_array_equal(images[:, 0, 0, 0], np.arange(256, dtype=np.float32) / 255.0)
 
 
-def _train(feed) -> tuple[dict, list[np.ndarray]]:
+def _train(feed, steps_per_execution) -> tuple[dict, list[np.ndarray]]:
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, (40, 4, 4, 1), dtype=np.uint8)
     y = rng.integers(0, 3, 40)
@@ -153,7 +167,8 @@ def _train(feed) -> tuple[dict, list[np.ndarray]]:
     )
     model.compile(keras.optimizers.SGD(0.5),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], steps_per_execution=2)
+                  metrics=["accuracy"], steps_per_execution=steps_per_execution)
+    run_steps_per_execution_on_torch(model)
     history = model.fit(feed(ImageBatches(x, y, 6, shuffle=True, seed=7)), epochs=3,
                         validation_data=feed(ImageBatches(x[:13], y[:13], 6)),
                         shuffle=False, verbose=0).history
@@ -161,9 +176,10 @@ def _train(feed) -> tuple[dict, list[np.ndarray]]:
 
 
 def test_training_through_fit_input_is_training_on_the_batches():
-    """Same steps in the same order: same history and weights, bit for bit."""
-    direct_history, direct_weights = _train(lambda batches: batches)
-    history, weights = _train(fit_input)
+    """Same steps in the same order as Keras' own loop of one batch per call: same history
+    and weights, bit for bit (7 batches, 2 per call: the last call of each epoch has one)."""
+    direct_history, direct_weights = _train(lambda batches: batches, 1)
+    history, weights = _train(fit_input, 2)
     assert history == direct_history
     for got, want in zip(weights, direct_weights):
         np.testing.assert_array_equal(got, want)

@@ -132,6 +132,7 @@ def test_printed_resume_command_is_shell_quoted_and_works(data_dir, tmp_path, mo
 # --- the run's name: claimed last, released if nothing was done -------------------------
 
 
+@pytest.mark.backend_independent
 def test_refused_validation_split_claims_no_name(data_dir, tmp_path, capsys):
     assert main([*command(data_dir, tmp_path), "--validation-split", "0.001"]) == 2
     assert "--validation-split" in one_error(capsys)
@@ -336,6 +337,7 @@ def test_ctrl_c_during_the_first_seeds_save_stops_before_the_next_seed(
     assert summaries == ["MNIST_dense_EBP_seed1_summary.json"]
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("command_main, target", [
     ("brainprop.tables.report:main", "brainprop.tables.report.load_runs"),
     ("brainprop.tables.reproduce:main", "brainprop.tables.reproduce._done_runs"),

@@ -14,6 +14,8 @@ from filesystems import read_only_folder
 from brainprop.tables.report import curve_band, load_runs, main, write_report
 from brainprop.utils.errors import BrainPropError
 
+pytestmark = pytest.mark.backend_independent
+
 
 def write_run(folder, dataset, architecture, algorithm, seed, best_epoch, accuracy,
               epochs_run, stem_suffix="", test_accuracy=None, n_classes=10):

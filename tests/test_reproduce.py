@@ -17,6 +17,7 @@ from test_cli import write_learnable_mnist
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.backend_independent
 def test_tables_hold_the_paper_rows_for_both_rules():
     table1 = configurations("table1")
     assert len(table1) == 14 and table1[:2] == [("MNIST", "dense", "BrainProp"),
@@ -28,11 +29,13 @@ def test_tables_hold_the_paper_rows_for_both_rules():
     assert len(configurations("table2")) == 6
 
 
+@pytest.mark.backend_independent
 def test_only_keeps_the_named_rows_in_table_order():
     assert configurations("table1", ["CIFAR10/conv/EBP", "MNIST/conv"]) == [
         ("MNIST", "conv", "BrainProp"), ("MNIST", "conv", "EBP"), ("CIFAR10", "conv", "EBP")]
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("entry", ["CIFAR10/deep", "MNIST", "MNIST/dense/Hebb"])
 def test_only_refuses_rows_not_in_the_table(entry):
     with pytest.raises(BrainPropError, match="not in table1"):
@@ -49,6 +52,7 @@ def reproduced(tmp_path_factory):
     return base, argv
 
 
+@pytest.mark.backend_independent
 def test_reproduce_runs_every_configuration_and_seed_then_reports(reproduced):
     base, _ = reproduced
     summaries = sorted(p.name for p in (base / "runs").glob("*_summary.json"))
@@ -87,6 +91,7 @@ def test_runs_side_by_side_train_as_each_would_alone_with_as_many_threads(reprod
             assert side_by_side[key] == by_itself[key], key
 
 
+@pytest.mark.backend_independent
 def test_reproduce_again_skips_the_runs_whose_summary_exists(reproduced, capsys):
     base, argv = reproduced
     runs = base / "runs"
@@ -108,12 +113,14 @@ def test_reproduce_again_skips_the_runs_whose_summary_exists(reproduced, capsys)
     assert ebp[0].split(",")[4:6] == ["2", "1 2"]
 
 
+@pytest.mark.backend_independent
 def test_reproduce_refuses_bad_only_in_one_line(tmp_path, capsys):
     assert main(["table2", "--runs-dir", str(tmp_path), "--only", "MNIST/dense"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("reproduce: error: --only MNIST/dense")
 
 
+@pytest.mark.backend_independent
 def test_every_data_set_is_checked_before_the_first_run(tmp_path, capsys):
     data = write_learnable_mnist(tmp_path / "data", n_train=200, n_test=100)
     # A CIFAR10 file that is no CIFAR10: the loader refuses it when the run starts.
@@ -127,6 +134,7 @@ def test_every_data_set_is_checked_before_the_first_run(tmp_path, capsys):
     assert not list(runs.glob("*_summary.json"))
 
 
+@pytest.mark.backend_independent
 @pytest.mark.slow
 def test_a_failing_run_stops_no_other_and_the_report_covers_those_that_finished(
         tmp_path, capsys):
@@ -151,6 +159,7 @@ def test_a_failing_run_stops_no_other_and_the_report_covers_those_that_finished(
     assert (runs / ".MNIST_dense_EBP_seed1.backup" / "run_state.json").read_text() == "{not json"
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("options, message", [
     (["--executor", "pbs"], "argument --executor: invalid choice: 'pbs'"),
     (["--jobs", "0"], "argument --jobs: '0' must be a finite number above 0"),
@@ -171,6 +180,7 @@ def test_bad_executor_options_end_in_one_line(tmp_path, capsys, monkeypatch, opt
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.backend_independent
 def test_slurm_without_its_commands_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
     assert main(["table1", "--runs-dir", str(tmp_path / "runs"), "--executor", "slurm"]) == 2
@@ -178,6 +188,7 @@ def test_slurm_without_its_commands_is_refused_in_one_line(tmp_path, capsys, mon
     assert len(err) == 1 and "sbatch, squeue, scontrol not found" in err[0]
 
 
+@pytest.mark.backend_independent
 def test_slurm_without_submitit_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # import fails
     assert main(["table1", "--runs-dir", str(tmp_path / "runs"), "--executor", "slurm"]) == 2

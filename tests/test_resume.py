@@ -104,6 +104,7 @@ def test_interrupted_then_resumed_run_equals_uninterrupted_run(
     assert not list(tmp_path.glob(".*.backup"))  # a finished run leaves no backup
 
 
+@pytest.mark.backend_independent
 def test_resume_without_an_interrupted_run_is_refused_in_one_line(data_dir, tmp_path, capsys):
     assert main(command(data_dir, tmp_path, "--resume")) == 2
     errors = capsys.readouterr().err.strip().splitlines()

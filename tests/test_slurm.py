@@ -20,7 +20,7 @@ import pytest
 from brainprop.tables.reproduce import main
 from test_cli import write_learnable_mnist
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.backend_independent]
 
 ROOT = Path(__file__).resolve().parent.parent
 DAEMON_LOGS = ("/var/log/munge/munged.log", "/var/log/slurm/slurmctld.log",

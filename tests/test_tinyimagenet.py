@@ -48,6 +48,7 @@ def check_images(actual: np.ndarray, written: np.ndarray) -> None:
     assert others.min() > 10
 
 
+@pytest.mark.backend_independent
 def test_labels_follow_sorted_wnids_and_annotations(tiny):
     root, expected = tiny
     data = load_dataset("TinyImageNet", root)
@@ -64,6 +65,7 @@ def test_labels_follow_sorted_wnids_and_annotations(tiny):
     check_images(data.x_test, expected["x_test"])
 
 
+@pytest.mark.backend_independent
 def test_grayscale_images_become_three_equal_channels(tiny):
     root, _ = tiny
     data = load_dataset("TinyImageNet", root)
@@ -74,6 +76,7 @@ def test_grayscale_images_become_three_equal_channels(tiny):
     np.testing.assert_array_equal(pixels[..., 0], np.asarray(gray))
 
 
+@pytest.mark.backend_independent
 def test_current_directory_and_the_folder_itself(tiny, monkeypatch):
     root, expected = tiny
     monkeypatch.chdir(root)
@@ -82,6 +85,7 @@ def test_current_directory_and_the_folder_itself(tiny, monkeypatch):
     assert from_folder.y_train.tolist() == expected["y_train"].tolist()
 
 
+@pytest.mark.backend_independent
 def test_counts_and_size_are_read_from_the_data(tmp_path):
     write_tiny_imagenet(tmp_path, n_train=(1, 5, 2), n_val=(3, 0, 1), size=32)
     data = load_dataset("TinyImageNet", tmp_path)
@@ -93,6 +97,7 @@ def test_counts_and_size_are_read_from_the_data(tmp_path):
 # --- the cache -------------------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_second_load_reads_the_cache(tiny, monkeypatch):
     root, _ = tiny
     first = load_dataset("TinyImageNet", root)
@@ -105,6 +110,7 @@ def test_second_load_reads_the_cache(tiny, monkeypatch):
     assert not list((root / "tiny-imagenet-200").glob(".*partial*"))
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("change", ["add", "remove", "rewrite", "relabel"])
 def test_changed_folder_invalidates_the_cache(tiny, monkeypatch, change):
     root, _ = tiny
@@ -131,6 +137,7 @@ def test_changed_folder_invalidates_the_cache(tiny, monkeypatch, change):
     load_dataset("TinyImageNet", root)  # rewritten, so the next load hits it again
 
 
+@pytest.mark.backend_independent
 def test_cache_of_another_version_or_truncated_is_rebuilt(tiny, monkeypatch):
     root, _ = tiny
     cache = root / "tiny-imagenet-200" / tinyimagenet.CACHE_NAME
@@ -143,6 +150,7 @@ def test_cache_of_another_version_or_truncated_is_rebuilt(tiny, monkeypatch):
     assert len(load_dataset("TinyImageNet", root).x_train) == 9 and calls == [1, 1]
 
 
+@pytest.mark.backend_independent
 def test_cache_with_the_right_fingerprint_but_other_arrays_is_rebuilt(tiny, monkeypatch):
     root, expected = tiny
     first = load_dataset("TinyImageNet", root)
@@ -157,6 +165,7 @@ def test_cache_with_the_right_fingerprint_but_other_arrays_is_rebuilt(tiny, monk
     np.testing.assert_array_equal(again.y_test, first.y_test)
 
 
+@pytest.mark.backend_independent
 def test_training_image_that_is_a_broken_link_is_named(tiny):
     root, _ = tiny
     image = root / "tiny-imagenet-200" / "train" / "n02" / "images" / "n02_0.JPEG"
@@ -165,6 +174,7 @@ def test_training_image_that_is_a_broken_link_is_named(tiny):
     assert f"{image} is not a file (a broken link" in error_of(root)
 
 
+@pytest.mark.backend_independent
 def test_unwritable_cache_warns_and_still_loads(tiny, monkeypatch, capsys):
     root, _ = tiny
 
@@ -178,6 +188,7 @@ def test_unwritable_cache_warns_and_still_loads(tiny, monkeypatch, capsys):
         "test", "train", "val", "wnids.txt", "words.txt"]
 
 
+@pytest.mark.backend_independent
 def test_worker_processes_decode_like_one_process(tiny, monkeypatch):
     root, _ = tiny
     paths = sorted((root / "tiny-imagenet-200").glob("*/*/images/*.JPEG"))
@@ -191,6 +202,7 @@ def test_worker_processes_decode_like_one_process(tiny, monkeypatch):
 # --- errors ----------------------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_missing_folder_says_how_to_extract(tmp_path):
     message = error_of(tmp_path)
     assert str(tmp_path) in message and "python tinyimagenet.py" in message
@@ -199,6 +211,7 @@ def test_missing_folder_says_how_to_extract(tmp_path):
     assert "tiny-imagenet-200.zip is there but not extracted" in error_of(tmp_path)
 
 
+@pytest.mark.backend_independent
 def test_unknown_wnid_in_annotations(tiny):
     root, _ = tiny
     annotations = root / "tiny-imagenet-200" / "val" / "val_annotations.txt"
@@ -207,6 +220,7 @@ def test_unknown_wnid_in_annotations(tiny):
     assert "val_annotations.txt line 6" in message and "n99" in message
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("name", ["../../train/n01/images/n01_0.JPEG", "/abs/val_0.JPEG",
                                   "sub/val_0.JPEG", "..", ""])
 def test_annotation_naming_a_file_outside_val_images_is_refused(tiny, name):
@@ -222,6 +236,7 @@ def test_annotation_naming_a_file_outside_val_images_is_refused(tiny, name):
     assert "is not the name of a file in val/images/" in message
 
 
+@pytest.mark.backend_independent
 def test_annotations_that_are_not_utf8_are_refused(tiny):
     root, _ = tiny
     annotations = root / "tiny-imagenet-200" / "val" / "val_annotations.txt"
@@ -229,18 +244,21 @@ def test_annotations_that_are_not_utf8_are_refused(tiny):
     assert "val_annotations.txt line 6 is not UTF-8 text" in error_of(root)
 
 
+@pytest.mark.backend_independent
 def test_annotated_image_missing(tiny):
     root, _ = tiny
     (root / "tiny-imagenet-200" / "val" / "images" / "val_3.JPEG").unlink()
     assert "val_3.JPEG" in error_of(root)
 
 
+@pytest.mark.backend_independent
 def test_class_without_images(tiny):
     root, _ = tiny
     (root / "tiny-imagenet-200" / "train" / "n04" / "images").mkdir(parents=True)
     assert "n04/images has no .JPEG images" in error_of(root)
 
 
+@pytest.mark.backend_independent
 def test_corrupt_jpeg_is_named(tiny):
     root, _ = tiny
     bad = root / "tiny-imagenet-200" / "train" / "n02" / "images" / "n02_1.JPEG"
@@ -250,6 +268,7 @@ def test_corrupt_jpeg_is_named(tiny):
     assert not (root / "tiny-imagenet-200" / tinyimagenet.CACHE_NAME).exists()
 
 
+@pytest.mark.backend_independent
 def test_image_of_another_size_is_named(tiny):
     root, _ = tiny
     save_jpeg(root / "tiny-imagenet-200" / "val" / "images" / "val_2.JPEG", smooth_image(1, 48))
@@ -275,6 +294,7 @@ def test_one_epoch_of_deep_from_the_command_line(tiny):
 # --- the class order -------------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_class_order_file_renumbers_the_labels_only(tiny, monkeypatch):
     root, expected = tiny
     order = root / "order.txt"
@@ -291,6 +311,7 @@ def test_class_order_file_renumbers_the_labels_only(tiny, monkeypatch):
     assert load_dataset("TinyImageNet", root, class_order="sorted").classes == ("n01", "n02", "n03")
 
 
+@pytest.mark.backend_independent
 def test_listdir_order_is_the_file_systems(tiny, monkeypatch):
     root, expected = tiny
     train = root / "tiny-imagenet-200" / "train"
@@ -304,6 +325,7 @@ def test_listdir_order_is_the_file_systems(tiny, monkeypatch):
     np.testing.assert_array_equal(data.y_train, np.array([2, 0, 1])[expected["y_train"]])
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "content, words",
     [
@@ -322,6 +344,7 @@ def test_bad_class_order_file_is_refused_before_decoding(tiny, monkeypatch, cont
     assert "\n" not in message and words in message and "each of the 3 wnids" in message
 
 
+@pytest.mark.backend_independent
 def test_missing_class_order_file_and_other_datasets_are_refused(tiny):
     root, _ = tiny
     with pytest.raises(BrainPropError, match="no such file; give sorted, listdir or a file"):

@@ -10,6 +10,8 @@ import pytest
 from brainprop.data.datasets import DATASETS, DatasetSpec, Read, register_dataset
 from brainprop.runs.cli import build_parser, main
 
+pytestmark = pytest.mark.backend_independent
+
 TOY = "Toy3"
 TOY_FILE = "toy3.npz"
 

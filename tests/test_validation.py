@@ -18,6 +18,7 @@ def _data(n_train=50):
     return build_dataset("MNIST", x, y, x[:5], y[:5], n_classes=3, source="test")
 
 
+@pytest.mark.backend_independent
 def test_hold_out_moves_a_fraction_of_training_images_to_validation():
     data = _data()
     split = hold_out(data, 0.2)
@@ -29,6 +30,7 @@ def test_hold_out_moves_a_fraction_of_training_images_to_validation():
     assert split.x_test is data.x_test  # the test set stays the test set
 
 
+@pytest.mark.backend_independent
 def test_hold_out_is_the_same_split_every_time_and_differs_by_seed():
     data = _data()
     first, again = hold_out(data, 0.3), hold_out(data, 0.3)
@@ -36,6 +38,7 @@ def test_hold_out_is_the_same_split_every_time_and_differs_by_seed():
     assert not np.array_equal(first.x_val, hold_out(data, 0.3, seed=5).x_val)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("fraction", [0.001, 0.999])
 def test_hold_out_refuses_a_split_that_leaves_one_side_empty(fraction):
     with pytest.raises(BrainPropError, match="validation-split"):

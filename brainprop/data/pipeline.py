@@ -1,8 +1,9 @@
 """The input pipeline: uint8 images in memory, scaled to [0, 1] one batch at a time.
 
 `ImageBatches` holds the order of every epoch; `fit_input` is what `fit` and
-`evaluate` iterate: the batches themselves, or under TensorFlow the same
-batches through a `tf.data` pipeline (see there why).
+`evaluate` iterate: the batches themselves (on JAX), under TensorFlow the same
+batches through a `tf.data` pipeline, under PyTorch through `brainprop.utils.compat.OnePassAtATime`
+(see there why).
 """
 
 from __future__ import annotations
@@ -102,8 +103,13 @@ def fit_input(batches: ImageBatches):
     epoch after `batches.epoch`: what `fit` makes of a `PyDataset`, which it advances once
     (`on_epoch_end`) after reading a batch to build the model, and at the end of every
     epoch.  A run's batches, and so its history, are the same on every backend and
-    whichever way they are fed (tests/test_pipeline.py).  On other backends: `batches`.
+    whichever way they are fed (tests/test_pipeline.py).  Under PyTorch: `batches` through
+    `brainprop.utils.compat.OnePassAtATime`; on JAX: `batches`.
     """
+    if keras.backend.backend() == "torch":
+        from brainprop.utils.compat import OnePassAtATime
+
+        return OnePassAtATime(batches)
     if keras.backend.backend() != "tensorflow":
         return batches
     from brainprop.utils.backend import import_tensorflow

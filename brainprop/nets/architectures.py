@@ -9,6 +9,7 @@ legacy Keras 2 weight file loads by order.
 from __future__ import annotations
 
 import dataclasses
+import random
 from typing import TYPE_CHECKING
 
 from brainprop.model.rules import get_rule
@@ -207,7 +208,13 @@ def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers
             name=name, synchronized=replicated_batch_statistics()
         ),
         "maxpool": lambda: keras.layers.MaxPooling2D(args[0] if args else 2, name=name),
-        "dropout": lambda: keras.layers.Dropout(args[0] if args else 0.0, name=name),
+        # Seeded as Keras seeds an unseeded Dropout (from Python's `random`, which
+        # `keras.utils.set_random_seed` seeds): the same masks on TensorFlow and JAX, and
+        # on PyTorch masks from the layer's own seed generator, whose state a backup
+        # keeps, instead of torch's global generator (Keras 3.15's unseeded torch path),
+        # which no backup keeps: a resumed run would drop other units.
+        "dropout": lambda: keras.layers.Dropout(
+            args[0] if args else 0.0, seed=random.randint(1, int(1e9)), name=name),
         "flatten": lambda: keras.layers.Flatten(name=name),
     }
     return simple[kind]()
@@ -287,6 +294,7 @@ def compile_model(
     import keras
 
     from brainprop.nets.metrics import ClassAccuracy
+    from brainprop.utils.compat import run_steps_per_execution_on_torch
     from brainprop.utils.devices import steps_per_call
 
     steps_per_execution = steps_per_call(steps_per_execution)
@@ -301,4 +309,5 @@ def compile_model(
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
+    run_steps_per_execution_on_torch(model)
     return model

@@ -114,9 +114,10 @@ def _load_own(model: keras.Model, path: Path, stored: list[tuple[int, ...]]) -> 
         raise BrainPropError(_mismatch(model, path, str(error))) from None
 
 
-# How Keras reports a stored array that does not fit; used only to word the error.
+# How Keras reports a stored array that does not fit; used only to word the error.  The
+# received shape is a tuple, or on PyTorch a `torch.Size([500, 100])`.
 _SHAPE_MISMATCH = re.compile(
-    r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))\. "
+    r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\)|torch\.Size\(\[[^]]*\]\))\. "
     r"Target variable: <Variable path=([^,/]+)/"
 )
 
@@ -129,6 +130,8 @@ def _mismatch(model: keras.Model, path: Path, keras_message: str) -> str:
                 f"({one_line(keras_message) or 'no reason'}); "
                 "check the dataset and architecture")
     expected, stored, layer = found.groups()
+    if stored.startswith("torch.Size"):
+        stored = str(tuple(int(n) for n in re.findall(r"\d+", stored)))
     return (
         f"{path.name} does not fit this architecture: layer {layers.index(layer) + 1} "
         f"({layer}) expects shape {expected}, the file has {stored}; check the dataset "

@@ -6,6 +6,8 @@ from brainprop.utils.exports import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
     "RunConfig": "config",
+    "Hyperparameters": "config",
+    "run_one": "run",
     "run_all": "run",
     "describe": "run",
     "main": "cli",

@@ -338,8 +338,6 @@ class RunConfig:
                     f"--data-dir is where a declared data set's files are; {self.dataset} "
                     "is a path already: drop --data-dir"
                 )
-        if self.load and (self.validation_split or self.resume):
-            raise BrainPropError(LOAD_ALONE)
         if self.load and self.save:
             raise BrainPropError(LOAD_AND_SAVE)
         if self.tensorboard and self.load:
@@ -430,10 +428,12 @@ class RunConfig:
 
 def check_runs(configs: Sequence[RunConfig]) -> None:
     """BrainPropError unless every config can run, and `configs` can run together:
-    the seeds of one command, where `-l` evaluates one file, alone."""
+    the seeds of one command, where `-l` evaluates one file, alone (one seed, no
+    held-out split, nothing to resume)."""
     for config in configs:
         config.check()
-    if len(configs) > 1 and configs[0].load:
+    first = configs[0]
+    if first.load and (len(configs) > 1 or first.validation_split or first.resume):
         raise BrainPropError(LOAD_ALONE)
 
 

@@ -14,6 +14,7 @@ import datetime
 import math
 import platform
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +49,9 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
     """
     if len({(c.dataset, c.data_dir, c.class_order) for c in configs}) > 1:
         raise ValueError("run_all runs the seeds of one data set")
-    check_runs(configs)
+    note = check_backend(configs)
+    if note:
+        print(note, flush=True)
     first = configs[0]
     if first.tensorboard:
         _check_tensorboard()
@@ -95,6 +98,19 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
     return 0
 
 
+def check_backend(configs: Sequence[RunConfig]) -> str | None:
+    """Check `configs` and settle the backend before anything starts; the note that says
+    which backend was picked, when none was named (`brainprop.utils.backend.choose`)."""
+    from brainprop.utils import backend
+    from brainprop.utils.devices import check_can_distribute
+
+    check_runs(configs)
+    note = backend.choose()
+    if any(config.distribute for config in configs):
+        check_can_distribute(backend.name())
+    return note
+
+
 def _check_resumable(configs: Sequence[RunConfig], output_dir: Path) -> None:
     """Each run to resume waits in `output_dir`, was started with the settings given,
     and no process trains it now: refused before the data are loaded."""
@@ -120,19 +136,25 @@ def seeds_summary(results: Sequence) -> str:
 
 
 def _check_tensorboard() -> None:
-    import importlib.util
+    from brainprop.utils.backend import installed
 
-    if importlib.util.find_spec("tensorboard") is None:
+    if not installed("tensorboard"):
         raise BrainPropError("--tensorboard needs the tensorboard package: "
                              "pip install tensorboard (or drop --tensorboard)")
+    if not installed("tensorflow"):  # Keras' TensorBoard callback writes through it
+        raise BrainPropError("--tensorboard writes its summaries with TensorFlow, under any "
+                             "backend: pip install tensorflow (or drop --tensorboard)")
 
 
 def describe(configs: Sequence[RunConfig]) -> dict:
     """Every hyperparameter and path the runs of `configs` would use (`--print-config`).
 
-    Checks what can be checked without reading data; writes nothing.
+    Checks what can be checked without reading data; writes nothing.  The note on the
+    backend picked, if any, goes to stderr: stdout is the JSON alone.
     """
-    check_runs(configs)
+    note = check_backend(configs)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     from brainprop.utils import backend
 
     keras = backend.start()

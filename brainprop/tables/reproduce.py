@@ -131,11 +131,17 @@ def reproduce(args: argparse.Namespace) -> int:
     """
     from brainprop.tables.jobs import Progress, run_locally
     from brainprop.runs.outputs import check_writable
+    from brainprop.runs.run import check_backend
 
+    # Every run starts the backend settled here (a picked one through KERAS_BACKEND).
+    configs = configurations(args.table, args.only)
+    note = check_backend([RunConfig(*config, save=True, **RunConfig.forwarded(args))
+                          for config in configs])
+    if note:
+        print(f"[reproduce] {note}", flush=True)
     gpus = _check_executor(args)
     runs_dir = check_writable(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    configs = configurations(args.table, args.only)
     done = _done_runs(runs_dir)
     plan = [(config, seed) for seed in args.seeds for config in configs]
     todo = [(config, seed) for config, seed in plan if (*config, seed) not in done]

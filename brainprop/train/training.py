@@ -122,15 +122,47 @@ def train(
     `tensorboard_dir`, every epoch's numbers are written there for TensorBoard.
     """
     verbose = default_verbosity() if verbose is None else verbose
+    backed_up = backup_dir is not None
     with contextlib.ExitStack() as stack:
         # Where the best weights and the log grow until training ends: the backup
         # folder, so that a resumed run carries on with them, or a scratch folder.
-        work = Path(backup_dir) if backup_dir is not None else Path(
+        work = Path(backup_dir) if backed_up else Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="brainprop-"))
         )
         work.mkdir(parents=True, exist_ok=True)
-        return _train(model, data, config, work, best_weights_path, csv_log_path,
-                      backup_dir is not None, verbose, chance_hint_classes, tensorboard_dir)
+        working = {"weights": work / "best.weights.h5", "log": work / "log.csv"}
+        train_batches = ImageBatches(
+            data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
+        )
+        val_batches = ImageBatches(*data.validation, config.batch_size)
+
+        backup, completed, epochs = _resume_point(work if backed_up else None, config,
+                                                  train_batches)
+        if csv_log_path is not None:
+            _keep_completed_rows(working["log"], completed)
+        callbacks = _callbacks(config, working, best_weights_path is not None,
+                               csv_log_path is not None, backup, verbose,
+                               chance_hint_classes, tensorboard_dir)
+        interrupted_by = _fit(model, train_batches, val_batches, callbacks.all, completed,
+                              epochs, verbose, backup, backed_up)
+        _publish({working["weights"]: best_weights_path, working["log"]: csv_log_path})
+    logged = backup.history if backup is not None else model.history.history
+    return _result(logged, callbacks, interrupted_by)
+
+
+def _resume_point(backup_dir: Path | None, config: TrainingConfig,
+                  train_batches: ImageBatches) -> tuple[RunBackup | None, int, int]:
+    """The backup of the run (None without a backup folder), the epochs it completed,
+    and the epoch to train until; the batches continue the shuffle from there."""
+    if backup_dir is None:
+        return None, 0, config.epochs
+    backup = RunBackup(backup_dir)
+    completed = backup.completed_epochs()
+    # Stopped before its outputs were written: no more epochs.
+    epochs = completed if backup.finished() else config.epochs
+    # The data shuffle of epoch k depends on k alone: continue the sequence.
+    train_batches.epoch = completed
+    return backup, completed, epochs
 
 
 @dataclasses.dataclass
@@ -200,50 +232,6 @@ def _callbacks(config: TrainingConfig, working: dict[str, Path], best_weights: b
     return _Callbacks(timer, early_stopping, checkpoint, backup, callbacks)
 
 
-def _train(model, data, config, work: Path, best_weights_path, csv_log_path, backed_up: bool,
-           verbose, chance_hint_classes, tensorboard_dir) -> TrainingResult:
-    working = {"weights": work / "best.weights.h5", "log": work / "log.csv"}
-    train_batches = ImageBatches(
-        data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
-    )
-    val_batches = ImageBatches(*data.validation, config.batch_size)
-
-    # Where an interrupted run stopped: its last completed epoch.
-    backup, completed, epochs = None, 0, config.epochs
-    if backed_up:
-        backup = RunBackup(work)
-        completed = backup.completed_epochs()
-        if backup.finished():  # stopped before its outputs were written: no more epochs
-            epochs = completed
-        # The data shuffle of epoch k depends on k alone: continue the sequence.
-        train_batches.epoch = completed
-    if csv_log_path is not None:
-        _keep_completed_rows(working["log"], completed)
-    callbacks = _callbacks(config, working, best_weights_path is not None,
-                           csv_log_path is not None, backup, verbose, chance_hint_classes,
-                           tensorboard_dir)
-
-    interrupted_by = _fit(model, train_batches, val_batches, callbacks.all, completed, epochs,
-                          verbose, backup, backed_up)
-    if interrupted_by is not None:
-        # The interrupted fit's frames, and with them its data iterators, are held in
-        # reference cycles.  A tf.data iterator that calls Python (`fit_input`'s
-        # numpy_function; Keras' PyDataset generator logged "Error occurred when
-        # finalizing GeneratorDataset iterator") should not outlive it: free them now.
-        gc.collect()
-    _publish({working["weights"]: best_weights_path, working["log"]: csv_log_path})
-
-    logged = backup.history if backup is not None else model.history.history
-    history = {key: [as_python(v) for v in values] for key, values in logged.items()}
-    history.pop("epoch_seconds", None)  # the history holds metrics only, as the original's
-    result = _result(history, callbacks.timer.seconds,
-                     callbacks.early_stopping.stopped_epoch > 0)
-    if interrupted_by is not None:
-        result.stop_reason = "interrupted"
-        result.interrupted_by = interrupted_by
-    return result
-
-
 def _fit(model, train_batches: ImageBatches, val_batches: ImageBatches, callbacks: list,
          completed: int, epochs: int, verbose: int, backup: RunBackup | None,
          backed_up: bool) -> int | None:
@@ -265,9 +253,9 @@ def _fit(model, train_batches: ImageBatches, val_batches: ImageBatches, callback
                 if backup is not None:
                     backup.wait()
         except TrainingInterrupted as stop:
-            return stop.signal_number
+            interrupted_by = stop.signal_number
         except KeyboardInterrupt:  # a second signal: stop at once
-            return flag.signal_number or signal.SIGINT
+            interrupted_by = flag.signal_number or signal.SIGINT
         except OSError as error:  # a full disk, a folder gone read-only
             reason = _write_failure(error)
             error = None  # frees the frames that hold the file being written
@@ -277,7 +265,14 @@ def _fit(model, train_batches: ImageBatches, val_batches: ImageBatches, callback
             raise BrainPropError(
                 f"training stopped: {reason}; make room or fix the folder, then {then}"
             ) from None
-    return None
+        else:
+            return None
+    # The interrupted fit's frames, and with them its data iterators, are held in
+    # reference cycles.  A tf.data iterator that calls Python (`fit_input`'s
+    # numpy_function; Keras' PyDataset generator logged "Error occurred when
+    # finalizing GeneratorDataset iterator") should not outlive it: free them now.
+    gc.collect()
+    return interrupted_by
 
 
 def _publish(files: dict[Path, str | os.PathLike | None]) -> None:
@@ -333,9 +328,23 @@ def _keep_completed_rows(log: Path, epochs: int) -> None:
     write_atomically(log, lambda partial: partial.write_text("".join(rows) if epochs else ""))
 
 
-def _result(
+def _result(logged: dict[str, list], callbacks: _Callbacks,
+            interrupted_by: int | None) -> TrainingResult:
+    """What training did, from every completed epoch's logs (earlier sessions' too)."""
+    history = {key: [as_python(v) for v in values] for key, values in logged.items()}
+    history.pop("epoch_seconds", None)  # the history holds metrics only, as the original's
+    result = _outcome(history, callbacks.timer.seconds,
+                      callbacks.early_stopping.stopped_epoch > 0)
+    if interrupted_by is not None:
+        result.stop_reason = "interrupted"
+        result.interrupted_by = interrupted_by
+    return result
+
+
+def _outcome(
     history: dict[str, list[float]], epoch_seconds: list[float], stopped_early: bool
 ) -> TrainingResult:
+    """The best epoch and why training stopped (interruptions aside)."""
     val = history.get("val_accuracy", [])
     last_losses = [values[-1] for key, values in history.items()
                    if key in ("loss", "val_loss") and values]

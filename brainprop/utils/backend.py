@@ -11,16 +11,32 @@ still reaches stderr.  Set
 `keras.utils.set_random_seed` imports TensorFlow whenever it is installed, to
 seed `tf.data`; under another backend nothing here uses TensorFlow, so
 `set_random_seed` seeds it only when it is the backend or already loaded.
+
+`choose()` settles, before Keras starts, which backend it will start: the one
+`KERAS_BACKEND` (or Keras' own `keras.json`) names, refused in one line when it
+is not one of `BACKENDS` or its package is not installed; with none named,
+TensorFlow, Keras' default, or where it is not installed JAX, else PyTorch,
+saying so.
+
+Under PyTorch, `start()` also sets `OMP_WAIT_POLICY=PASSIVE` unless the user
+chose a policy: PyTorch's OpenMP threads otherwise spin while they wait for
+work, and on a CPU shared with other processes the spinning threads and the
+working ones take turns on the cores (benchmarks/RESULTS.md, "PyTorch").
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import json
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from brainprop.utils.errors import BrainPropError
 
 DEFAULT_TF_LOG_LEVEL = "3"
 
@@ -30,8 +46,97 @@ _LOG_LINE = re.compile(r"^([IWEF])\d{4} ")
 _SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
 
 
+# The backends this project trains on, and how to install each (CPU; GPU builds: README).
+BACKENDS = {
+    "tensorflow": "pip install tensorflow",
+    "jax": 'pip install "jax[cpu]"',
+    "torch": "pip install torch",
+}
+# With no backend named and TensorFlow, Keras' default, not installed: the first of these.
+FALLBACKS = ("jax", "torch")
+
+
+def installed(name: str) -> bool:
+    """Whether the package of backend `name` can be imported (nothing is imported)."""
+    return importlib.util.find_spec(name) is not None
+
+
+def _named() -> tuple[str | None, str]:
+    """The backend the user named, and where: `KERAS_BACKEND`, or a `keras.json` naming
+    another backend than the `tensorflow` Keras writes there by default."""
+    name = os.environ.get("KERAS_BACKEND", "").strip()
+    if name:
+        return name, "KERAS_BACKEND"
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    config = Path(home) / "keras.json"
+    try:
+        name = json.loads(config.read_text()).get("backend", "")
+    except (OSError, ValueError, AttributeError):
+        name = ""
+    if name and name != "tensorflow":
+        return name, str(config)
+    return None, ""
+
+
+def choose() -> str | None:
+    """Settle which backend Keras will start; a note when it was not the user's choice.
+
+    Raises BrainPropError, in one line, for a backend Keras cannot train on here: one
+    this project does not know, one whose package is not installed, or none at all.
+    With no backend named and TensorFlow missing, sets `KERAS_BACKEND` to the first
+    installed of `FALLBACKS` and returns the note that says so.  Once Keras has started,
+    its backend stands: nothing to settle.
+    """
+    if "keras" in sys.modules:
+        return None
+    chosen, note = pick(*_named(), installed)
+    if note is not None:
+        os.environ["KERAS_BACKEND"] = chosen
+    return note
+
+
+def pick(named: str | None, where: str,
+         available: Callable[[str], bool]) -> tuple[str, str | None]:
+    """The backend to start and the note on it (None when it is the one named, or the
+    default): `named` (from `where`), else TensorFlow, else the first of `FALLBACKS`
+    that is `available`.  BrainPropError when there is none to start."""
+    if named is None:
+        if available("tensorflow"):
+            return "tensorflow", None
+        fallback = next((candidate for candidate in FALLBACKS if available(candidate)), None)
+        if fallback is None:
+            raise BrainPropError(
+                "no Keras backend is installed: pip install tensorflow (the default), "
+                "or jax or torch with KERAS_BACKEND=jax or KERAS_BACKEND=torch")
+        return fallback, (f"Backend {fallback}: KERAS_BACKEND is not set and TensorFlow "
+                          "is not installed (set KERAS_BACKEND to choose)")
+    source = f"KERAS_BACKEND={named}" if where == "KERAS_BACKEND" else f"{where} names {named!r}"
+    if named not in BACKENDS:
+        raise BrainPropError(
+            f"{source}: not a backend this project trains on; set KERAS_BACKEND to "
+            "tensorflow, jax or torch")
+    if not available(named):
+        others = [other for other in BACKENDS if other != named and available(other)]
+        instead = f", or set KERAS_BACKEND={others[0]} (installed)" if others else ""
+        raise BrainPropError(
+            f"{source}, but the {named} package is not installed: {BACKENDS[named]}{instead}")
+    return named, None
+
+
+def name() -> str:
+    """The backend Keras runs, or will start once `choose()` has settled it."""
+    if "keras" in sys.modules:
+        import keras
+
+        return keras.backend.backend()
+    return _named()[0] or "tensorflow"
+
+
 def start():
     """Import Keras (and so its backend) with TensorFlow's load-time log filtered."""
+    choose()
+    if _named()[0] == "torch":
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_TF_LOG_LEVEL)
     with _filtered_stderr(already_loaded="tensorflow" in sys.modules):
         import keras

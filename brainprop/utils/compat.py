@@ -13,11 +13,17 @@ that quietly differs.
 * `producer`: which call of which layer made a tensor of a functional model.
 * `MIRRORED_MULTI_STEP_FAILS`: a Keras bug worked around (several steps per
   compiled call under a TensorFlow `MirroredStrategy` of several replicas).
+* `run_steps_per_execution_on_torch` and `OnePassAtATime`: several steps per call on
+  PyTorch, which Keras' torch trainer refuses, and the second end of a pass its epoch
+  iterator then gives.
 
 Import this module only once Keras has started (it imports Keras).
 """
 
 from __future__ import annotations
+
+import contextlib
+import warnings
 
 import keras
 
@@ -152,3 +158,90 @@ class TensorBoardPerEpoch(keras.callbacks.TensorBoard):
 # `multi_step_on_iterator`): one step per call there (`devices.steps_per_call`).
 # Checked on several GPUs only; tests/test_compat.py fails on another Keras release.
 MIRRORED_MULTI_STEP_FAILS = True
+
+
+def run_steps_per_execution_on_torch(model: keras.Model) -> None:
+    """Let a compiled `model` run `steps_per_execution` batches per call on PyTorch.
+
+    Keras 3.15 refuses `steps_per_execution` > 1 on torch (`make_train_function`
+    raises), though its torch `fit`, `evaluate` and `predict` already hand each call
+    the list of that many batches (see `OnePassAtATime` for the one thing that goes
+    wrong there).  The functions made here take that list and run Keras' own
+    `train_step` (`test_step`, `predict_step`) on each batch in turn, under
+    `torch.compile` when `jit_compile` is on, as Keras does for one batch: the same
+    steps in the same order, with the callbacks and the logs once per call.  Nothing
+    changes on another backend or with one step per call.
+
+    Private: the model's `make_*_function` methods are replaced, and the list of
+    batches each call receives is Keras' torch loop's, not a documented promise.
+    """
+    if keras.backend.backend() != "torch" or model.steps_per_execution == 1:
+        return
+    import torch
+
+    # Keras warns when the last call of a pass finds fewer batches than it asked for,
+    # which is every pass whose batches are not a multiple of the steps per call.
+    warnings.filterwarnings("ignore", message="Your input ran out of data",
+                            category=UserWarning, module="keras")
+
+    def one_by_one(step, no_grad):
+        step = torch.compile(step) if model.jit_compile else step
+
+        def steps(batches):
+            with torch.no_grad() if no_grad else contextlib.nullcontext():
+                return [step(batch) for batch in batches]
+
+        return steps
+
+    def make_train_function(force=False):
+        if model.train_function is None or force:
+            steps = one_by_one(model.train_step, no_grad=False)
+            model.train_function = lambda batches: steps(batches)[-1]
+        return model.train_function
+
+    def make_test_function(force=False):
+        if model.test_function is None or force:
+            steps = one_by_one(model.test_step, no_grad=True)
+            model.test_function = lambda batches: steps(batches)[-1]
+        return model.test_function
+
+    def make_predict_function(force=False):
+        if model.predict_function is None or force:
+            steps = one_by_one(model.predict_step, no_grad=True)
+            model.predict_function = lambda batches: keras.tree.map_structure(
+                lambda *outputs: torch.cat(outputs), *steps(batches))
+        return model.predict_function
+
+    model.make_train_function = make_train_function
+    model.make_test_function = make_test_function
+    model.make_predict_function = make_predict_function
+
+
+class OnePassAtATime(keras.utils.PyDataset):
+    """`batches`, whose epoch ends once per pass over them.
+
+    Keras 3.15's torch `fit`, running several steps per call
+    (`run_steps_per_execution_on_torch`), ends a pass whose last call holds fewer
+    batches twice (its `EpochIterator` on running out of batches, then at the end of
+    the pass): `batches` would skip an epoch's order every such epoch.  An
+    end with no batch read since the one before is ignored here, except the first (the
+    end `fit` gives before its first epoch, whether it read a batch to build the model
+    or not); the sequence is then the one every other backend sees.
+    """
+
+    def __init__(self, batches: keras.utils.PyDataset):
+        super().__init__()
+        self.batches = batches
+        self._read = True  # the first end always counts
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        self._read = True
+        return self.batches[index]
+
+    def on_epoch_end(self) -> None:
+        if self._read:
+            self.batches.on_epoch_end()
+            self._read = False

@@ -32,6 +32,8 @@ from brainprop.utils.errors import BrainPropError
 
 MIXED_POLICY = "mixed_float16"
 HOSTS_VARIABLE = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+# The backends Keras 3.15 trains data parallel on (it has no distribution for torch).
+DATA_PARALLEL_BACKENDS = ("jax", "tensorflow")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +60,19 @@ def local_devices() -> list[str]:
     Keras names them (`gpu:0`, `cpu:1`, ...)."""
     import keras
 
+    if keras.backend.backend() == "torch":
+        return _torch_devices()
     return list(keras.distribution.list_devices())
+
+
+def _torch_devices() -> list[str]:
+    """What Keras' torch backend computes on, named as the other backends name devices
+    (Keras 3.15 has no `keras.distribution` for torch)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return [f"gpu:{index}" for index in range(torch.cuda.device_count())]
+    return ["cpu:0"]
 
 
 def has_accelerator() -> bool:
@@ -91,6 +105,14 @@ def steps_per_call(requested: int) -> int:
     from brainprop.utils.compat import MIRRORED_MULTI_STEP_FAILS
 
     return 1 if MIRRORED_MULTI_STEP_FAILS and _tensorflow_replicas() > 1 else requested
+
+
+def check_can_distribute(backend: str) -> None:
+    """Refuse `--distribute` on a backend Keras cannot train data parallel on."""
+    if backend not in DATA_PARALLEL_BACKENDS:
+        raise BrainPropError(
+            f"--distribute needs the jax or tensorflow backend: Keras has no data-parallel "
+            f"training on {backend}; run with KERAS_BACKEND=jax, or drop --distribute")
 
 
 def check_one_host() -> None:
@@ -142,6 +164,7 @@ def placement(
     import keras
 
     if distribute:
+        check_can_distribute(keras.backend.backend())
         check_one_host()
     devices = local_devices()
     if distribute and len(devices) == 1:
@@ -178,10 +201,8 @@ def _data_parallel(devices: list[str]) -> Iterator[None]:
             yield
         finally:
             keras.distribution.set_distribution(previous)
-    elif backend == "tensorflow":
+    else:
         import tensorflow as tf
 
         with tf.distribute.MirroredStrategy([f"/{name}" for name in devices]).scope():
             yield
-    else:
-        raise BrainPropError(f"--distribute needs the tensorflow or jax backend, not {backend}")
