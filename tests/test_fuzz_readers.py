@@ -5,8 +5,8 @@ own .npz and image folder with its cache) and the runs folder the report reads
 (summaries, JSON and pickled histories).
 
 Damaged copies of a valid input are read or refused in one line with exit status 2,
-changing no file.  These tests import no backend: CI runs them once
-(`-m backend_independent`), not once per backend.
+changing no file.  These tests import no backend: CI runs them once (under
+TensorFlow), not once per backend (`backend_independent`).
 """
 
 from __future__ import annotations

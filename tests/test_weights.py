@@ -234,3 +234,19 @@ def test_foreign_hdf5_file_is_refused_in_one_line(tmp_path, kind):
     message = one_line_error(build_model("dense", "EBP", (28, 28, 1), 10), path)
     assert (message.startswith(f"{path} is not a Keras weight file (")
             or message.startswith(f"{path} could not be read ("))
+
+
+def test_release_file_holding_text_where_weights_were_is_refused_in_one_line(tmp_path):
+    model = build_model("dense", "EBP", (28, 28, 1), 10)
+    path = tmp_path / "w.h5"
+    write_legacy_h5(model, path, "EBP")
+    with h5py.File(path, "r+") as f:
+        layers = [f[layer.decode()] for layer in f.attrs["layer_names"]]
+        layer = next(layer for layer in layers if len(layer.attrs["weight_names"]))
+        name = layer.attrs["weight_names"][0].decode()
+        shape = layer[name].shape
+        del layer[name]
+        layer.create_dataset(name, data=np.full(shape, b"x"))
+    message = one_line_error(model, path)
+    assert message.startswith(f"{path} is not a Keras weight file (layer 1 (")
+    assert "not numbers" in message

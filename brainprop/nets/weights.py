@@ -157,6 +157,10 @@ def _check_fits(
                 f"({layer.name}, stored as {stored_name}) expects shapes {expected}, "
                 f"the file has {found}; check the dataset and architecture"
             )
+        kinds = [a.dtype for a in arrays if a.dtype.kind not in "biuf"]
+        if kinds:
+            raise _not_weights(path, f"layer {index} ({stored_name}) holds {kinds[0]} values, "
+                               "not numbers")
 
 
 def check_weight_file(path: str | os.PathLike) -> Path:
