@@ -2,9 +2,12 @@
 
 import os
 
+from brainprop.utils.backend import keep_freed_memory  # imports no Keras
+
 # As brainprop.utils.backend.start() does for a run (it comes too late here: Keras starts below).
 if os.environ.get("KERAS_BACKEND") == "torch":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    keep_freed_memory()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

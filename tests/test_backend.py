@@ -224,3 +224,51 @@ def test_a_backend_named_in_keras_json_is_the_one_that_starts(tmp_path):
                        env={"KERAS_BACKEND": None}, home=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["backend"] == "jax" and "Backend" not in done.stderr
+
+
+# --- Keeping freed memory (PyTorch on a CPU) -----------------------------------------------
+
+# What a fresh process gives back to the system when it frees a 64 MiB array (MiB of its
+# resident memory), and whether it kept freed memory.
+_FREE = """
+import re, sys
+from pathlib import Path
+import numpy as np
+from brainprop.utils import backend
+kept = backend.keep_freed_memory() if sys.argv[1] == "keep" else False
+def resident():
+    return int(re.search(r"VmRSS:\\s+(\\d+)", Path("/proc/self/status").read_text())[1]) / 1024
+array = np.ones(2**23)
+before = resident()
+del array
+print(kept, before - resident())
+"""
+
+
+def given_back(mode, **environment):
+    result = subprocess.run(
+        [sys.executable, "-c", _FREE, mode], capture_output=True, text=True, check=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")},
+             **environment})
+    kept, mib = result.stdout.split()
+    return kept == "True", float(mib)
+
+
+@pytest.mark.backend_independent
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_freed_memory_is_kept_for_the_next_allocation():
+    kept, mib = given_back("keep")
+    _, mib_without = given_back("no")
+
+    assert kept
+    assert mib_without > 60  # glibc unmaps the array's own mapping
+    assert mib < 4
+
+
+@pytest.mark.backend_independent
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_an_allocator_the_user_tunes_is_left_alone():
+    kept, mib = given_back("keep", MALLOC_ARENA_MAX="2")
+
+    assert not kept
+    assert mib > 60
