@@ -133,3 +133,41 @@ def test_config_round_trip_finds_the_registered_class():
 
     assert type(again) is BatchNormalization
     assert again.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_images_of_any_memory_order_give_keras_results(training):
+    # Channels last in shape, but laid out otherwise in memory (PyTorch keeps a transpose's
+    # order): a locally connected layer's outputs, say.
+    ours, reference = layer_pair((6, 5, 4, 3))
+    x = keras.ops.transpose(keras.ops.convert_to_tensor(images((4, 5, 6, 3))), (2, 1, 0, 3))
+
+    for a, b in zip(outputs_and_gradients(ours, x, training),
+                    outputs_and_gradients(reference, x, training)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * np.max(np.abs(b)))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's kernel")
+@pytest.mark.parametrize("training", [True, False])
+def test_pytorch_runs_its_batch_norm_kernel(training, monkeypatch):
+    import torch
+
+    calls = []
+    kernel = torch.nn.functional.batch_norm
+    monkeypatch.setattr(torch.nn.functional, "batch_norm",
+                        lambda *args, **kwargs: (calls.append(1), kernel(*args, **kwargs))[1])
+    layer, _ = layer_pair((2, 3, 3, 4))
+
+    layer(images((2, 3, 3, 4)), training=training)
+
+    assert calls == [1]
+
+
+def test_one_value_a_channel_takes_keras_path():
+    # PyTorch's kernel refuses to train on a single value per channel; Keras' layer gives 0 variance.
+    ours, reference = layer_pair((1, 1, 1, 3))
+    x = images((1, 1, 1, 3))
+
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x, training=True)),
+                               keras.ops.convert_to_numpy(reference(x, training=True)),
+                               rtol=1e-6, atol=1e-6)

@@ -185,14 +185,15 @@ def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers
     import keras
 
     from brainprop.utils.devices import replicated_batch_statistics
-    from brainprop.nets.layers import BatchNormalization, LocallyConnected2D
+    from brainprop.nets.layers import (
+        BatchNormalization, Conv2D, Dropout, LocallyConnected2D, MaxPooling2D)
 
     kind, *args = spec
     weights = _kernel_options(arch)
     name = f"{kind}_{index}"
     if kind == "conv":
         filters, strides = args
-        return keras.layers.Conv2D(
+        return Conv2D(
             filters, 3, strides=strides, padding=arch.padding, name=name, **weights
         )
     if kind == "loccon":
@@ -207,13 +208,13 @@ def _make_layer(spec: LayerSpec, arch: Architecture, index: int) -> keras.layers
         "batchnorm": lambda: BatchNormalization(
             name=name, synchronized=replicated_batch_statistics()
         ),
-        "maxpool": lambda: keras.layers.MaxPooling2D(args[0] if args else 2, name=name),
+        "maxpool": lambda: MaxPooling2D(args[0] if args else 2, name=name),
         # Seeded as Keras seeds an unseeded Dropout (from Python's `random`, which
         # `keras.utils.set_random_seed` seeds): the same masks on TensorFlow and JAX, and
         # on PyTorch masks from the layer's own seed generator, whose state a backup
         # keeps, instead of torch's global generator (Keras 3.15's unseeded torch path),
         # which no backup keeps: a resumed run would drop other units.
-        "dropout": lambda: keras.layers.Dropout(
+        "dropout": lambda: Dropout(
             args[0] if args else 0.0, seed=random.randint(1, int(1e9)), name=name),
         "flatten": lambda: keras.layers.Flatten(name=name),
     }

@@ -7,8 +7,10 @@ longer holds, so that a new Keras shows up as one failing test, not as a run
 that quietly differs.
 
 * `seed_without_tensorflow`: a private module of Keras (`keras.src.utils.rng_utils`).
-* `fusable` and `fused_batch_norm`: TensorFlow's fused kernel inside Keras'
-  `BatchNormalization`, which must update its moving statistics as Keras' does.
+* `fusable` and `fused_batch_norm`: TensorFlow's and PyTorch's fused kernels inside
+  Keras' `BatchNormalization`, which must update its moving statistics as Keras' does.
+* `torch_conv2d` and `torch_max_pool2d`: PyTorch's kernels on channels-last images
+  in place, where Keras' torch backend copies them twice.
 * `TensorBoardPerEpoch`: how `keras.callbacks.TensorBoard` takes its steps and logs.
 * `producer`: which call of which layer made a tensor of a functional model.
 * `MIRRORED_MULTI_STEP_FAILS`: a Keras bug worked around (several steps per
@@ -73,39 +75,59 @@ class _Unavailable:
     available = False
 
 
-# --- TensorFlow's fused batch normalisation ---------------------------------------------
+# --- fused batch normalisation (TensorFlow, PyTorch) -----------------------------------
 
 
-def fusable(layer: keras.layers.BatchNormalization, inputs, mask) -> bool:
-    """Whether TensorFlow's `FusedBatchNormV3` computes what Keras' `layer` would: on
-    the TensorFlow backend, float32 images with channels last, no mask, renorm or
-    synchronisation."""
+def fusable(layer: keras.layers.BatchNormalization, inputs, mask, training) -> bool:
+    """Whether the backend's fused kernel computes what Keras' `layer` would: on the
+    TensorFlow (`FusedBatchNormV3`) or PyTorch (`torch.nn.functional.batch_norm`)
+    backend, float32 images with channels last, no mask, renorm or synchronisation."""
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "torch"):
+        return False
+    shape = tuple(inputs.shape)
     return (
-        keras.backend.backend() == "tensorflow"
-        and mask is None
+        mask is None
         and not layer.renorm
         and not layer.synchronized
-        and len(inputs.shape) == 4
+        and len(shape) == 4
         and layer.axis % 4 == 3  # channels last
         and keras.backend.standardize_dtype(inputs.dtype) == "float32"
         and layer.compute_dtype == "float32"
-        and layer.epsilon >= 1.001e-5  # the fused kernel's minimum
+        and (layer.epsilon >= 1.001e-5 if backend == "tensorflow"  # the kernel's minimum
+             # PyTorch's kernel refuses to train on one value a channel
+             else not (training and layer.trainable) or shape[0] * shape[1] * shape[2] > 1)
     )
 
 
 def fused_batch_norm(layer: keras.layers.BatchNormalization, inputs, training):
-    """`layer(inputs, training=training)` by TensorFlow's fused kernel (`fusable` first).
+    """`layer(inputs, training=training)` by the backend's fused kernel (`fusable` first).
 
-    Keras 3 moves the moving variance by the batch's biased variance; the fused kernel
-    returns the unbiased one, which is rescaled.  What Keras does is checked by
-    tests/test_compat.py.
+    Keras 3 moves the moving statistics by the batch's mean and biased variance, which
+    it computes itself; the fused kernels normalise and give the mean and the unbiased
+    variance, which is rescaled.  What Keras does is checked by tests/test_compat.py.
     """
+    fused = _torch_batch_norm if keras.backend.backend() == "torch" else _tf_batch_norm
+    if not (training and layer.trainable):
+        return fused(layer, inputs, False)
+    outputs, mean, variance = fused(layer, inputs, True)
+    momentum = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+    layer.moving_variance.assign(
+        layer.moving_variance * momentum + variance * (1.0 - momentum)
+    )
+    return outputs
+
+
+def _tf_batch_norm(layer, inputs, training):
+    """`FusedBatchNormV3`: the outputs by the moving statistics, or (`training`) the
+    outputs and the batch's mean and biased variance."""
     import tensorflow as tf
 
     channels = inputs.shape[-1]
     gamma = layer.gamma.value if layer.scale else tf.ones((channels,), inputs.dtype)
     beta = layer.beta.value if layer.center else tf.zeros((channels,), inputs.dtype)
-    if not (training and layer.trainable):
+    if not training:
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
             inputs, gamma, beta, mean=layer.moving_mean.value,
             variance=layer.moving_variance.value, epsilon=layer.epsilon,
@@ -116,13 +138,89 @@ def fused_batch_norm(layer: keras.layers.BatchNormalization, inputs, training):
         inputs, gamma, beta, epsilon=layer.epsilon, is_training=True
     )
     count = tf.cast(tf.size(inputs) // channels, inputs.dtype)
-    variance = unbiased_variance * ((count - 1.0) / tf.maximum(count, 1.0))
-    momentum = layer.momentum
-    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
-    layer.moving_variance.assign(
-        layer.moving_variance * momentum + variance * (1.0 - momentum)
+    return outputs, mean, unbiased_variance * ((count - 1.0) / tf.maximum(count, 1.0))
+
+
+def _torch_batch_norm(layer, inputs, training):
+    """`torch.nn.functional.batch_norm`, as `_tf_batch_norm`.  The images, channels
+    last, are handed over as a (batch, channels, rows, cols) view of the same memory,
+    which PyTorch's kernel reads in place (its channels-last layout); the batch's
+    statistics come back in two buffers that the kernel moves all the way (momentum 1)."""
+    import torch
+
+    images = inputs.permute(0, 3, 1, 2)
+    if not images.is_contiguous(memory_format=torch.channels_last):
+        images = images.contiguous(memory_format=torch.channels_last)  # else far slower
+    gamma = layer.gamma.value if layer.scale else None
+    beta = layer.beta.value if layer.center else None
+    if not training:
+        return torch.nn.functional.batch_norm(
+            images, layer.moving_mean.value, layer.moving_variance.value, gamma, beta,
+            training=False, eps=layer.epsilon,
+        ).permute(0, 2, 3, 1)
+    mean, unbiased_variance = (torch.zeros(inputs.shape[-1], dtype=inputs.dtype,
+                                           device=inputs.device) for _ in range(2))
+    outputs = torch.nn.functional.batch_norm(
+        images, mean, unbiased_variance, gamma, beta, training=True, momentum=1.0,
+        eps=layer.epsilon,
     )
-    return outputs
+    count = inputs.numel() // inputs.shape[-1]
+    return outputs.permute(0, 2, 3, 1), mean, unbiased_variance * ((count - 1) / count)
+
+
+# --- PyTorch's channels-last kernels -----------------------------------------------------
+
+# Keras 3.15's torch convolution and pooling copy channels-last images into channels-first
+# memory (`.contiguous()` after the transpose) and, for the convolution, back into
+# channels-last memory for PyTorch's kernel: two copies of every layer's input per call,
+# each of which costs a CPU about as much as the ReLU after it.  PyTorch's kernels take a
+# (batch, channels, rows, cols) view of channels-last memory as it is.
+
+
+def torch_channels_last(layer, inputs) -> bool:
+    """Whether `layer` (a 2-D convolution or pooling) can hand `inputs` to PyTorch's
+    kernel as they lie: on the torch backend, images with channels last."""
+    return (keras.backend.backend() == "torch" and layer.data_format == "channels_last"
+            and len(inputs.shape) == 4)
+
+
+def _same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+    """The zeros before and after `size` values that "same" padding adds (Keras' and
+    TensorFlow's rule: any odd one goes after)."""
+    total = max((-(-size // stride) - 1) * stride + window - size, 0)
+    return total // 2, total - total // 2
+
+
+def torch_conv2d(layer: keras.layers.Conv2D, inputs, kernel):
+    """`layer.convolution_op(inputs, kernel)` by `torch.nn.functional.conv2d` on the
+    images in place (`torch_channels_last` first)."""
+    import torch
+
+    images = inputs.permute(0, 3, 1, 2)
+    kernel = keras.ops.convert_to_tensor(kernel).permute(3, 2, 0, 1)  # (out, in, rows, cols)
+    padding = 0
+    if layer.padding == "same":
+        (top, bottom), (left, right) = (
+            _same_padding(size, (window - 1) * dilation + 1, stride)
+            for size, window, stride, dilation in zip(
+                images.shape[2:], layer.kernel_size, layer.strides, layer.dilation_rate))
+        if top == bottom and left == right:
+            padding = (top, left)
+        else:
+            images = torch.nn.functional.pad(images, (left, right, top, bottom))
+    outputs = torch.nn.functional.conv2d(
+        images, kernel, stride=layer.strides, padding=padding,
+        dilation=layer.dilation_rate, groups=layer.groups)
+    return outputs.permute(0, 2, 3, 1)
+
+
+def torch_max_pool2d(layer: keras.layers.MaxPooling2D, inputs):
+    """`layer(inputs)` by `torch.nn.functional.max_pool2d` on the images in place
+    (`torch_channels_last` first; "valid" padding)."""
+    import torch
+
+    return torch.nn.functional.max_pool2d(
+        inputs.permute(0, 3, 1, 2), layer.pool_size, layer.strides).permute(0, 2, 3, 1)
 
 
 # --- TensorBoard ------------------------------------------------------------------------
