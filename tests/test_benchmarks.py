@@ -87,3 +87,27 @@ def test_results_section_is_replaced_and_the_rest_of_the_file_kept(tmp_path):
     assert "second table" in text and "first table" not in text
     assert text.count("full table") == 1
     assert text.index("second table") < text.index("full table")  # kept in place
+
+
+import torch_floor  # noqa: E402
+
+
+@pytest.mark.parametrize("architecture", torch_floor.ARCHITECTURES)
+def test_plain_pytorch_network_has_the_same_layers_and_weights_as_ours(architecture):
+    pytest.importorskip("torch")
+    import keras
+
+    shape = (28, 28, 1) if architecture == "dense" else (32, 32, 3)
+    ours = build_model(architecture, "EBP", shape, 10)
+    plain, _ = torch_floor.plain_torch_network(architecture, shape, 10)
+
+    kinds = {"Conv2D": "conv", "Conv2d": "conv", "Dense": "dense", "Linear": "dense",
+             "BatchNormalization": "batchnorm", "BatchNorm2d": "batchnorm"}
+
+    def weighted(layers):
+        return [kinds[type(layer).__name__] for layer in layers if type(layer).__name__ in kinds]
+
+    assert weighted(plain) == weighted(ours.layers)
+    assert ([tuple(w.shape) for w in ours.trainable_weights] ==
+            [tuple(p.permute(2, 3, 1, 0).shape) if p.ndim == 4 else tuple(p.T.shape)
+             for p in plain.parameters()])
