@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import common
 
@@ -39,15 +38,16 @@ def plain_torch_network(architecture: str, input_shape, n_classes: int):
     from torch import nn
 
     from brainprop.nets.architectures import ARCHITECTURES as SPECS
+    from brainprop.utils.compat import same_padding
 
     spec = SPECS[architecture]
     rows, cols, channels = input_shape
     modules, features = [], None
 
-    class SamePad(nn.Module):  # TensorFlow's "same" for a stride-2 3x3 window: zeros after
+    class SamePad(nn.Module):  # "same" padding as Keras and TensorFlow place it
         def __init__(self, pad_rows, pad_cols):
             super().__init__()
-            self.pads = (0, pad_cols, 0, pad_rows)
+            self.pads = (*pad_cols, *pad_rows)
 
         def forward(self, x):
             return nn.functional.pad(x, self.pads)
@@ -60,9 +60,9 @@ def plain_torch_network(architecture: str, input_shape, n_classes: int):
                 rows, cols = rows + 2, cols + 2
             else:
                 if spec.padding == "same":
-                    pads = [max((-(-n // strides) - 1) * strides + 3 - n, 0) for n in (rows, cols)]
+                    pads = [same_padding(n, 3, strides) for n in (rows, cols)]
                     modules.append(SamePad(*pads))
-                    rows, cols = (n + p for n, p in zip((rows, cols), pads))
+                    rows, cols = (n + sum(p) for n, p in zip((rows, cols), pads))
                 modules.append(nn.Conv2d(channels, filters, 3, stride=strides, bias=False))
             rows, cols = ((n - 3) // strides + 1 for n in (rows, cols))
             channels = filters

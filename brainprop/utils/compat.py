@@ -184,7 +184,7 @@ def torch_channels_last(layer, inputs) -> bool:
             and len(inputs.shape) == 4)
 
 
-def _same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
     """The zeros before and after `size` values that "same" padding adds (Keras' and
     TensorFlow's rule: any odd one goes after)."""
     total = max((-(-size // stride) - 1) * stride + window - size, 0)
@@ -201,7 +201,7 @@ def torch_conv2d(layer: keras.layers.Conv2D, inputs, kernel):
     padding = 0
     if layer.padding == "same":
         (top, bottom), (left, right) = (
-            _same_padding(size, (window - 1) * dilation + 1, stride)
+            same_padding(size, (window - 1) * dilation + 1, stride)
             for size, window, stride, dilation in zip(
                 images.shape[2:], layer.kernel_size, layer.strides, layer.dilation_rate))
         if top == bottom and left == right:
