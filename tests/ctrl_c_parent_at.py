@@ -1,8 +1,8 @@
-"""A child of `brainprop.tables.jobs` that Ctrl-Cs its parent at a chosen moment.
+"""A child of `brainprop.runs.jobs` that Ctrl-Cs its parent at a chosen moment.
 
     python tests/ctrl_c_parent_at.py MODULE:NAME -- CORES ARGS...
 
-Runs the child as `python -m brainprop.tables.jobs CORES ARGS...` does; once MODULE.NAME
+Runs the child as `python -m brainprop.runs.jobs CORES ARGS...` does; once MODULE.NAME
 has returned the first time, it sends SIGINT to its parent (the `run_locally` that
 started it, which passes the signal on to its children) and waits for that signal to
 come back here.
@@ -32,7 +32,7 @@ def main() -> int:
         return result
 
     setattr(module, name, wrapper)
-    from brainprop.tables.jobs import _child
+    from brainprop.runs.jobs import _child
 
     return _child(argv)
 

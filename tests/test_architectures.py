@@ -10,7 +10,6 @@ from brainprop.nets.architectures import (
     build_model,
     check_input,
     compile_model,
-    learning_rate_at,
     weight_sizes,
 )
 from brainprop.data.datasets import paper_combinations
@@ -181,12 +180,6 @@ def test_hyperparameter_table_matches_spec():
         "loccon": (32, 0.1, 0.005, 0.0),
         "deep": (128, 0.1, 0.005, 0.0005),
     }
-
-
-def test_learning_rate_halves_every_100_epochs():
-    assert [learning_rate_at(e, 0.1) for e in (0, 99, 100, 199, 200, 499)] == [
-        0.1, 0.1, 0.05, 0.05, 0.025, 0.1 * 0.5**4
-    ]
 
 
 def test_same_seed_builds_identical_weights():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from brainprop.utils.errors import BrainPropError
-from brainprop.tables.jobs import (
+from brainprop.runs.jobs import (
     SHARED_GPU_ENVIRONMENT,
     Progress,
     PlannedRun,
@@ -34,7 +34,7 @@ def test_cores_are_shared_out_disjoint_and_even():
 
 def test_progress_counts_every_state_and_shares_the_estimate_among_processes(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("brainprop.tables.jobs.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("brainprop.runs.jobs.time.monotonic", lambda: clock[0])
     progress = Progress(total=6, jobs=2, done=1)
     a = PlannedRun("a", (), Path("."), Path("a.log"), kind="A")
     b = PlannedRun("b", (), Path("."), Path("b.log"), kind="B")
@@ -214,7 +214,7 @@ def test_ctrl_c_while_a_run_starts_stops_it_in_one_line_as_stopped(tmp_path, mon
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C the moment the child exists
         return process
 
-    monkeypatch.setattr("brainprop.tables.jobs.subprocess.Popen", popen_then_ctrl_c)
+    monkeypatch.setattr("brainprop.runs.jobs.subprocess.Popen", popen_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run_locally([run], jobs=1, poll_seconds=0.05)
     log = run.log.read_text()

@@ -83,7 +83,7 @@ def test_every_public_name_of_a_place_resolves(place):
 
 
 def test_describing_a_run_starts_no_backend():
-    code = ("import sys; import brainprop.runs, brainprop.runs.config, brainprop.nets, "
+    code = ("import sys; import brainprop.runs, brainprop.runs.runconfig, brainprop.nets, "
             "brainprop.tables; print('keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout

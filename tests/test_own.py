@@ -12,7 +12,7 @@ from PIL import Image
 
 from brainprop.data import own
 from brainprop.data.datasets import load_dataset
-from brainprop.runs.config import RunConfig, dataset_argument
+from brainprop.runs.runconfig import RunConfig, dataset_argument
 from brainprop.utils.errors import BrainPropError
 
 # --- writers of the real formats -------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The learning rules: BrainProp (`brainprop.model.brainprop`, Section 2 of the paper),
+"""The learning rules: BrainProp (`brainprop.model.attention_gated`, Section 2 of the paper),
 every rule the project trains, declared once (`brainprop.model.rules`), and any Keras
 classifier as a BrainProp model (`brainprop.model.convert`).
 """
@@ -6,10 +6,10 @@ classifier as a BrainProp model (`brainprop.model.convert`).
 from brainprop.utils.exports import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
-    "BrainProp": "brainprop",
-    "select_action": "brainprop",
-    "reward_for": "brainprop",
-    "brainprop_loss": "brainprop",
+    "BrainProp": "attention_gated",
+    "select_action": "attention_gated",
+    "reward_for": "attention_gated",
+    "brainprop_loss": "attention_gated",
     "to_brainprop": "convert",
     "DenseLogits": "convert",
     "EPSILON": "rules",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from brainprop.model.brainprop import BrainProp
+from brainprop.model.attention_gated import BrainProp
 from brainprop.model.rules import EPSILON
 from brainprop.utils.compat import producer
 from brainprop.utils.errors import BrainPropError

@@ -4,7 +4,7 @@ The command line's choices, the model class and the loss a network is compiled
 with, the exploration rate a run records, what its plots call the training
 accuracy and the report's colours are all read from here; no other module names
 a rule.  A new rule is its module (a `keras.Model` subclass, as
-`brainprop.model.brainprop`) and one `register(Rule(...))`.
+`brainprop.model.attention_gated`) and one `register(Rule(...))`.
 
 No Keras here: the command line lists and checks the rules before a backend starts.
 """
@@ -71,7 +71,7 @@ def get_rule(name: str) -> Rule:
 
 def _brainprop(inputs, outputs, *, name: str, seed: int | None, batch_size: int | None,
                epsilon: float) -> keras.Model:
-    from brainprop.model.brainprop import BrainProp
+    from brainprop.model.attention_gated import BrainProp
 
     return BrainProp(inputs, outputs, epsilon=epsilon, seed=seed, batch_size=batch_size,
                      name=name)

@@ -160,16 +160,6 @@ def check_input(architecture: str, input_shape: tuple[int, int, int], n_classes:
         )
 
 
-# Learning-rate schedule of the release: halve every 100 epochs.
-LR_HALVING_EPOCHS = 100
-LR_SCHEDULE = f"learning_rate * 0.5 ** (epoch // {LR_HALVING_EPOCHS})"
-
-
-def learning_rate_at(epoch: int, initial: float) -> float:
-    """Learning rate for a 0-based `epoch`: LR_SCHEDULE with `learning_rate=initial`."""
-    return initial * 0.5 ** (epoch // LR_HALVING_EPOCHS)
-
-
 def _kernel_options(arch: Architecture) -> dict:
     """No bias; kernels drawn from N(0, init_std^2), with the architecture's L2."""
     import keras
@@ -277,7 +267,7 @@ def compile_model(
     rule: str | None = None,
 ) -> keras.Model:
     """Compile with plain SGD (no momentum) and the loss of the model's rule
-    (`brainprop.model.rules`): BrainProp's own (`brainprop.model.brainprop`), or for
+    (`brainprop.model.rules`): BrainProp's own (`brainprop.model.attention_gated`), or for
     EBP the cross-entropy of the softmax of the outputs, computed from the logits,
     averaged over the batch (as the release's `categorical_crossentropy`).
 

@@ -5,8 +5,8 @@ files and summary, and the class order of a weight file.
 from brainprop.utils.exports import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
-    "RunConfig": "config",
-    "Hyperparameters": "config",
+    "RunConfig": "runconfig",
+    "Hyperparameters": "runconfig",
     "run_one": "run",
     "run_all": "run",
     "describe": "run",

@@ -2,7 +2,7 @@
 
     python main.py <dataset> <architecture> <algorithm> [-s] [-l WEIGHTS]
 
-The options are the fields of `brainprop.runs.config.RunConfig`; this module only
+The options are the fields of `brainprop.runs.runconfig.RunConfig`; this module only
 parses them into one `RunConfig` per seed and hands those to `brainprop.runs.run`.
 Mistakes a user can make end in one line on stderr and a non-zero exit.
 """
@@ -14,7 +14,7 @@ import json
 import shlex
 import sys
 
-from brainprop.runs.config import RunConfig, combinations_text, parse_seeds
+from brainprop.runs.runconfig import RunConfig, combinations_text, parse_seeds
 from brainprop.utils.errors import Parser, run_command
 from brainprop.utils.signals import stop_signals
 

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from brainprop.runs.config import RunConfig
+from brainprop.runs.runconfig import RunConfig
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.locks import LockHeld, exclusive

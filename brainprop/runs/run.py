@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brainprop.data.datasets import DATASETS, dataset_name
-from brainprop.runs.config import Hyperparameters, RunConfig, check_runs
+from brainprop.runs.runconfig import Hyperparameters, RunConfig, check_runs
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.signals import EXIT_CODES, raise_if_stopped
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 
 from brainprop.model.rules import RULES
-from brainprop.runs.config import MAX_SEED
+from brainprop.runs.runconfig import MAX_SEED
 from brainprop.utils import safepickle
 from brainprop.utils.stats import mean_std
 from brainprop.utils.errors import BrainPropError, Parser, one_line, plural, run_command

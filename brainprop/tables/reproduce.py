@@ -8,7 +8,7 @@
 
 Runs every configuration of the table (both rules) for every seed, each run its own
 `main.py -s` process (so each run writes its usual files, and its output goes to
-RUNS_DIR/logs/), `--jobs` of them at once, or as one SLURM job array (`brainprop.tables.jobs`).
+RUNS_DIR/logs/), `--jobs` of them at once, or as one SLURM job array (`brainprop.runs.jobs`).
 Every option of `main.py` that is not about which run or where (`--epochs`, `--data-dir`,
 ...) is passed on to every run.  A run whose summary is already in the runs folder is
 skipped, and an interrupted one resumed: stop and start again at will.  Every data set is read once before the first
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from brainprop.model.rules import RULES
-from brainprop.runs.config import RunConfig, parse_seeds, positive
+from brainprop.runs.runconfig import RunConfig, parse_seeds, positive
 from brainprop.utils.errors import EXIT_INTERRUPTED, BrainPropError, Parser, plural, run_command
 from brainprop.tables.paper import TABLES
 
@@ -71,7 +71,7 @@ def _check_executor(args: argparse.Namespace) -> list[str]:
                 "--jobs and --gpus are for --executor local; on SLURM give "
                 "--array-parallelism and --gpus-per-run"
             )
-        from brainprop.tables.jobs import check_slurm
+        from brainprop.runs.jobs import check_slurm
 
         check_slurm()
         return []
@@ -80,7 +80,7 @@ def _check_executor(args: argparse.Namespace) -> list[str]:
     if given:
         raise BrainPropError(f"{', '.join(given)} only apply to --executor slurm: add it, or "
                              "drop them")
-    from brainprop.tables.jobs import parse_gpus, visible_gpus
+    from brainprop.runs.jobs import parse_gpus, visible_gpus
 
     return visible_gpus() if args.gpus is None else parse_gpus(args.gpus)
 
@@ -115,9 +115,9 @@ def _unfinished(child: RunConfig) -> bool:
 
 
 def _job_run(args: argparse.Namespace, runs_dir: Path, config: Config, seed: int):
-    """The run as `brainprop.tables.jobs` takes it: whether it resumes is decided each time it
+    """The run as `brainprop.runs.jobs` takes it: whether it resumes is decided each time it
     starts (a SLURM task requeued mid-run resumes)."""
-    from brainprop.tables.jobs import PlannedRun
+    from brainprop.runs.jobs import PlannedRun
 
     child = dataclasses.replace(child_config(args, config, seed, runs_dir), resume=False)
     return PlannedRun(child.name, tuple(child.argv()), runs_dir,
@@ -129,7 +129,7 @@ def reproduce(args: argparse.Namespace) -> int:
 
     0 when every run finished, 1 when some failed (the report covers those that did).
     """
-    from brainprop.tables.jobs import Progress, run_locally
+    from brainprop.runs.jobs import Progress, run_locally
     from brainprop.runs.outputs import check_writable
     from brainprop.runs.run import check_backend
 
@@ -185,7 +185,7 @@ def reproduce(args: argparse.Namespace) -> int:
 
 def _on_slurm(args: argparse.Namespace, runs: list, runs_dir: Path):
     """Submit the runs as one job array; with --wait, the failures, else None."""
-    from brainprop.tables.jobs import SlurmOptions, array_id, submit_to_slurm, wait_for_slurm
+    from brainprop.runs.jobs import SlurmOptions, array_id, submit_to_slurm, wait_for_slurm
 
     report = f"python -m brainprop.report {runs_dir}"
     if not runs:

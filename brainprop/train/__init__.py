@@ -5,7 +5,7 @@ is printed per epoch, the per-epoch backup that resuming reads, validation split
 from brainprop.utils.exports import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
-    "TrainingConfig": "config",
+    "TrainingConfig": "trainingconfig",
     "train": "training",
     "evaluate": "training",
     "RunBackup": "resume",

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import keras
 
-from brainprop.nets.architectures import learning_rate_at
+from brainprop.train.schedule import learning_rate_at
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.backend import import_tensorflow
-from brainprop.train.config import TrainingConfig
+from brainprop.train.trainingconfig import TrainingConfig
 from brainprop.train.console import (
     ChanceHint,
     CSVLog,

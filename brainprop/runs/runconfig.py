@@ -22,8 +22,9 @@ from typing import Any, Callable
 from brainprop.data.datasets import DATASETS, dataset_name, dataset_spec, paper_combinations
 from brainprop.data.own import is_path
 from brainprop.model.rules import RULES, get_rule
-from brainprop.nets.architectures import ARCHITECTURES, LR_HALVING_EPOCHS, LR_SCHEDULE
-from brainprop.train.config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA, TrainingConfig
+from brainprop.nets.architectures import ARCHITECTURES
+from brainprop.train.schedule import LR_HALVING_EPOCHS, LR_SCHEDULE
+from brainprop.train.trainingconfig import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA, TrainingConfig
 from brainprop.utils.errors import BrainPropError
 
 LOAD_AND_SAVE = (

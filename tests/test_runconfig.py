@@ -15,7 +15,7 @@ from brainprop.data.datasets import paper_combinations
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES, build_model
 from brainprop.runs.cli import build_parser, configs_from
-from brainprop.runs.config import RunConfig, check_combination, help_of, option, positive
+from brainprop.runs.runconfig import RunConfig, check_combination, help_of, option, positive
 from brainprop.data.datasets import build_dataset
 from brainprop.runs.run import Run, summary
 from brainprop.utils.devices import Placement

@@ -3,7 +3,7 @@
 A run is `main.py`'s command line (`PlannedRun.argv`), the stem its files take and a log file.
 Every run is its own process, started as
 
-    python -m brainprop.tables.jobs CORES ARGV...
+    python -m brainprop.runs.jobs CORES ARGV...
 
 which pins itself to CORES (a comma-separated list, or `-` to keep what it was given)
 before the backend starts, so each backend sizes its thread pools to its share of the
@@ -70,7 +70,7 @@ class PlannedRun:
 
     def command(self, cores: Sequence[int] | None = None) -> list[str]:
         where = ",".join(map(str, cores)) if cores else "-"
-        return [sys.executable, "-u", "-m", "brainprop.tables.jobs", where, *self.main_argv()]
+        return [sys.executable, "-u", "-m", "brainprop.runs.jobs", where, *self.main_argv()]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -600,7 +600,7 @@ def queue_states(job_id: str) -> dict[str, str]:
 
 
 def _child(argv: list[str]) -> int:
-    """`python -m brainprop.tables.jobs CORES ARGV...`: pin to CORES, then main.py ARGV.
+    """`python -m brainprop.runs.jobs CORES ARGV...`: pin to CORES, then main.py ARGV.
 
     Started with SIGINT and SIGTERM held (`signals.held`); one that came while it started
     is noted here and stops the run at its first safe point.  Once main.py has returned,
