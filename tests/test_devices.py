@@ -17,7 +17,9 @@ import pytest
 from keras import ops
 
 from brainprop.utils import devices
-from brainprop.nets.architectures import build_model, compile_model
+from brainprop.model.rules import RULES
+from brainprop.nets.architectures import ARCHITECTURES
+from brainprop.nets.build import build_model, compile_model
 from brainprop.utils.errors import BrainPropError
 from brainprop.data.pipeline import ImageBatches
 from synthetic import SHAPE, bright_rows
@@ -114,8 +116,8 @@ def test_mixed_precision_keeps_output_loss_and_selection_in_float32():
     lines = []
     with devices.placement(mixed_precision=True, say=lines.append) as place:
         keras.utils.set_random_seed(1)
-        model = build_model("dense", "BrainProp", SHAPE, 10)
-        compile_model(model, 0.1)
+        model = build_model(ARCHITECTURES["dense"], RULES["BrainProp"], SHAPE, 10)
+        compile_model(model, RULES["BrainProp"], 0.1)
     assert place.policy == "mixed_float16"
     assert keras.config.dtype_policy().name == "float32"  # restored
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -142,8 +144,8 @@ def test_mixed_precision_learns_as_float32():
         keras.backend.clear_session()
         keras.utils.set_random_seed(1)
         with devices.placement(mixed_precision=mixed, say=lambda line: None):
-            model = build_model("dense", "BrainProp", SHAPE, 10, batch_size=64)
-            compile_model(model, 1.0)
+            model = build_model(ARCHITECTURES["dense"], RULES["BrainProp"], SHAPE, 10, batch_size=64)
+            compile_model(model, RULES["BrainProp"], 1.0)
             history = model.fit(
                 ImageBatches(*train, 64, shuffle=True), validation_data=ImageBatches(*test, 64),
                 epochs=4, shuffle=False, verbose=0,
@@ -206,8 +208,8 @@ needs_gpu = pytest.mark.skipif(not devices.has_accelerator(), reason="no GPU her
 def test_the_gpu_is_where_the_model_computes():
     assert devices.local_devices()[0] == "gpu:0"
     with devices.placement() as place:
-        model = build_model("dense", "BrainProp", SHAPE, 10)
-        compile_model(model, 0.1)
+        model = build_model(ARCHITECTURES["dense"], RULES["BrainProp"], SHAPE, 10)
+        compile_model(model, RULES["BrainProp"], 0.1)
     assert place.devices == ("gpu:0",)
     q = model(bright_rows(8, 0)[0].astype("float32") / 255)
     if keras.backend.backend() == "torch":
