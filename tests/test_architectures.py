@@ -7,13 +7,21 @@ import numpy as np
 import pytest
 
 from brainprop.model.rules import RULES
-from brainprop.nets.architectures import ARCHITECTURES, check_input, weight_sizes
+from brainprop.nets.architectures import (
+    ARCHITECTURES,
+    LAYER_KINDS,
+    Architecture,
+    check_input,
+    smallest_side,
+    weight_sizes,
+)
 from brainprop.nets.build import build_model, compile_model
 from brainprop.data.datasets import paper_combinations
 from brainprop.utils.errors import BrainPropError
 from brainprop.nets.layers import LocallyConnected2D
 from brainprop.model import BrainProp
 from brainprop.nets.weights import weighted_layers
+from brainprop.utils.exports import resolve
 
 BN = lambda c: [(c,), (c,), (c,), (c,)]  # noqa: E731  gamma, beta, moving mean, variance
 
@@ -280,3 +288,32 @@ def test_a_network_too_large_for_one_tensor_is_refused_before_it_is_built():
     with pytest.raises(BrainPropError) as error:
         check_input("loccon", (2048, 2048, 3), 10)
     assert "dense_9" in str(error.value) and "smaller images" in str(error.value)
+
+
+def test_each_architecture_knows_its_name():
+    assert all(arch.name == name for name, arch in ARCHITECTURES.items())
+
+
+def test_every_kind_of_layer_is_declared_once_with_its_shape_and_its_keras_layer():
+    used = {kind for arch in ARCHITECTURES.values() for kind, *_ in arch.layers}
+    assert used <= set(LAYER_KINDS)
+    for kind in LAYER_KINDS.values():
+        assert callable(kind.shape) and callable(resolve(kind.layer))
+
+
+@pytest.mark.parametrize("architecture, side", [("deep", 8), ("loccon", 5), ("conv", 1),
+                                                ("dense", 1)])
+def test_the_smallest_images_are_computed_from_the_layers(architecture, side):
+    assert smallest_side(architecture) == side
+
+
+def test_refusals_name_the_networks_of_the_table(monkeypatch):
+    tiny = Architecture("tiny", (("maxpool", 4), ("flatten",)), 32, 0.1, 0.01, 0.0, "valid")
+    monkeypatch.setitem(ARCHITECTURES, "tiny", tiny)
+    with pytest.raises(BrainPropError) as error:
+        check_input("deep", (4, 4, 1), 10)
+    assert "deep needs at least 8x8, loccon 5x5, tiny 4x4, dense and conv any size" in str(
+        error.value)
+    with pytest.raises(BrainPropError) as error:
+        check_input("loccon", (2048, 2048, 3), 10)
+    assert str(error.value).endswith("use smaller images or another network (tiny)")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from brainprop.utils import devices
+from brainprop.utils import devices, placement
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.nets.build import build_model, compile_model
@@ -99,17 +99,17 @@ def test_distribute_with_one_device_says_so_and_trains_on_it():
 
 def test_batches_that_do_not_split_evenly_are_refused_in_one_line():
     with pytest.raises(BrainPropError, match="batch size 100 is not a multiple of 8"):
-        devices.check_even_split(8, 100, {"training": 1000})
+        placement.check_even_split(8, 100, {"training": 1000})
     with pytest.raises(BrainPropError, match="last batch of the 1001 training images holds 105"):
-        devices.check_even_split(2, 128, {"training": 1001})
-    devices.check_even_split(1, 100, {"training": 1001})  # one device: anything goes
+        placement.check_even_split(2, 128, {"training": 1001})
+    placement.check_even_split(1, 100, {"training": 1001})  # one device: anything goes
 
 
 @pytest.mark.parametrize("replicas", [2, 4, 8, 16])
 def test_the_papers_data_sets_split_evenly_over_up_to_16_devices(replicas):
     sizes = {"MNIST": 60_000, "CIFAR": 50_000, "TinyImageNet": 100_000, "test": 10_000}
     for batch in (128, 32):  # every architecture's batch size
-        devices.check_even_split(replicas, batch, sizes)
+        placement.check_even_split(replicas, batch, sizes)
 
 
 def test_mixed_precision_keeps_output_loss_and_selection_in_float32():

@@ -19,7 +19,7 @@ from brainprop.runs.cli import build_parser, configs_from
 from brainprop.runs.runconfig import RunConfig, check_combination, help_of, option, positive
 from brainprop.data.datasets import build_dataset
 from brainprop.runs.run import Run, summary
-from brainprop.utils.devices import Placement
+from brainprop.utils.placement import Placement
 from brainprop.utils.errors import BrainPropError
 from brainprop.train.training import TrainingResult
 
