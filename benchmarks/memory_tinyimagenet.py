@@ -83,10 +83,10 @@ def write_folder(root: Path, classes: int, per_class: int, seed: int = 0) -> int
 def child(approach: str, data_dir: str, steps: int) -> dict:
     """Run one approach in this (fresh) process; its peaks in MB."""
     sys.path.insert(0, str(ROOT))
-    from brainprop.data.datasets import load_dataset
+    from brainprop.data.datasets import dataset_spec, load_dataset
 
     started = time.perf_counter()
-    data = load_dataset("TinyImageNet", data_dir)
+    data = load_dataset(dataset_spec("TinyImageNet"), data_dir)
     load_seconds = time.perf_counter() - started
     import keras
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainprop.data.datasets import MNIST_IDX_FILES
+from brainprop.data.standard import MNIST_IDX_FILES
 
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 

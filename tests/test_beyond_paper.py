@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainprop.data.datasets import MNIST_IDX_FILES
+from brainprop.data.standard import MNIST_IDX_FILES
 from brainprop.runs.cli import main
 from brainprop.tables import report
-from test_datasets import idx_bytes
+from data_files import idx_bytes
 from test_own import pattern, write_npz
 from test_resume import send_signal_at
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from brainprop.data.datasets import load_dataset
+from brainprop.data.datasets import dataset_spec, load_dataset
 from brainprop.data.extract import main
 from tinyimagenet_files import write_tiny_imagenet, zip_folder
 
@@ -50,7 +50,7 @@ def test_extracts_beside_the_zip_and_the_loader_reads_it(good_zip, tmp_path, cap
     with zipfile.ZipFile(zip_path) as archive:
         files = [n for n in archive.namelist() if not n.endswith("/")]
     assert all((tmp_path / name).is_file() for name in files)
-    data = load_dataset("TinyImageNet", tmp_path)
+    data = load_dataset(dataset_spec("TinyImageNet"), tmp_path)
     assert " ".join(map(str, data.y_test)) == (good_zip.parent / "y_test.txt").read_text()
 
 

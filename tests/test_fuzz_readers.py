@@ -25,7 +25,8 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from brainprop.data.datasets import MNIST_IDX_FILES, load_dataset
+from brainprop.data.datasets import dataset_spec, load_dataset
+from brainprop.data.standard import MNIST_IDX_FILES
 from data_files import idx_bytes, tar_folder, write_cifar10, write_cifar100, write_mnist, \
     write_mnist_idx
 from fuzzing import HOSTILE_NAMES, JSON_VALUES, MARKER, NUMBERS, Reader, byte_damage, \
@@ -105,7 +106,7 @@ MNIST_NPZ = Reader(
     name="mnist.npz",
     prog="main.py",
     write_valid=lambda folder: write_mnist(folder, n_train=3, n_test=2),
-    read=lambda folder: load_dataset("MNIST", folder),
+    read=lambda folder: load_dataset(dataset_spec("MNIST"), folder),
     damage=st.one_of(on_file("mnist.npz", byte_damage()),
                      npz_damage("mnist.npz", ("x_train", "y_train", "x_test", "y_test"))),
 )
@@ -140,7 +141,7 @@ MNIST_IDX = Reader(
     prog="main.py",
     write_valid=lambda folder: write_mnist_idx(folder, gz=(False, True, False, True),
                                                n_train=3, n_test=2),
-    read=lambda folder: load_dataset("MNIST", folder),
+    read=lambda folder: load_dataset(dataset_spec("MNIST"), folder),
     damage=st.one_of(
         on_file(st.sampled_from(IDX_NAMES), byte_damage()),
         idx_header_damage(),
@@ -161,7 +162,7 @@ CIFAR10_FOLDER = Reader(
     name="CIFAR10 folder",
     prog="main.py",
     write_valid=lambda folder: write_cifar10(folder, sizes=(1, 1, 1, 1, 1), n_test=1),
-    read=lambda folder: load_dataset("CIFAR10", folder),
+    read=lambda folder: load_dataset(dataset_spec("CIFAR10"), folder),
     damage=st.one_of(on_file(st.sampled_from(CIFAR10_FILES), byte_damage()),
                      pickle_damage(st.sampled_from(CIFAR10_FILES))),
 )
@@ -206,7 +207,7 @@ CIFAR100_TARBALL = Reader(
     name="CIFAR100 tarball",
     prog="main.py",
     write_valid=write_cifar100_tarball,
-    read=lambda folder: load_dataset("CIFAR100", folder),
+    read=lambda folder: load_dataset(dataset_spec("CIFAR100"), folder),
     damage=st.one_of(on_file(TARBALL, byte_damage()), tarball_damage()),
 )
 
@@ -224,7 +225,7 @@ def write_tiny(folder: Path) -> None:
     """Three classes, one training and one validation image each (8x8), and the cache a
     first load writes."""
     write_tiny_imagenet(folder, n_train=(1, 1, 1), n_val=(1, 1, 1), size=8)
-    load_dataset("TinyImageNet", folder)
+    load_dataset(dataset_spec("TinyImageNet"), folder)
 
 
 def annotation_lines() -> st.SearchStrategy[bytes]:
@@ -299,7 +300,7 @@ TINY_IMAGENET = Reader(
     name="Tiny ImageNet",
     prog="main.py",
     write_valid=write_tiny,
-    read=lambda folder: load_dataset("TinyImageNet", folder),
+    read=lambda folder: load_dataset(dataset_spec("TinyImageNet"), folder),
     damage=st.one_of(writes(ANNOTATIONS, annotation_lines()), on_file(ANNOTATIONS, byte_damage()),
                      image_damage(IMAGES), structure_damage(), cache_damage(CACHE)),
     may_write=(CACHE,),
@@ -310,7 +311,7 @@ CLASS_ORDER = Reader(
     prog="main.py",
     write_valid=lambda folder: (write_tiny(folder),
                                 (folder / "order.txt").write_text("n03\nn01\nn02\n")),
-    read=lambda folder: load_dataset("TinyImageNet", folder, str(folder / "order.txt")),
+    read=lambda folder: load_dataset(dataset_spec("TinyImageNet"), folder, str(folder / "order.txt")),
     damage=st.one_of(writes("order.txt", annotation_lines()),
                      on_file("order.txt", byte_damage())),
 )
@@ -337,7 +338,7 @@ OWN_NPZ_READER = Reader(
     name="own .npz",
     prog="main.py",
     write_valid=write_own_npz,
-    read=lambda folder: load_dataset(str(folder / OWN_NPZ)),
+    read=lambda folder: load_dataset(dataset_spec(str(folder / OWN_NPZ))),
     damage=st.one_of(on_file(OWN_NPZ, byte_damage()),
                      npz_damage(OWN_NPZ, ("x_train", "y_train", "x_test", "y_test")),
                      st.just(single_array)),
@@ -358,7 +359,7 @@ def write_own_folder(folder: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
         Image.fromarray(smooth_image(k, 6)).save(path, format=fmt)
-    load_dataset(str(folder / OWN))
+    load_dataset(dataset_spec(str(folder / OWN)))
 
 
 def own_structure_damage() -> st.SearchStrategy:
@@ -395,7 +396,7 @@ OWN_FOLDER = Reader(
     name="own image folder",
     prog="main.py",
     write_valid=write_own_folder,
-    read=lambda folder: load_dataset(str(folder / OWN)),
+    read=lambda folder: load_dataset(dataset_spec(str(folder / OWN))),
     damage=st.one_of(
         image_damage(OWN_IMAGES),
         own_structure_damage(),

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from brainprop.data import own
-from brainprop.data.datasets import load_dataset
+from brainprop.data.datasets import dataset_spec, load_dataset
 from brainprop.runs.runconfig import RunConfig, dataset_argument
 from brainprop.utils.errors import BrainPropError
 
@@ -72,7 +72,7 @@ def write_npz(path: Path, **override) -> dict:
 
 def error_of(path, **kwargs) -> str:
     with pytest.raises(BrainPropError) as info:
-        load_dataset(str(path), **kwargs)
+        load_dataset(dataset_spec(str(path)), **kwargs)
     message = str(info.value)
     assert message and "\n" not in message
     return message
@@ -83,7 +83,7 @@ def error_of(path, **kwargs) -> str:
 
 def test_npz_of_any_size_and_number_of_classes(tmp_path):
     arrays = write_npz(tmp_path / "shapes.npz")
-    data = load_dataset(str(tmp_path / "shapes.npz"))
+    data = load_dataset(dataset_spec(str(tmp_path / "shapes.npz")))
     assert (data.name, data.n_classes, data.input_shape) == ("shapes", 5, (9, 11, 3))
     for key in ("x_train", "y_train", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(data, key), arrays[key])
@@ -94,7 +94,7 @@ def test_npz_of_any_size_and_number_of_classes(tmp_path):
 def test_npz_grayscale_images_get_one_channel(tmp_path, shape):
     x = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     write_npz(tmp_path / "gray.npz", x_train=x, x_test=x[:3])
-    data = load_dataset(str(tmp_path / "gray.npz"))
+    data = load_dataset(dataset_spec(str(tmp_path / "gray.npz")))
     assert data.input_shape == (9, 11, 1)
     np.testing.assert_array_equal(data.x_train, x.reshape(7, 9, 11, 1))
 
@@ -102,7 +102,7 @@ def test_npz_grayscale_images_get_one_channel(tmp_path, shape):
 def test_npz_integer_images_within_0_to_255_are_taken_as_uint8(tmp_path):
     x = np.arange(7 * 4 * 4).reshape(7, 4, 4).astype(np.int64) % 256
     write_npz(tmp_path / "ints.npz", x_train=x, x_test=x[:3])
-    data = load_dataset(str(tmp_path / "ints.npz"))
+    data = load_dataset(dataset_spec(str(tmp_path / "ints.npz")))
     assert data.x_train.dtype == np.uint8
     np.testing.assert_array_equal(data.x_train[..., 0], x)
 
@@ -170,7 +170,7 @@ def test_truncated_npz(tmp_path, keep):
 
 def test_folder_classes_sorted_and_images_exact(tmp_path):
     expected = write_folder(tmp_path / "bugs")
-    data = load_dataset(str(tmp_path / "bugs"))
+    data = load_dataset(dataset_spec(str(tmp_path / "bugs")))
     assert (data.name, data.classes, data.n_classes) == ("bugs", ("ant", "moth", "zebra"), 3)
     assert data.input_shape == (12, 10, 3)
     for key, value in expected.items():
@@ -179,7 +179,7 @@ def test_folder_classes_sorted_and_images_exact(tmp_path):
 
 def test_folder_of_grayscale_images_keeps_one_channel(tmp_path):
     expected = write_folder(tmp_path / "gray", gray=True)
-    data = load_dataset(str(tmp_path / "gray"))
+    data = load_dataset(dataset_spec(str(tmp_path / "gray")))
     assert data.input_shape == (12, 10, 1)
     np.testing.assert_array_equal(data.x_train, expected["x_train"])
 
@@ -187,7 +187,7 @@ def test_folder_of_grayscale_images_keeps_one_channel(tmp_path):
 @pytest.mark.parametrize("suffix", [".jpg", ".jpeg", ".JPG"])
 def test_folder_of_jpegs(tmp_path, suffix):
     write_folder(tmp_path / "jpegs", suffix=suffix)
-    data = load_dataset(str(tmp_path / "jpegs"))
+    data = load_dataset(dataset_spec(str(tmp_path / "jpegs")))
     assert len(data.y_train) == 9 and len(data.y_test) == 5
 
 
@@ -197,21 +197,21 @@ def test_folder_ignores_hidden_and_other_files_and_test_classes_may_be_missing(t
     (root / "train" / "a" / "notes.txt").write_text("not an image")
     (root / "train" / "a" / ".hidden.png").write_bytes(b"not an image either")
     (root / "train" / ".cache").mkdir()
-    data = load_dataset(str(root))
+    data = load_dataset(dataset_spec(str(root)))
     assert data.classes == ("a", "b") and len(data.y_train) == 4 and list(data.y_test) == [0]
 
 
 def test_folder_is_decoded_once_then_read_from_its_cache(tmp_path, monkeypatch):
     root = tmp_path / "cached"
     write_folder(root)
-    first = load_dataset(str(root))
+    first = load_dataset(dataset_spec(str(root)))
     assert (root / own.CACHE_NAME).is_file()
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
 
     monkeypatch.setattr("brainprop.data.tinyimagenet.decode_images", no_decoding)
-    again = load_dataset(str(root))
+    again = load_dataset(dataset_spec(str(root)))
     np.testing.assert_array_equal(again.x_train, first.x_train)
     assert again.classes == first.classes
 
@@ -219,19 +219,19 @@ def test_folder_is_decoded_once_then_read_from_its_cache(tmp_path, monkeypatch):
 def test_a_changed_folder_is_decoded_again(tmp_path):
     root = tmp_path / "changing"
     write_folder(root)
-    load_dataset(str(root))
+    load_dataset(dataset_spec(str(root)))
     Image.fromarray(pattern(0, 99)).save(root / "train" / "ant" / "new.png")
-    assert len(load_dataset(str(root)).y_train) == 10
+    assert len(load_dataset(dataset_spec(str(root))).y_train) == 10
 
 
 def test_a_cache_with_the_right_fingerprint_but_other_arrays_is_decoded_again(tmp_path):
     root = tmp_path / "planted"
     write_folder(root)
-    first = load_dataset(str(root))
+    first = load_dataset(dataset_spec(str(root)))
     with np.load(root / own.CACHE_NAME) as npz:
         kept = {"version": npz["version"], "fingerprint": npz["fingerprint"]}
     np.savez(root / own.CACHE_NAME, **kept, y_train=np.array([7]))
-    again = load_dataset(str(root))
+    again = load_dataset(dataset_spec(str(root)))
     np.testing.assert_array_equal(again.x_train, first.x_train)
     np.testing.assert_array_equal(again.y_train, first.y_train)
 
@@ -312,10 +312,10 @@ def test_folder_with_an_unreadable_image(tmp_path, damage):
 def test_a_stale_or_damaged_cache_is_never_trusted(tmp_path):
     root = tmp_path / "damaged"
     expected = write_folder(root)
-    load_dataset(str(root))
+    load_dataset(dataset_spec(str(root)))
     cache = root / own.CACHE_NAME
     cache.write_bytes(cache.read_bytes()[:100])
-    data = load_dataset(str(root))
+    data = load_dataset(dataset_spec(str(root)))
     np.testing.assert_array_equal(data.x_train, expected["x_train"])
     with zipfile.ZipFile(cache) as z:  # written again, whole
         assert z.testzip() is None
@@ -336,13 +336,6 @@ def test_the_current_folder_is_named_after_itself(tmp_path, monkeypatch):
     (tmp_path / "shelf").mkdir()
     monkeypatch.chdir(tmp_path / "shelf")
     assert own.path_name(".") == "shelf"
-
-
-@pytest.mark.parametrize("text", ["mnist.npz", "some/Cifar10", "TINYIMAGENET/"])
-def test_a_path_named_like_a_declared_data_set_is_refused(text):
-    with pytest.raises(BrainPropError) as info:
-        own.path_name(text)
-    assert "rename" in str(info.value)
 
 
 def test_run_names_of_a_path_use_its_name(tmp_path):

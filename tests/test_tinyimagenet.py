@@ -8,7 +8,7 @@ from PIL import Image
 
 from brainprop.data import imagecache, tinyimagenet
 from brainprop.runs.cli import main
-from brainprop.data.datasets import load_dataset
+from brainprop.data.datasets import dataset_spec, load_dataset
 from brainprop.utils.errors import BrainPropError
 from tinyimagenet_files import WNIDS, save_jpeg, smooth_image, write_tiny_imagenet
 
@@ -33,7 +33,7 @@ def count_decodes(monkeypatch) -> list:
 
 def error_of(data_dir) -> str:
     with pytest.raises(BrainPropError) as info:
-        load_dataset("TinyImageNet", data_dir)
+        load_dataset(dataset_spec("TinyImageNet"), data_dir)
     message = str(info.value)
     assert message and "\n" not in message
     return message
@@ -51,7 +51,7 @@ def check_images(actual: np.ndarray, written: np.ndarray) -> None:
 @pytest.mark.backend_independent
 def test_labels_follow_sorted_wnids_and_annotations(tiny):
     root, expected = tiny
-    data = load_dataset("TinyImageNet", root)
+    data = load_dataset(dataset_spec("TinyImageNet"), root)
     assert data.name == "TinyImageNet" and data.n_classes == len(WNIDS) == 3
     assert data.input_shape == (64, 64, 3)
     np.testing.assert_array_equal(data.y_train, [0, 0, 0, 0, 1, 1, 1, 2, 2])
@@ -68,7 +68,7 @@ def test_labels_follow_sorted_wnids_and_annotations(tiny):
 @pytest.mark.backend_independent
 def test_grayscale_images_become_three_equal_channels(tiny):
     root, _ = tiny
-    data = load_dataset("TinyImageNet", root)
+    data = load_dataset(dataset_spec("TinyImageNet"), root)
     gray = Image.open(root / "tiny-imagenet-200/train/n01/images/n01_2.JPEG")
     assert gray.mode == "L"
     pixels = data.x_train[2]  # n01 is class 0; its third image (seed 3) is gray
@@ -80,15 +80,15 @@ def test_grayscale_images_become_three_equal_channels(tiny):
 def test_current_directory_and_the_folder_itself(tiny, monkeypatch):
     root, expected = tiny
     monkeypatch.chdir(root)
-    assert load_dataset("TinyImageNet").y_test.tolist() == expected["y_test"].tolist()
-    from_folder = load_dataset("TinyImageNet", root / "tiny-imagenet-200")
+    assert load_dataset(dataset_spec("TinyImageNet")).y_test.tolist() == expected["y_test"].tolist()
+    from_folder = load_dataset(dataset_spec("TinyImageNet"), root / "tiny-imagenet-200")
     assert from_folder.y_train.tolist() == expected["y_train"].tolist()
 
 
 @pytest.mark.backend_independent
 def test_counts_and_size_are_read_from_the_data(tmp_path):
     write_tiny_imagenet(tmp_path, n_train=(1, 5, 2), n_val=(3, 0, 1), size=32)
-    data = load_dataset("TinyImageNet", tmp_path)
+    data = load_dataset(dataset_spec("TinyImageNet"), tmp_path)
     assert data.input_shape == (32, 32, 3) and data.n_classes == 3
     assert len(data.x_train) == 8 and len(data.x_test) == 4
     assert np.bincount(data.y_train).tolist() == [2, 1, 5]
@@ -100,10 +100,10 @@ def test_counts_and_size_are_read_from_the_data(tmp_path):
 @pytest.mark.backend_independent
 def test_second_load_reads_the_cache(tiny, monkeypatch):
     root, _ = tiny
-    first = load_dataset("TinyImageNet", root)
+    first = load_dataset(dataset_spec("TinyImageNet"), root)
     assert (root / "tiny-imagenet-200" / tinyimagenet.CACHE_NAME).is_file()
     forbid_decoding(monkeypatch)
-    second = load_dataset("TinyImageNet", root)
+    second = load_dataset(dataset_spec("TinyImageNet"), root)
     for key in ("x_train", "y_train", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(second, key), getattr(first, key))
     assert second.x_train.dtype == np.uint8 and second.n_classes == 3
@@ -115,7 +115,7 @@ def test_second_load_reads_the_cache(tiny, monkeypatch):
 def test_changed_folder_invalidates_the_cache(tiny, monkeypatch, change):
     root, _ = tiny
     folder = root / "tiny-imagenet-200"
-    load_dataset("TinyImageNet", root)
+    load_dataset(dataset_spec("TinyImageNet"), root)
     n01 = folder / "train" / "n01" / "images"
     annotations = folder / "val" / "val_annotations.txt"
     if change == "add":
@@ -127,39 +127,39 @@ def test_changed_folder_invalidates_the_cache(tiny, monkeypatch, change):
     else:
         annotations.write_text(annotations.read_text().replace("\tn02\t", "\tn03\t", 1))
     calls = count_decodes(monkeypatch)
-    data = load_dataset("TinyImageNet", root)
+    data = load_dataset(dataset_spec("TinyImageNet"), root)
     assert calls == [1]
     expected_train = {"add": 10, "remove": 8}.get(change, 9)
     assert len(data.x_train) == expected_train
     if change == "rewrite":
         assert data.x_train[1].max() < 10
     forbid_decoding(monkeypatch)
-    load_dataset("TinyImageNet", root)  # rewritten, so the next load hits it again
+    load_dataset(dataset_spec("TinyImageNet"), root)  # rewritten, so the next load hits it again
 
 
 @pytest.mark.backend_independent
 def test_cache_of_another_version_or_truncated_is_rebuilt(tiny, monkeypatch):
     root, _ = tiny
     cache = root / "tiny-imagenet-200" / tinyimagenet.CACHE_NAME
-    load_dataset("TinyImageNet", root)
+    load_dataset(dataset_spec("TinyImageNet"), root)
     monkeypatch.setattr(imagecache, "CACHE_VERSION", imagecache.CACHE_VERSION + 1)
     calls = count_decodes(monkeypatch)
-    load_dataset("TinyImageNet", root)
+    load_dataset(dataset_spec("TinyImageNet"), root)
     assert calls == [1]
     cache.write_bytes(cache.read_bytes()[:1000])
-    assert len(load_dataset("TinyImageNet", root).x_train) == 9 and calls == [1, 1]
+    assert len(load_dataset(dataset_spec("TinyImageNet"), root).x_train) == 9 and calls == [1, 1]
 
 
 @pytest.mark.backend_independent
 def test_cache_with_the_right_fingerprint_but_other_arrays_is_rebuilt(tiny, monkeypatch):
     root, expected = tiny
-    first = load_dataset("TinyImageNet", root)
+    first = load_dataset(dataset_spec("TinyImageNet"), root)
     cache = root / "tiny-imagenet-200" / tinyimagenet.CACHE_NAME
     with np.load(cache) as npz:
         kept = {"version": npz["version"], "fingerprint": npz["fingerprint"]}
     np.savez(cache, **kept, x_train=np.zeros((1, 2, 2, 3), np.uint8), y_train=np.array([99]))
     calls = count_decodes(monkeypatch)
-    again = load_dataset("TinyImageNet", root)
+    again = load_dataset(dataset_spec("TinyImageNet"), root)
     assert calls == [1]
     np.testing.assert_array_equal(again.x_train, first.x_train)
     np.testing.assert_array_equal(again.y_test, first.y_test)
@@ -182,7 +182,7 @@ def test_unwritable_cache_warns_and_still_loads(tiny, monkeypatch, capsys):
         raise PermissionError("read-only file system")
 
     monkeypatch.setattr(np, "savez", refuse)
-    assert len(load_dataset("TinyImageNet", root).x_test) == 5
+    assert len(load_dataset(dataset_spec("TinyImageNet"), root).x_test) == 5
     assert "could not write the cache" in capsys.readouterr().err
     assert sorted(p.name for p in (root / "tiny-imagenet-200").iterdir()) == [
         "test", "train", "val", "wnids.txt", "words.txt"]
@@ -299,16 +299,16 @@ def test_class_order_file_renumbers_the_labels_only(tiny, monkeypatch):
     root, expected = tiny
     order = root / "order.txt"
     order.write_text("n03\nn01\n\nn02\n")  # blank lines are ignored
-    sorted_data = load_dataset("TinyImageNet", root)
+    sorted_data = load_dataset(dataset_spec("TinyImageNet"), root)
     assert sorted_data.classes == ("n01", "n02", "n03")
     forbid_decoding(monkeypatch)  # the cache serves every order
-    data = load_dataset("TinyImageNet", root, class_order=str(order))
+    data = load_dataset(dataset_spec("TinyImageNet"), root, class_order=str(order))
     assert data.classes == ("n03", "n01", "n02") and data.n_classes == 3
     unit = np.array([1, 2, 0])  # sorted position -> line of the file
     np.testing.assert_array_equal(data.y_train, unit[expected["y_train"]])
     np.testing.assert_array_equal(data.y_test, unit[expected["y_test"]])
     np.testing.assert_array_equal(data.x_train, sorted_data.x_train)
-    assert load_dataset("TinyImageNet", root, class_order="sorted").classes == ("n01", "n02", "n03")
+    assert load_dataset(dataset_spec("TinyImageNet"), root, class_order="sorted").classes == ("n01", "n02", "n03")
 
 
 @pytest.mark.backend_independent
@@ -320,7 +320,7 @@ def test_listdir_order_is_the_file_systems(tiny, monkeypatch):
     real_listdir = tinyimagenet.os.listdir
     listing = {str(train): [".hidden", "n02", "notes.txt", "n03", "n01"]}
     monkeypatch.setattr(tinyimagenet.os, "listdir", lambda p: listing.get(str(p)) or real_listdir(p))
-    data = load_dataset("TinyImageNet", root, class_order="listdir")
+    data = load_dataset(dataset_spec("TinyImageNet"), root, class_order="listdir")
     assert data.classes == ("n02", "n03", "n01")
     np.testing.assert_array_equal(data.y_train, np.array([2, 0, 1])[expected["y_train"]])
 
@@ -339,7 +339,7 @@ def test_bad_class_order_file_is_refused_before_decoding(tiny, monkeypatch, cont
     (root / "order.txt").write_text(content)
     forbid_decoding(monkeypatch)
     with pytest.raises(BrainPropError) as info:
-        load_dataset("TinyImageNet", root, class_order=str(root / "order.txt"))
+        load_dataset(dataset_spec("TinyImageNet"), root, class_order=str(root / "order.txt"))
     message = str(info.value)
     assert "\n" not in message and words in message and "each of the 3 wnids" in message
 
@@ -348,6 +348,6 @@ def test_bad_class_order_file_is_refused_before_decoding(tiny, monkeypatch, cont
 def test_missing_class_order_file_and_other_datasets_are_refused(tiny):
     root, _ = tiny
     with pytest.raises(BrainPropError, match="no such file; give sorted, listdir or a file"):
-        load_dataset("TinyImageNet", root, class_order=str(root / "nowhere.txt"))
+        load_dataset(dataset_spec("TinyImageNet"), root, class_order=str(root / "nowhere.txt"))
     with pytest.raises(BrainPropError, match="--class-order numbers the classes of TinyImageNet only"):
-        load_dataset("MNIST", root, class_order="listdir")
+        load_dataset(dataset_spec("MNIST"), root, class_order="listdir")

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brainprop.data.datasets import DATASETS, DatasetSpec, Read, register_dataset
+from brainprop.data.checks import Read
+from brainprop.data.datasets import DATASETS, DatasetSpec, register_dataset
 from brainprop.runs.cli import build_parser, main
 
 pytestmark = pytest.mark.backend_independent

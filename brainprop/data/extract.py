@@ -18,10 +18,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from brainprop.data.tinyimagenet import ANNOTATIONS, FOLDER, URL, ZIP_NAME
 from brainprop.utils.atomic import partial_path
 from brainprop.utils.errors import BrainPropError, Parser, run_command
 from brainprop.utils.locks import LockHeld, exclusive
-from brainprop.data.tinyimagenet import ANNOTATIONS, FOLDER, URL, ZIP_NAME
 
 
 def extract_tinyimagenet(zip_path: str | os.PathLike) -> tuple[Path, bool]:

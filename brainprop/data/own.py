@@ -30,13 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brainprop.data.datasets import (
-    DATASETS,
-    DatasetSpec,
-    Read,
-    _check_labels,
-    _reading,
-)
+from brainprop.data import tinyimagenet
+from brainprop.data.checks import Read, check_labels, reading
 from brainprop.data.imagecache import fingerprint, holds_images, load_cache, save_cache
 from brainprop.utils.errors import BrainPropError
 
@@ -53,41 +48,10 @@ def is_path(text: str) -> bool:
 
 def path_name(text: str) -> str:
     """The name of the data set at path `text`: the file's stem or the folder's name,
-    with every character other than letters, digits, `.`, `_` and `-` made `-`.
-
-    BrainPropError if that is the name of a declared data set (`mnist.npz`): the run's
-    files and the report would take it for that data set.
-    """
+    with every character other than letters, digits, `.`, `_` and `-` made `-`."""
     path = Path(text)
     stem = (path.stem if path.suffix == ".npz" else Path(os.path.abspath(path)).name)
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).lstrip(".-") or "data"
-    taken = {declared.lower(): declared for declared in DATASETS}
-    if name.lower() in taken:
-        raise BrainPropError(
-            f"{text} would be called {name}, the name of the declared data set "
-            f"{taken[name.lower()]}: rename the file or folder (or run {taken[name.lower()]} "
-            "by its name)"
-        )
-    return name
-
-
-def own_dataset(text: str) -> DatasetSpec:
-    """The declaration of the .npz file or the image folder at path `text`."""
-    path = Path(text)
-    if path.is_dir():
-        return DatasetSpec(path_name(text), LAYOUT, lambda folder, order: read_folder(path))
-    if path.is_file():
-        if path.suffix != ".npz":
-            raise BrainPropError(
-                f"{text} is a file but not an .npz: give an .npz of {', '.join(NPZ_KEYS)} "
-                f"or a folder of {LAYOUT}"
-            )
-        return DatasetSpec(path_name(text), ", ".join(NPZ_KEYS),
-                           lambda folder, order: read_npz(path))
-    raise BrainPropError(
-        f"{text}: no such file or folder; give a declared data set ({', '.join(DATASETS)}), "
-        "an .npz or an image folder"
-    )
+    return re.sub(r"[^A-Za-z0-9._-]", "-", stem).lstrip(".-") or "data"
 
 
 # --- an .npz of four arrays ----------------------------------------------------------------
@@ -95,7 +59,7 @@ def own_dataset(text: str) -> DatasetSpec:
 
 def read_npz(path: Path) -> Read:
     """The four arrays of an .npz, checked (their classes are counted by `check_classes`)."""
-    with _reading(path.name):
+    with reading(path.name):
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise BrainPropError(
@@ -157,7 +121,7 @@ def _labels(labels: np.ndarray, n_images: int, what: str) -> np.ndarray:
             f"{what} has negative values (the lowest is {array.min()}); number the classes "
             "0, 1, 2, ..."
         )
-    return _check_labels(array, n_images, np.iinfo(np.int32).max, what)
+    return check_labels(array, n_images, np.iinfo(np.int32).max, what)
 
 
 def check_classes(y_train: np.ndarray, y_test: np.ndarray, source: str) -> int:
@@ -194,10 +158,8 @@ def read_folder(root: Path) -> Read:
     if arrays is not None and not holds_images(arrays, y_train, y_test):
         arrays = None
     if arrays is None:
-        from brainprop.data.tinyimagenet import decode_images  # Pillow, only when needed
-
         print(f"Decoding {len(paths)} images of {root} once; they are cached in {cache}")
-        images = decode_images(paths, remedy="replace or remove that file")
+        images = tinyimagenet.decode_images(paths, remedy="replace or remove that file")
         if _gray(images):
             images = np.ascontiguousarray(images[..., :1])
         arrays = {"x_train": images[: len(train)], "y_train": y_train,

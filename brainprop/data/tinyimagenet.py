@@ -24,8 +24,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from brainprop.utils.errors import BrainPropError, one_line
+from brainprop.data.checks import Read
 from brainprop.data.imagecache import fingerprint, holds_images, load_cache, save_cache
+from brainprop.utils.errors import BrainPropError, one_line
 
 FOLDER = "tiny-imagenet-200"
 ZIP_NAME = "tiny-imagenet-200.zip"
@@ -64,13 +65,11 @@ def find_folder(data_dir: str | os.PathLike | None) -> Path:
     )
 
 
-def read_tinyimagenet(
-    data_dir: str | os.PathLike | None, class_order: str = "sorted"
-) -> tuple[tuple, list[str], str]:
-    """((x_train, y_train, x_test, y_test), classes, folder), from the cache if it matches.
+def read_tinyimagenet(data_dir: str | os.PathLike | None, class_order: str = "sorted") -> Read:
+    """The four arrays, the classes and the folder read, from the cache if it matches.
 
-    `classes` are the wnids in output-unit order, chosen by `class_order` (see
-    `class_order`); label k is `classes[k]`.  The images and the cache do not depend
+    The classes are the wnids in output-unit order, chosen by `class_order` (see
+    `ordered_classes`); label k is `classes[k]`.  The images and the cache do not depend
     on the order: only the labels are renumbered.
     """
     folder = find_folder(data_dir)
@@ -96,7 +95,7 @@ def read_tinyimagenet(
     # Sorted position -> output unit.
     unit = np.array([classes.index(wnid) for wnid in listing.classes], np.int32)
     splits = (arrays["x_train"], unit[arrays["y_train"]], arrays["x_test"], unit[arrays["y_test"]])
-    return splits, classes, str(folder)
+    return Read(splits, tuple(classes), str(folder))
 
 
 def ordered_classes(folder: Path, wnids: list[str], class_order: str) -> list[str]:

@@ -135,7 +135,7 @@ def default_output(weights: Path) -> Path:
 
 def recover_and_write(args: argparse.Namespace) -> RecoveredOrder:
     """Recover the class order of `args.weights`, write it, and say how to evaluate with it."""
-    from brainprop.data.datasets import load_dataset
+    from brainprop.data.datasets import dataset_spec, load_dataset
     from brainprop.nets.weights import check_weight_file
 
     weights = check_weight_file(args.weights)
@@ -144,7 +144,7 @@ def recover_and_write(args: argparse.Namespace) -> RecoveredOrder:
         raise BrainPropError(f"{output} exists and is never overwritten: pass another --output")
     if not output.parent.is_dir():
         raise BrainPropError(f"cannot write {output}: {output.parent} is not a folder")
-    data = load_dataset(DATASET, args.data_dir)  # labels in sorted wnid order
+    data = load_dataset(dataset_spec(DATASET), args.data_dir)  # labels in sorted wnid order
     if args.per_class:
         keep = first_per_class(data.y_train, args.per_class)
         data = dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])

@@ -67,9 +67,9 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
         if first.resume:
             _check_resumable(configs, output_dir)
 
-    from brainprop.data.datasets import load_dataset
+    from brainprop.data.datasets import dataset_spec, load_dataset
 
-    data = load_dataset(first.dataset, first.data_dir, first.class_order)
+    data = load_dataset(dataset_spec(first.dataset), first.data_dir, first.class_order)
     from brainprop.nets.architectures import check_input
 
     check_input(first.architecture, data.input_shape, data.n_classes)  # before any training

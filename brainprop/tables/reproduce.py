@@ -87,11 +87,11 @@ def _check_executor(args: argparse.Namespace) -> list[str]:
 
 def check_data(datasets: list[str], data_dir: str | None) -> None:
     """Read every data set the runs need, once, before the first run starts."""
-    from brainprop.data.datasets import load_dataset
+    from brainprop.data.datasets import dataset_spec, load_dataset
 
     for dataset in dict.fromkeys(datasets):
         print(f"[reproduce] checking {dataset}", flush=True)
-        load_dataset(dataset, data_dir)
+        load_dataset(dataset_spec(dataset), data_dir)
 
 
 def child_config(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path) -> RunConfig:
