@@ -11,6 +11,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from brainprop.utils.backend import import_tensorflow
+from brainprop.utils.compat import OnePassAtATime
 from brainprop.utils.errors import BrainPropError
 
 # Batches made ahead of the step that takes them: one in use, one ready.
@@ -107,13 +109,9 @@ def fit_input(batches: ImageBatches):
     `brainprop.utils.compat.OnePassAtATime`; on JAX: `batches`.
     """
     if keras.backend.backend() == "torch":
-        from brainprop.utils.compat import OnePassAtATime
-
         return OnePassAtATime(batches)
     if keras.backend.backend() != "tensorflow":
         return batches
-    from brainprop.utils.backend import import_tensorflow
-
     tf = import_tensorflow()
 
     def start_pass():
