@@ -94,7 +94,7 @@ def test_tensorboard_gets_every_epoch_number_each_class_and_the_learning_rate(tm
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (64, 28, 28, 1)).astype("uint8")
     y = np.arange(64) % 10
-    data = build_dataset("MNIST", x, y, x[:30], y[:30], n_classes=10, source="test")
+    data = build_dataset("MNIST", (x, y, x[:30], y[:30]), n_classes=10, source="test")
     rule = RULES["BrainProp"]
     model = compile_model(build_model(ARCHITECTURES["dense"], rule, (28, 28, 1), 10), rule, 0.1)
     result = train(model, data, TrainingConfig(batch_size=16, learning_rate=0.1, epochs=2),

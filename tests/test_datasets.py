@@ -145,7 +145,7 @@ def test_download_failure_cifar_multiline_error(monkeypatch, name, module, files
 
 def test_build_dataset_checks():
     x, y = np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 1])
-    data = build_dataset("X", x, y, x, y, n_classes=2, source="src")
+    data = build_dataset("X", (x, y, x, y), n_classes=2, source="src")
     assert data.input_shape == (4, 4, 3) and data.y_train.dtype == np.int32
     bad = [
         ((np.zeros((2, 4, 4), np.uint8), y, x, y), "shape"),
@@ -155,4 +155,4 @@ def test_build_dataset_checks():
     ]
     for arrays, words in bad:
         with pytest.raises(BrainPropError, match=words):
-            build_dataset("X", *arrays, n_classes=2, source="src")
+            build_dataset("X", arrays, n_classes=2, source="src")

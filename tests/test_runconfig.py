@@ -109,7 +109,7 @@ def test_summary_hyperparameters_and_resume_command_come_from_the_config():
     config = RunConfig("MNIST", "loccon", "BrainProp", save=True, epochs=7, patience=3,
                        learning_rate=0.05, data_dir="my data", seed=4)
     x = np.zeros((4, 28, 28, 1), np.uint8)
-    data = build_dataset("MNIST", x, np.arange(4) % 2, x[:2], np.arange(2), n_classes=10,
+    data = build_dataset("MNIST", (x, np.arange(4) % 2, x[:2], np.arange(2)), n_classes=10,
                          source="test")
     model = build_model(ARCHITECTURES["loccon"], RULES["BrainProp"], data.input_shape, 10)
     result = TrainingResult({}, [1.0], 1, 0.5, "max_epochs")

@@ -15,7 +15,7 @@ def _data(n_train=50):
     x = np.zeros((n_train, 4, 4, 1), np.uint8)
     x[:, 0, 0, 0] = np.arange(n_train)
     y = np.arange(n_train) % 3
-    return build_dataset("MNIST", x, y, x[:5], y[:5], n_classes=3, source="test")
+    return build_dataset("MNIST", (x, y, x[:5], y[:5]), n_classes=3, source="test")
 
 
 @pytest.mark.backend_independent

@@ -129,11 +129,16 @@ def dataset_spec(text: str) -> DatasetSpec:
     anything else."""
     if text in DATASETS:
         return DATASETS[text]
-    if not own.is_path(text):
-        raise BrainPropError(
-            f"unknown dataset {text!r}; known datasets: {', '.join(DATASETS)}, or the path of "
-            "an .npz or of an image folder"
-        )
+    if own.is_path(text):
+        return _own_dataset(text)
+    raise BrainPropError(
+        f"unknown dataset {text!r}; known datasets: {', '.join(DATASETS)}, or the path of "
+        "an .npz or of an image folder"
+    )
+
+
+def _own_dataset(text: str) -> DatasetSpec:
+    """The declaration of the .npz file or the image folder at path `text`."""
     path = Path(text)
     if path.is_dir():
         return DatasetSpec(_path_name(text), own.LAYOUT, lambda folder, order: own.read_folder(path),
@@ -222,7 +227,7 @@ def load_dataset(
         len(read.classes) if read.classes is not None else None)
     if n_classes is None:  # an .npz: counted from the labels
         n_classes = own.check_classes(read.splits[1], read.splits[3], source)
-    data = build_dataset(spec.name, *read.splits, n_classes=n_classes, source=source)
+    data = build_dataset(spec.name, read.splits, n_classes=n_classes, source=source)
     return dataclasses.replace(data, classes=read.classes)
 
 
@@ -252,20 +257,13 @@ def _download(spec: DatasetSpec) -> Splits:
         ) from exc
 
 
-def build_dataset(
-    name: str,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    n_classes: int,
-    source: str,
-) -> Dataset:
-    """Check the four arrays (`source` names them in errors) and make a Dataset.
+def build_dataset(name: str, splits: Splits, n_classes: int, source: str) -> Dataset:
+    """Check the four arrays `splits` (`source` names them in errors) and make a Dataset.
 
     Images must be uint8 (N, H, W, C), both splits with the same image shape and at
     least one image; labels integers in [0, n_classes), one per image.
     """
+    x_train, y_train, x_test, y_test = splits
     for split, images in (("training", x_train), ("test", x_test)):
         check_images(images, (None, None, None, None), f"{source}: {split} images")
         if len(images) == 0:
