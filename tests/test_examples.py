@@ -35,6 +35,14 @@ def test_each_example_is_under_30_lines_of_code(name):
     assert code_lines(EXAMPLES / f"{name}.py") < 30
 
 
+@pytest.mark.parametrize("name", ["skip_connection", "convert_classifier"])
+def test_each_example_imports_brainprop_before_keras(name):
+    tree = ast.parse((EXAMPLES / f"{name}.py").read_text())
+    imported = [alias.name for node in tree.body if isinstance(node, ast.Import)
+                for alias in node.names]
+    assert imported.index("brainprop") < imported.index("keras")
+
+
 def test_skip_connection_example_learns_the_classes_and_draws_their_discovery(tmp_path):
     script = example("skip_connection")
     history = script["main"](epochs=10, plot=str(tmp_path / "classes.png"))
