@@ -51,7 +51,9 @@ def child(mode: str, architecture: str, images: int, epochs: int, out: str) -> N
     import keras
     import numpy as np
 
-    from brainprop.nets.architectures import ARCHITECTURES, build_model, compile_model
+    from brainprop.model.rules import RULES
+    from brainprop.nets.architectures import ARCHITECTURES
+    from brainprop.nets.build import build_model, compile_model
     from brainprop.utils.devices import placement
     from brainprop.data.pipeline import ImageBatches
     from brainprop.train.training import EpochTimer
@@ -67,8 +69,8 @@ def child(mode: str, architecture: str, images: int, epochs: int, out: str) -> N
     )
     keras.utils.set_random_seed(1)
     with placement(distribute=mode == "two", say=common.progress) as place:
-        model = build_model(architecture, "BrainProp", shape, common.N_CLASSES)
-        compile_model(model, arch.learning_rate)
+        model = build_model(ARCHITECTURES[architecture], RULES["BrainProp"], shape, common.N_CLASSES)
+        compile_model(model, RULES["BrainProp"], arch.learning_rate)
         timer = EpochTimer()
         model.fit(data, epochs=epochs, callbacks=[timer], shuffle=False, verbose=0)
     Path(out).write_text(json.dumps({"replicas": place.replicas, "seconds": timer.seconds}))

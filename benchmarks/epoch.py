@@ -106,7 +106,9 @@ def measure(architecture: str, policy: str, jit: str, images: int, epochs: int,
     trains it (the policy set while the model is built, as `--mixed-precision` does)."""
     import keras
 
-    from brainprop.nets.architectures import ARCHITECTURES, build_model, compile_model
+    from brainprop.model.rules import RULES
+    from brainprop.nets.architectures import ARCHITECTURES
+    from brainprop.nets.build import build_model, compile_model
     from brainprop.data.pipeline import ImageBatches, fit_input
     from brainprop.train.training import EpochTimer
 
@@ -117,8 +119,9 @@ def measure(architecture: str, policy: str, jit: str, images: int, epochs: int,
     keras.config.set_dtype_policy(policy)
     try:
         keras.utils.set_random_seed(1)
-        model = build_model(architecture, "BrainProp", shape, common.N_CLASSES, batch_size=batch)
-        compile_model(model, arch.learning_rate, jit_compile=JIT_CHOICES[jit])
+        model = build_model(ARCHITECTURES[architecture], RULES["BrainProp"], shape, common.N_CLASSES,
+                            batch_size=batch)
+        compile_model(model, RULES["BrainProp"], arch.learning_rate, jit_compile=JIT_CHOICES[jit])
     finally:
         keras.config.set_dtype_policy("float32")
     rng = np.random.default_rng(0)

@@ -90,7 +90,9 @@ def child(approach: str, data_dir: str, steps: int) -> dict:
     load_seconds = time.perf_counter() - started
     import keras
 
-    from brainprop.nets.architectures import build_model, compile_model
+    from brainprop.model.rules import RULES
+    from brainprop.nets.architectures import ARCHITECTURES
+    from brainprop.nets.build import build_model, compile_model
     from brainprop.data.pipeline import ImageBatches
 
     keras.utils.set_random_seed(1)
@@ -99,8 +101,9 @@ def child(approach: str, data_dir: str, steps: int) -> dict:
         del data
         x_train, x_test = x_train / 255.0, x_test / 255.0  # float64, the uint8 arrays freed
     after_load = peak_rss_mb()
-    model = build_model("deep", "BrainProp", x_train.shape[1:], int(y_train.max()) + 1, seed=1)
-    compile_model(model, 0.1)
+    model = build_model(ARCHITECTURES["deep"], RULES["BrainProp"], x_train.shape[1:],
+                        int(y_train.max()) + 1, seed=1)
+    compile_model(model, RULES["BrainProp"], 0.1)
     if approach == "original":
         model.fit(x_train, y_train, batch_size=128, epochs=1, steps_per_epoch=steps,
                   validation_data=(x_test, y_test), validation_steps=2, verbose=0)

@@ -99,7 +99,8 @@ def child(contender: str, architecture: str, steps: int) -> list[float]:
     import numpy as np
 
     from brainprop.nets.architectures import ARCHITECTURES as SPECS
-    from brainprop.nets.architectures import build_model, compile_model
+    from brainprop.model.rules import RULES
+    from brainprop.nets.build import build_model, compile_model
 
     shape, batch = common.INPUT_SHAPES[architecture], SPECS[architecture].batch_size
     x, y = common.synthetic_batch(shape, batch)
@@ -117,8 +118,8 @@ def child(contender: str, architecture: str, steps: int) -> list[float]:
             optimizer.step()
     else:
         keras.utils.set_random_seed(1)
-        model = build_model(architecture, "EBP", shape, common.N_CLASSES)
-        model = compile_model(model, SPECS[architecture].learning_rate, "auto")
+        model = build_model(SPECS[architecture], RULES["EBP"], shape, common.N_CLASSES)
+        model = compile_model(model, RULES["EBP"], SPECS[architecture].learning_rate)
 
         def step():
             model.train_on_batch(x, y)

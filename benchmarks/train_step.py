@@ -18,13 +18,14 @@ import common
 def build(architecture: str, algorithm: str, jit_compile: bool):
     import keras
 
-    from brainprop.nets.architectures import ARCHITECTURES, build_model, compile_model
+    from brainprop.model.rules import RULES
+    from brainprop.nets.architectures import ARCHITECTURES
+    from brainprop.nets.build import build_model, compile_model
 
     keras.utils.set_random_seed(1)
-    model = build_model(
-        architecture, algorithm, common.INPUT_SHAPES[architecture], common.N_CLASSES
-    )
-    return compile_model(model, ARCHITECTURES[architecture].learning_rate, jit_compile)
+    arch, rule = ARCHITECTURES[architecture], RULES[algorithm]
+    model = build_model(arch, rule, common.INPUT_SHAPES[architecture], common.N_CLASSES)
+    return compile_model(model, rule, arch.learning_rate, jit_compile=jit_compile)
 
 
 def measure(architecture: str, steps: int, warmup: int, batch: int | None) -> dict:

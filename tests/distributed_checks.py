@@ -39,7 +39,9 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from brainprop.utils import devices  # noqa: E402
-from brainprop.nets.architectures import build_model, compile_model  # noqa: E402
+from brainprop.model.rules import RULES  # noqa: E402
+from brainprop.nets.architectures import ARCHITECTURES  # noqa: E402
+from brainprop.nets.build import build_model, compile_model  # noqa: E402
 from brainprop.model import select_action  # noqa: E402
 from brainprop.data.pipeline import ImageBatches  # noqa: E402
 from synthetic import SHAPE, bright_rows  # noqa: E402
@@ -58,10 +60,11 @@ def train(distribute: bool, algorithm: str, epochs: int, epsilon: float | None =
     keras.backend.clear_session()
     keras.utils.set_random_seed(1)
     with devices.placement(distribute=distribute, say=lambda line: None) as place:
-        model = build_model("dense", algorithm, SHAPE, CLASSES, seed=1, batch_size=BATCH)
+        model = build_model(ARCHITECTURES["dense"], RULES[algorithm], SHAPE, CLASSES, seed=1,
+                            batch_size=BATCH)
         if epsilon is not None:
             model.epsilon = epsilon
-        compile_model(model, learning_rate)
+        compile_model(model, RULES[algorithm], learning_rate)
         history = model.fit(
             ImageBatches(*TRAIN, BATCH, shuffle=True, seed=1),
             validation_data=ImageBatches(*TEST, BATCH),

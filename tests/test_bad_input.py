@@ -9,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brainprop.nets.architectures import build_model
+from brainprop.model.rules import RULES
+from brainprop.nets.architectures import ARCHITECTURES
+from brainprop.nets.build import build_model
 from brainprop.runs.cli import main
 from test_cli import write_learnable_mnist
 
@@ -77,25 +79,29 @@ def test_weight_file_that_is_not_hdf5(workspace, capsys):
 
 
 def test_weight_file_of_another_architecture(workspace, capsys):
-    path = saved_weights(build_model("conv", "EBP", (28, 28, 1), 10), workspace / "c.weights.h5")
+    path = saved_weights(build_model(ARCHITECTURES["conv"], RULES["EBP"], (28, 28, 1), 10),
+                         workspace / "c.weights.h5")
     assert "architecture" in refused(load_args(workspace, path), workspace, capsys)
 
 
 def test_weight_file_for_another_number_of_classes(workspace, capsys):
-    path = saved_weights(build_model("dense", "EBP", (28, 28, 1), 100), workspace / "d.weights.h5")
+    path = saved_weights(build_model(ARCHITECTURES["dense"], RULES["EBP"], (28, 28, 1), 100),
+                         workspace / "d.weights.h5")
     line = refused(load_args(workspace, path), workspace, capsys)
     assert "(500, 10)" in line and "(500, 100)" in line
 
 
 def test_weight_file_truncated(workspace, capsys):
-    path = saved_weights(build_model("dense", "EBP", (28, 28, 1), 10), workspace / "w.weights.h5")
+    path = saved_weights(build_model(ARCHITECTURES["dense"], RULES["EBP"], (28, 28, 1), 10),
+                         workspace / "w.weights.h5")
     path.write_bytes(path.read_bytes()[:5000])
     assert "w.weights.h5" in refused(load_args(workspace, path), workspace, capsys)
 
 
 @pytest.mark.backend_independent
 def test_resume_cannot_be_combined_with_loading_weights(workspace, capsys):
-    path = saved_weights(build_model("dense", "EBP", (28, 28, 1), 10), workspace / "w.weights.h5")
+    path = saved_weights(build_model(ARCHITECTURES["dense"], RULES["EBP"], (28, 28, 1), 10),
+                         workspace / "w.weights.h5")
     assert "--resume" in refused([*load_args(workspace, path), "--resume"], workspace, capsys)
 
 

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from brainprop.nets.architectures import build_model
+from brainprop.model.rules import RULES
+from brainprop.nets.architectures import ARCHITECTURES
+from brainprop.nets.build import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import epoch  # noqa: E402
@@ -43,7 +45,7 @@ def test_training_flops_count_every_weighted_layer_once_forward_and_twice_back(
     architecture, expected
 ):
     shape = (28, 28, 1) if architecture == "dense" else (32, 32, 3)
-    model = build_model(architecture, "BrainProp", shape, 10)
+    model = build_model(ARCHITECTURES[architecture], RULES["BrainProp"], shape, 10)
 
     assert epoch.training_flops_per_example(model) == expected
 
@@ -98,7 +100,7 @@ def test_plain_pytorch_network_has_the_same_layers_and_weights_as_ours(architect
     import keras
 
     shape = (28, 28, 1) if architecture == "dense" else (32, 32, 3)
-    ours = build_model(architecture, "EBP", shape, 10)
+    ours = build_model(ARCHITECTURES[architecture], RULES["EBP"], shape, 10)
     plain, _ = torch_floor.plain_torch_network(architecture, shape, 10)
 
     kinds = {"Conv2D": "conv", "Conv2d": "conv", "Dense": "dense", "Linear": "dense",

@@ -154,3 +154,86 @@ def test_keras_unseeded_dropout_on_torch_draws_from_torchs_global_generator():
     first = keras.ops.convert_to_numpy(layer(x, training=True))
     torch.manual_seed(3)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=True)), first)
+
+
+# --- what the layers' fast kernels assume (brainprop.nets.kernels) -------------------------
+
+
+def test_batch_statistics_move_as_keras_batch_norm_moves_them():
+    x = np.random.default_rng(1).normal(1.0, 2.0, (6, 3, 3, 4)).astype("float32")
+    keras_layer, moved = (keras.layers.BatchNormalization(momentum=0.7) for _ in range(2))
+    for layer in (keras_layer, moved):
+        layer.build(x.shape)
+        layer.moving_mean.assign(np.full(4, 0.5, "float32"))
+        layer.moving_variance.assign(np.full(4, 3.0, "float32"))
+    keras_layer(x, training=True)
+    compat.move_batch_statistics(moved, x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2)))
+    for name in ("moving_mean", "moving_variance"):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(getattr(moved, name)),
+                                   keras.ops.convert_to_numpy(getattr(keras_layer, name)),
+                                   rtol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("size,stride", [(8, 1), (8, 2), (9, 2), (7, 3)])
+def test_keras_same_padding_puts_the_odd_zero_after(size, stride):
+    x = np.random.default_rng(2).normal(size=(1, size, size, 2)).astype("float32")
+    same = keras.layers.Conv2D(3, 3, strides=stride, padding="same", use_bias=False)
+    valid = keras.layers.Conv2D(3, 3, strides=stride, padding="valid", use_bias=False)
+    same.build(x.shape)
+    valid.build(x.shape)
+    valid.set_weights(same.get_weights())
+    before, after = compat.same_padding(size, 3, stride)
+    padded = np.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(same(x)),
+                               keras.ops.convert_to_numpy(valid(padded)), rtol=1e-5, atol=1e-6)
+
+
+def test_keras_conv2d_convolves_through_its_convolution_op():
+    # brainprop.nets.layers.Conv2D replaces this method to run PyTorch's kernel in place.
+    calls = []
+
+    class Recording(keras.layers.Conv2D):
+        def convolution_op(self, inputs, kernel):
+            calls.append(1)
+            return super().convolution_op(inputs, kernel)
+
+    Recording(2, 3)(np.zeros((1, 5, 5, 1), "float32"))
+    assert calls == [1]
+
+
+# --- the state of Keras' callbacks (brainprop.train.resume) --------------------------------
+
+
+def test_early_stopping_counters_restored_after_its_reset_carry_on():
+    stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=3,
+                                             min_delta=0.001)
+    stopping.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    stopping.on_train_begin()
+    for epoch, accuracy in enumerate([0.5, 0.6, 0.6]):
+        stopping.on_epoch_end(epoch, {"val_accuracy": accuracy})
+    state = compat.early_stopping_state(stopping)
+    assert set(state) == set(compat.EARLY_STOPPING_STATE)
+    assert (state["wait"], state["best_epoch"]) == (1, 1)
+    assert state["best"] == pytest.approx(0.6)
+
+    stopping.on_train_begin()  # a new session resets the counters
+    assert compat.early_stopping_state(stopping) != state
+    compat.restore_early_stopping(stopping, state)
+    stopping.model.stop_training = False
+    for epoch in (3, 4):
+        stopping.on_epoch_end(epoch, {"val_accuracy": 0.6})
+    assert stopping.model.stop_training and stopping.stopped_epoch == 4
+
+
+def test_checkpoint_best_restored_decides_what_it_saves(tmp_path):
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    path = tmp_path / "best.weights.h5"
+    checkpoint = keras.callbacks.ModelCheckpoint(str(path), monitor="val_accuracy", mode="max",
+                                                 save_best_only=True, save_weights_only=True)
+    checkpoint.set_model(model)
+    checkpoint.on_train_begin()
+    compat.restore_checkpoint_best(checkpoint, 0.9)
+    checkpoint.on_epoch_end(0, {"val_accuracy": 0.5})
+    assert not path.exists() and compat.checkpoint_best(checkpoint) == 0.9
+    checkpoint.on_epoch_end(1, {"val_accuracy": 0.95})
+    assert path.exists() and compat.checkpoint_best(checkpoint) == pytest.approx(0.95)

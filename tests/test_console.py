@@ -95,7 +95,9 @@ def test_tensorboard_gets_every_epoch_number_each_class_and_the_learning_rate(tm
     import pytest
 
     event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-    from brainprop.nets.architectures import build_model, compile_model
+    from brainprop.model.rules import RULES
+    from brainprop.nets.architectures import ARCHITECTURES
+    from brainprop.nets.build import build_model, compile_model
     from brainprop.data.datasets import build_dataset
     from brainprop.train.training import TrainingConfig, train
 
@@ -103,7 +105,8 @@ def test_tensorboard_gets_every_epoch_number_each_class_and_the_learning_rate(tm
     x = rng.integers(0, 255, (64, 28, 28, 1)).astype("uint8")
     y = np.arange(64) % 10
     data = build_dataset("MNIST", x, y, x[:30], y[:30], n_classes=10, source="test")
-    model = compile_model(build_model("dense", "BrainProp", (28, 28, 1), 10), 0.1)
+    rule = RULES["BrainProp"]
+    model = compile_model(build_model(ARCHITECTURES["dense"], rule, (28, 28, 1), 10), rule, 0.1)
     result = train(model, data, TrainingConfig(batch_size=16, learning_rate=0.1, epochs=2),
                    verbose=0, tensorboard_dir=tmp_path)
 

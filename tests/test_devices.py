@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 from keras import ops
 
-from brainprop.utils import devices
-from brainprop.nets.architectures import build_model, compile_model
+from brainprop.utils import devices, placement
+from brainprop.model.rules import RULES
+from brainprop.nets.architectures import ARCHITECTURES
+from brainprop.nets.build import build_model, compile_model
 from brainprop.utils.errors import BrainPropError
 from brainprop.data.pipeline import ImageBatches
 from synthetic import SHAPE, bright_rows
@@ -97,25 +99,25 @@ def test_distribute_with_one_device_says_so_and_trains_on_it():
 
 def test_batches_that_do_not_split_evenly_are_refused_in_one_line():
     with pytest.raises(BrainPropError, match="batch size 100 is not a multiple of 8"):
-        devices.check_even_split(8, 100, {"training": 1000})
+        placement.check_even_split(8, 100, {"training": 1000})
     with pytest.raises(BrainPropError, match="last batch of the 1001 training images holds 105"):
-        devices.check_even_split(2, 128, {"training": 1001})
-    devices.check_even_split(1, 100, {"training": 1001})  # one device: anything goes
+        placement.check_even_split(2, 128, {"training": 1001})
+    placement.check_even_split(1, 100, {"training": 1001})  # one device: anything goes
 
 
 @pytest.mark.parametrize("replicas", [2, 4, 8, 16])
 def test_the_papers_data_sets_split_evenly_over_up_to_16_devices(replicas):
     sizes = {"MNIST": 60_000, "CIFAR": 50_000, "TinyImageNet": 100_000, "test": 10_000}
     for batch in (128, 32):  # every architecture's batch size
-        devices.check_even_split(replicas, batch, sizes)
+        placement.check_even_split(replicas, batch, sizes)
 
 
 def test_mixed_precision_keeps_output_loss_and_selection_in_float32():
     lines = []
     with devices.placement(mixed_precision=True, say=lines.append) as place:
         keras.utils.set_random_seed(1)
-        model = build_model("dense", "BrainProp", SHAPE, 10)
-        compile_model(model, 0.1)
+        model = build_model(ARCHITECTURES["dense"], RULES["BrainProp"], SHAPE, 10)
+        compile_model(model, RULES["BrainProp"], 0.1)
     assert place.policy == "mixed_float16"
     assert keras.config.dtype_policy().name == "float32"  # restored
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -142,8 +144,8 @@ def test_mixed_precision_learns_as_float32():
         keras.backend.clear_session()
         keras.utils.set_random_seed(1)
         with devices.placement(mixed_precision=mixed, say=lambda line: None):
-            model = build_model("dense", "BrainProp", SHAPE, 10, batch_size=64)
-            compile_model(model, 1.0)
+            model = build_model(ARCHITECTURES["dense"], RULES["BrainProp"], SHAPE, 10, batch_size=64)
+            compile_model(model, RULES["BrainProp"], 1.0)
             history = model.fit(
                 ImageBatches(*train, 64, shuffle=True), validation_data=ImageBatches(*test, 64),
                 epochs=4, shuffle=False, verbose=0,
@@ -206,8 +208,8 @@ needs_gpu = pytest.mark.skipif(not devices.has_accelerator(), reason="no GPU her
 def test_the_gpu_is_where_the_model_computes():
     assert devices.local_devices()[0] == "gpu:0"
     with devices.placement() as place:
-        model = build_model("dense", "BrainProp", SHAPE, 10)
-        compile_model(model, 0.1)
+        model = build_model(ARCHITECTURES["dense"], RULES["BrainProp"], SHAPE, 10)
+        compile_model(model, RULES["BrainProp"], 0.1)
     assert place.devices == ("gpu:0",)
     q = model(bright_rows(8, 0)[0].astype("float32") / 255)
     if keras.backend.backend() == "torch":

@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.nets import layers
-from brainprop.utils import compat
+from brainprop.nets import kernels, layers
 from test_layers import input_and_weight_gradients
 
 TORCH = keras.backend.backend() == "torch"
@@ -60,8 +59,8 @@ def test_max_pooling_equals_keras_layer(shape, pool, strides):
 def test_pytorch_runs_its_kernels_on_the_images_in_place(monkeypatch):
     calls = []
     for name in ("torch_conv2d", "torch_max_pool2d"):
-        original = getattr(compat, name)
-        monkeypatch.setattr(compat, name, lambda *args, _f=original, _n=name: (
+        original = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *args, _f=original, _n=name: (
             calls.append(_n), _f(*args))[1])
     x = images((2, 8, 8, 3))
 

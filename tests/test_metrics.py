@@ -8,7 +8,8 @@ from keras import ops
 from brainprop.data.datasets import build_dataset
 from brainprop.model import BrainProp, to_brainprop
 from brainprop.model.rules import RULES
-from brainprop.nets.architectures import build_model, compile_model
+from brainprop.nets.architectures import ARCHITECTURES
+from brainprop.nets.build import build_model, compile_model
 from brainprop.nets.metrics import ClassAccuracy
 from brainprop.train.training import TrainingConfig, train
 
@@ -34,7 +35,8 @@ def test_history_holds_one_class_accuracy_vector_per_epoch(algorithm):
     x = rng.integers(0, 255, (64, 28, 28, 1)).astype("uint8")
     y = np.arange(64) % 10
     data = build_dataset("MNIST", x, y, x[:30], y[:30], n_classes=10, source="test")
-    model = compile_model(build_model("dense", algorithm, (28, 28, 1), 10), 0.1)
+    rule = RULES[algorithm]
+    model = compile_model(build_model(ARCHITECTURES["dense"], rule, (28, 28, 1), 10), rule, 0.1)
     result = train(model, data, TrainingConfig(batch_size=16, learning_rate=0.1, epochs=2),
                    verbose=0)
     per_class = result.history["val_class_accuracy"]

@@ -62,7 +62,7 @@ def test_an_undeclared_rule_is_refused(capsys):
 
 def test_a_rule_is_registered_once():
     with pytest.raises(ValueError, match="already registered"):
-        register(Rule("EBP", RULES["EBP"].build))
+        register(Rule("EBP", RULES["EBP"].model))
 
 
 def test_print_config_shows_the_rule_and_its_exploration_rate(greedy, capsys):

@@ -13,12 +13,13 @@ from hypothesis import strategies as st
 from brainprop.tables import reproduce
 from brainprop.data.datasets import paper_combinations
 from brainprop.model.rules import RULES
-from brainprop.nets.architectures import ARCHITECTURES, build_model
+from brainprop.nets.architectures import ARCHITECTURES
+from brainprop.nets.build import build_model
 from brainprop.runs.cli import build_parser, configs_from
 from brainprop.runs.runconfig import RunConfig, check_combination, help_of, option, positive
 from brainprop.data.datasets import build_dataset
 from brainprop.runs.run import Run, summary
-from brainprop.utils.devices import Placement
+from brainprop.utils.placement import Placement
 from brainprop.utils.errors import BrainPropError
 from brainprop.train.training import TrainingResult
 
@@ -110,7 +111,7 @@ def test_summary_hyperparameters_and_resume_command_come_from_the_config():
     x = np.zeros((4, 28, 28, 1), np.uint8)
     data = build_dataset("MNIST", x, np.arange(4) % 2, x[:2], np.arange(2), n_classes=10,
                          source="test")
-    model = build_model("loccon", "BrainProp", data.input_shape, 10)
+    model = build_model(ARCHITECTURES["loccon"], RULES["BrainProp"], data.input_shape, 10)
     result = TrainingResult({}, [1.0], 1, 0.5, "max_epochs")
     run = Run(config, config.hyperparameters(), config.command(), data, data,
               Placement(("cpu:0",)))

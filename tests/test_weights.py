@@ -7,7 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.nets.architectures import build_model
+from brainprop.model.rules import RULES
+from brainprop.nets.architectures import ARCHITECTURES
+from brainprop.nets.build import build_model
 from brainprop.utils.errors import BrainPropError
 from brainprop.nets.weights import load_weights, weighted_layers
 
@@ -84,7 +86,8 @@ def images(shape, n=6):
 def test_legacy_keras2_file_loads_by_order_and_predicts_identically(
     tmp_path, architecture, input_shape, n_classes, algorithm
 ):
-    source = trained_looking(build_model(architecture, algorithm, input_shape, n_classes))
+    source = trained_looking(
+        build_model(ARCHITECTURES[architecture], RULES[algorithm], input_shape, n_classes))
     path = tmp_path / f"CIFAR10_{algorithm}_weights.h5"
     write_legacy_h5(source, path, algorithm)
     with h5py.File(path, "r") as f:  # the layout the original release shipped
@@ -94,7 +97,7 @@ def test_legacy_keras2_file_loads_by_order_and_predicts_identically(
         assert {"layer_names", "backend", "keras_version"} <= set(f.attrs)
 
     keras.utils.set_random_seed(99)
-    target = build_model(architecture, algorithm, input_shape, n_classes)
+    target = build_model(ARCHITECTURES[architecture], RULES[algorithm], input_shape, n_classes)
     load_weights(target, path)
     x = images(input_shape)
     np.testing.assert_allclose(
@@ -116,7 +119,7 @@ def with_softmax_output(model: keras.Model) -> keras.Model:
 
 def test_release_ebp_file_gives_the_softmax_of_our_logits_and_the_same_argmax(tmp_path):
     keras.utils.set_random_seed(5)
-    ours = build_model("conv", "EBP", (28, 28, 1), 10)
+    ours = build_model(ARCHITECTURES["conv"], RULES["EBP"], (28, 28, 1), 10)
     release = with_softmax_output(ours)
     assert release.layers[-1].activation is keras.activations.softmax
     trained_looking(release, seed=3)
@@ -133,19 +136,19 @@ def test_release_ebp_file_gives_the_softmax_of_our_logits_and_the_same_argmax(tm
 
 
 def test_legacy_full_model_file_loads_its_model_weights_group(tmp_path):
-    source = trained_looking(build_model("conv", "BrainProp", (28, 28, 1), 10))
+    source = trained_looking(build_model(ARCHITECTURES["conv"], RULES["BrainProp"], (28, 28, 1), 10))
     write_legacy_h5(source, tmp_path / "full.h5", as_full_model=True)
-    target = build_model("conv", "BrainProp", (28, 28, 1), 10)
+    target = build_model(ARCHITECTURES["conv"], RULES["BrainProp"], (28, 28, 1), 10)
     load_weights(target, tmp_path / "full.h5")
     x = images((28, 28, 1))
     np.testing.assert_allclose(target.predict(x, verbose=0), source.predict(x, verbose=0), atol=1e-6)
 
 
 def test_own_weight_file_round_trips(tmp_path):
-    source = trained_looking(build_model("loccon", "EBP", (28, 28, 1), 10))
+    source = trained_looking(build_model(ARCHITECTURES["loccon"], RULES["EBP"], (28, 28, 1), 10))
     path = saved_weights(source, tmp_path / "run_weights.weights.h5")
     assert path.exists() and not list(tmp_path.glob(".*partial*"))
-    target = build_model("loccon", "EBP", (28, 28, 1), 10)
+    target = build_model(ARCHITECTURES["loccon"], RULES["EBP"], (28, 28, 1), 10)
     load_weights(target, path)
     for a, b in zip(source.get_weights(), target.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -164,24 +167,24 @@ def one_line_error(model, path) -> str:
 
 @pytest.mark.parametrize("writer", ["legacy", "own"])
 def test_file_for_other_number_of_classes_names_layer_and_shapes(tmp_path, writer):
-    source = build_model("deep", "BrainProp", (32, 32, 3), 100)
+    source = build_model(ARCHITECTURES["deep"], RULES["BrainProp"], (32, 32, 3), 100)
     path = tmp_path / ("w.h5" if writer == "legacy" else "w.weights.h5")
     write_legacy_h5(source, path) if writer == "legacy" else saved_weights(source, path)
-    message = one_line_error(build_model("deep", "BrainProp", (32, 32, 3), 10), path)
+    message = one_line_error(build_model(ARCHITECTURES["deep"], RULES["BrainProp"], (32, 32, 3), 10), path)
     assert "layer 16" in message and "(500, 10)" in message and "(500, 100)" in message
 
 
 @pytest.mark.parametrize("writer", ["legacy", "own"])
 def test_file_for_other_architecture_is_refused(tmp_path, writer):
-    source = build_model("conv", "EBP", (28, 28, 1), 10)
+    source = build_model(ARCHITECTURES["conv"], RULES["EBP"], (28, 28, 1), 10)
     path = tmp_path / ("w.h5" if writer == "legacy" else "w.weights.h5")
     write_legacy_h5(source, path, "EBP") if writer == "legacy" else saved_weights(source, path)
-    message = one_line_error(build_model("dense", "EBP", (28, 28, 1), 10), path)
+    message = one_line_error(build_model(ARCHITECTURES["dense"], RULES["EBP"], (28, 28, 1), 10), path)
     assert "architecture" in message
 
 
 def test_missing_and_non_hdf5_files_are_refused(tmp_path):
-    model = build_model("dense", "EBP", (28, 28, 1), 10)
+    model = build_model(ARCHITECTURES["dense"], RULES["EBP"], (28, 28, 1), 10)
     assert "does not exist" in one_line_error(model, tmp_path / "nope.h5")
     (tmp_path / "text.h5").write_text("not hdf5")
     assert "not an HDF5" in one_line_error(model, tmp_path / "text.h5")
@@ -191,11 +194,11 @@ def test_missing_and_non_hdf5_files_are_refused(tmp_path):
 
 
 def test_truncated_file_is_refused(tmp_path):
-    source = build_model("dense", "EBP", (28, 28, 1), 10)
+    source = build_model(ARCHITECTURES["dense"], RULES["EBP"], (28, 28, 1), 10)
     write_legacy_h5(source, tmp_path / "w.h5", "EBP")
     data = (tmp_path / "w.h5").read_bytes()
     (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
-    one_line_error(build_model("dense", "EBP", (28, 28, 1), 10), tmp_path / "cut.h5")
+    one_line_error(build_model(ARCHITECTURES["dense"], RULES["EBP"], (28, 28, 1), 10), tmp_path / "cut.h5")
 
 
 def foreign_file(path, kind):
@@ -231,13 +234,13 @@ def foreign_file(path, kind):
 def test_foreign_hdf5_file_is_refused_in_one_line(tmp_path, kind):
     path = tmp_path / "foreign.h5"
     foreign_file(path, kind)
-    message = one_line_error(build_model("dense", "EBP", (28, 28, 1), 10), path)
+    message = one_line_error(build_model(ARCHITECTURES["dense"], RULES["EBP"], (28, 28, 1), 10), path)
     assert (message.startswith(f"{path} is not a Keras weight file (")
             or message.startswith(f"{path} could not be read ("))
 
 
 def test_release_file_holding_text_where_weights_were_is_refused_in_one_line(tmp_path):
-    model = build_model("dense", "EBP", (28, 28, 1), 10)
+    model = build_model(ARCHITECTURES["dense"], RULES["EBP"], (28, 28, 1), 10)
     path = tmp_path / "w.h5"
     write_legacy_h5(model, path, "EBP")
     with h5py.File(path, "r+") as f:

@@ -1,6 +1,7 @@
 """The learning rules: BrainProp (`brainprop.model.attention_gated`, Section 2 of the paper),
-every rule the project trains, declared once (`brainprop.model.rules`), and any Keras
-classifier as a BrainProp model (`brainprop.model.convert`).
+error backpropagation (`brainprop.model.backprop`), every rule the project trains, declared
+once (`brainprop.model.rules`), and any Keras classifier as a BrainProp model
+(`brainprop.model.convert`).
 """
 
 from brainprop.utils.exports import lazy_exports

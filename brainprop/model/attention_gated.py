@@ -14,24 +14,7 @@ import keras
 from keras import ops
 
 from brainprop.model.rules import EPSILON
-
-
-def replica_of_step() -> tuple[object, int]:
-    """(index, number) of the replica running this step.
-
-    Under TensorFlow's `MirroredStrategy` every device runs the whole step on
-    its share of the batch, each with its own copy of every variable, random
-    seed state included.  Everywhere else one program runs over the whole
-    batch (one device, or JAX's data parallelism, where a random draw covers
-    the global batch at once): (0, 1).
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            return context.replica_id_in_sync_group, context.num_replicas_in_sync
-    return 0, 1
+from brainprop.utils.devices import replica_of_step
 
 
 def select_action(q_values, epsilon: float, seed_generator):
@@ -47,9 +30,9 @@ def select_action(q_values, epsilon: float, seed_generator):
     Returns:
         (batch,) int32 tensor of selected classes.
 
-    Replicas of one data-parallel step (`replica_of_step`) start from the
-    same seed state, so each draws for all replicas and keeps its own share:
-    no two replicas make the same draws, and each share is distributed
+    Replicas of one data-parallel step (`brainprop.utils.devices.replica_of_step`)
+    start from the same seed state, so each draws for all replicas and keeps its own
+    share: no two replicas make the same draws, and each share is distributed
     exactly as one replica's draws would be.  (Keras seeds are integers or
     generators, so the replica cannot be folded into the seed itself.)
     """

@@ -4,7 +4,8 @@ The command line's choices, the model class and the loss a network is compiled
 with, the exploration rate a run records, what its plots call the training
 accuracy and the report's colours are all read from here; no other module names
 a rule.  A new rule is its module (a `keras.Model` subclass, as
-`brainprop.model.attention_gated`) and one `register(Rule(...))`.
+`brainprop.model.attention_gated`, or the loss of a plain model, as
+`brainprop.model.backprop`) and one `register(Rule(...))`.
 
 No Keras here: the command line lists and checks the rules before a backend starts.
 """
@@ -28,17 +29,19 @@ EPSILON = 0.02
 class Rule:
     """A learning rule, as the rest of the project sees it.
 
-    `build(inputs, outputs, name=, seed=, batch_size=, epsilon=)` makes the
-    uncompiled model of a network whose linear outputs are `outputs` (`seed` seeds
-    the rule's own draws, `batch_size` is the configured batch size, `epsilon` this
-    rule's).  `loss` and `accuracy` make what `compile` gets: None where the model
-    computes its own loss and logs its own "accuracy" (as `BrainProp` does).
+    `model` makes the uncompiled model of a network whose linear outputs are `outputs`:
+    `model(inputs, outputs, name=, seed=, batch_size=, epsilon=)` (`seed` seeds the
+    rule's own draws, `batch_size` is the configured batch size, `epsilon` this rule's).
+    `loss` and `accuracy` make what `compile` gets: None where the model computes its
+    own loss and logs its own "accuracy" (as `BrainProp` does).  Each is a function or
+    the `"module:name"` of one (`brainprop.utils.exports.resolve`), imported only when a
+    network is built: declaring a rule starts no backend.
     """
 
     name: str  # the command line's word, and part of every file name of a run
-    build: Callable[..., keras.Model]
-    loss: Callable[[], Any] | None = None
-    accuracy: Callable[[], Any] | None = None  # the metric logged as "accuracy"
+    model: Callable[..., keras.Model] | str
+    loss: Callable[[], Any] | str | None = None
+    accuracy: Callable[[], Any] | str | None = None  # the metric logged as "accuracy"
     training_accuracy: str = "training"  # what the logged training accuracy measures
     epsilon: float | None = None  # the probability of exploring; None: never explores
     # Learns the classes one at a time from a plateau at chance (Section 3 of the
@@ -69,40 +72,12 @@ def get_rule(name: str) -> Rule:
         ) from None
 
 
-def _brainprop(inputs, outputs, *, name: str, seed: int | None, batch_size: int | None,
-               epsilon: float) -> keras.Model:
-    from brainprop.model.attention_gated import BrainProp
-
-    return BrainProp(inputs, outputs, epsilon=epsilon, seed=seed, batch_size=batch_size,
-                     name=name)
-
-
-def _functional(inputs, outputs, *, name: str, **unused) -> keras.Model:
-    import keras
-
-    return keras.Model(inputs, outputs, name=name)
-
-
-def _cross_entropy():
-    import keras
-
-    # From the logits: probabilities clipped to [1e-7, 1 - 1e-7] (as Keras does on
-    # some backends) would give an example whose label is that unlikely no gradient.
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def _sparse_accuracy():
-    import keras
-
-    return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-
-
 register(Rule(
-    "BrainProp", _brainprop, training_accuracy="training (reward rate)", epsilon=EPSILON,
-    discovers_classes=True, color="tab:red",
+    "BrainProp", "brainprop.model.attention_gated:BrainProp",
+    training_accuracy="training (reward rate)", epsilon=EPSILON, discovers_classes=True,
+    color="tab:red",
 ))
-# Error backpropagation: the network's outputs are the logits of a softmax, trained
-# with the cross-entropy of the label, averaged over the batch (the release's
-# `categorical_crossentropy`).
-register(Rule("EBP", _functional, loss=_cross_entropy, accuracy=_sparse_accuracy,
-              color="tab:blue"))
+register(Rule(
+    "EBP", "brainprop.model.backprop:logits_model", loss="brainprop.model.backprop:loss",
+    accuracy="brainprop.model.backprop:accuracy", color="tab:blue",
+))

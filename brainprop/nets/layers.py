@@ -23,7 +23,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from brainprop.utils import compat
+from brainprop.nets import kernels
 
 
 def _pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
@@ -318,14 +318,14 @@ class BatchNormalization(keras.layers.BatchNormalization):
     variance is updated with the batch's biased variance, as Keras 3 does (the fused
     kernels return the unbiased one, which is rescaled).  Everywhere else, and on JAX
     (whose compiler fuses the composite itself), it is Keras' layer unchanged.  The
-    kernels' use lives in `brainprop.utils.compat`, with what it assumes of Keras'
-    layer.
+    kernels' use lives in `brainprop.nets.kernels`, what it assumes of Keras' layer in
+    `brainprop.utils.compat`.
     """
 
     def call(self, inputs, training=None, mask=None):
-        if not compat.fusable(self, inputs, mask, training):
+        if not kernels.fusable(self, inputs, mask, training):
             return super().call(inputs, training=training, mask=mask)
-        return compat.fused_batch_norm(self, inputs, training)
+        return kernels.fused_batch_norm(self, inputs, training)
 
 
 @keras.saving.register_keras_serializable(package="brainprop")
@@ -358,13 +358,13 @@ class Conv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D`, which on PyTorch convolves channels-last images in place.
 
     Keras 3.15's torch backend copies each input twice on its way to PyTorch's kernel
-    (`brainprop.utils.compat`); here the kernel reads the images where they lie.  The
+    (`brainprop.nets.kernels`); here the kernel reads the images where they lie.  The
     same weights and results (to float rounding) on every backend.
     """
 
     def convolution_op(self, inputs, kernel):
-        if compat.torch_channels_last(self, inputs):
-            return compat.torch_conv2d(self, inputs, kernel)
+        if kernels.torch_channels_last(self, inputs):
+            return kernels.torch_conv2d(self, inputs, kernel)
         return super().convolution_op(inputs, kernel)
 
 
@@ -374,6 +374,6 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
     place (as `Conv2D`); the same results on every backend."""
 
     def call(self, inputs):
-        if self.padding == "valid" and compat.torch_channels_last(self, inputs):
-            return compat.torch_max_pool2d(self, inputs)
+        if self.padding == "valid" and kernels.torch_channels_last(self, inputs):
+            return kernels.torch_max_pool2d(self, inputs)
         return super().call(inputs)

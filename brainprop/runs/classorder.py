@@ -72,11 +72,14 @@ def predicted_units(weights: Path, data, batch_size: int, verbose: int | str = "
     """The output unit `weights` choose (argmax) for each training image of `data`."""
     import keras
 
-    from brainprop.nets.architectures import build_model
     from brainprop.data.pipeline import ImageBatches, fit_input
+    from brainprop.model.rules import RULES
+    from brainprop.nets.architectures import ARCHITECTURES
+    from brainprop.nets.build import build_model
     from brainprop.nets.weights import load_weights
 
-    model = build_model(ARCHITECTURE, "BrainProp", data.input_shape, data.n_classes)
+    model = build_model(ARCHITECTURES[ARCHITECTURE], RULES["BrainProp"], data.input_shape,
+                        data.n_classes)
     load_weights(model, weights)
     batches = ImageBatches(data.x_train, data.y_train, batch_size)
     outputs = model.predict(fit_input(batches), verbose=verbose)

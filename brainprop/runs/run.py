@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from brainprop.data.datasets import Dataset
     from brainprop.runs.outputs import RunFiles
     from brainprop.train.training import TrainingResult
-    from brainprop.utils.devices import Placement
+    from brainprop.utils.placement import Placement
 
 
 def run_one(config: RunConfig, command: str | None = None) -> int:
@@ -102,7 +102,7 @@ def check_backend(configs: Sequence[RunConfig]) -> str | None:
     """Check `configs` and settle the backend before anything starts; the note that says
     which backend was picked, when none was named (`brainprop.utils.backend.choose`)."""
     from brainprop.utils import backend
-    from brainprop.utils.devices import check_can_distribute
+    from brainprop.utils.placement import check_can_distribute
 
     check_runs(configs)
     note = backend.choose()
@@ -246,7 +246,7 @@ def _run_one(config: RunConfig, data: Dataset, output_dir: Path | None,
 
 def _start(config: RunConfig, data: Dataset, place: Placement, command: str) -> Run:
     """The run of `config`, once its data split over `place`'s devices is checked."""
-    from brainprop.utils.devices import check_even_split
+    from brainprop.utils.placement import check_even_split
 
     hyperparameters = config.hyperparameters()
     fit_data = data
@@ -263,15 +263,17 @@ def _start(config: RunConfig, data: Dataset, place: Placement, command: str) -> 
 
 def _build(run: Run) -> keras.Model:
     """The run's network, compiled for its rule (weights drawn from the seeded backend)."""
-    from brainprop.nets.architectures import build_model, compile_model
+    from brainprop.model.rules import RULES
+    from brainprop.nets.architectures import ARCHITECTURES
+    from brainprop.nets.build import build_model, compile_model
 
     config, training = run.config, run.hyperparameters.training
-    model = build_model(
-        config.architecture, config.algorithm, run.data.input_shape, run.data.n_classes,
-        seed=config.seed, batch_size=training.batch_size,
-        init_std=run.hyperparameters.init_std,
-    )
-    return compile_model(model, training.learning_rate)
+    architecture = dataclasses.replace(ARCHITECTURES[config.architecture],
+                                       init_std=run.hyperparameters.init_std)
+    rule = RULES[config.algorithm]
+    model = build_model(architecture, rule, run.data.input_shape, run.data.n_classes,
+                        seed=config.seed, batch_size=training.batch_size)
+    return compile_model(model, rule, training.learning_rate)
 
 
 def _evaluate(run: Run, model: keras.Model) -> None:

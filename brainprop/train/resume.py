@@ -10,8 +10,9 @@ action selection, dropout), every variable of the optimizer, and what Keras' cal
 early-stopping counter and best, the best validation accuracy seen by the
 checkpoint, the history and the epoch times.  With the data shuffle picked by
 the epoch number, a resumed run continues exactly where the uninterrupted one
-would have been.  Only public Keras API is used (`model.variables`,
-`optimizer.variables`, `Variable.assign`, `fit(initial_epoch=...)`).
+would have been.  Public Keras API is used (`model.variables`, `optimizer.variables`,
+`Variable.assign`, `fit(initial_epoch=...)`), except the callbacks' undocumented
+counters, read and restored through `brainprop.utils.compat`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
+from brainprop.utils import compat
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError, one_line
 from brainprop.utils.signals import SignalFlag, stop_signals
@@ -193,25 +195,21 @@ class RunBackup(keras.callbacks.Callback):
 
     def _restore_callbacks(self, state: dict[str, Any]) -> None:
         self.timer.seconds[:] = state["epoch_seconds"]
-        for name, value in state["early_stopping"].items():
-            setattr(self.early_stopping, name, value)
+        compat.restore_early_stopping(self.early_stopping, state["early_stopping"])
         if self.checkpoint is not None:
-            self.checkpoint.best = state["checkpoint_best"]
+            compat.restore_checkpoint_best(self.checkpoint, state["checkpoint_best"])
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(as_python(value))
+        stopping = compat.early_stopping_state(self.early_stopping)
         state = {
             "epoch": epoch + 1,
             "history": self.history,
             "epoch_seconds": self.timer.seconds,
-            "early_stopping": {
-                "wait": self.early_stopping.wait,
-                "best": as_python(self.early_stopping.best),
-                "best_epoch": self.early_stopping.best_epoch,
-                "stopped_epoch": self.early_stopping.stopped_epoch,
-            },
-            "checkpoint_best": as_python(self.checkpoint.best) if self.checkpoint else None,
+            "early_stopping": {**stopping, "best": as_python(stopping["best"])},
+            "checkpoint_best": (as_python(compat.checkpoint_best(self.checkpoint))
+                                if self.checkpoint else None),
             # Set by early stopping or a NaN loss in this epoch (the callbacks before).
             "finished": bool(self.model.stop_training),
         }

@@ -165,9 +165,7 @@ def pick(named: str | None, where: str,
 def name() -> str:
     """The backend Keras runs, or will start once `choose()` has settled it."""
     if "keras" in sys.modules:
-        import keras
-
-        return keras.backend.backend()
+        return sys.modules["keras"].backend.backend()
     return _named()[0] or "tensorflow"
 
 
@@ -205,6 +203,7 @@ def start():
         keep_freed_memory()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_TF_LOG_LEVEL)
     with _filtered_stderr(already_loaded="tensorflow" in sys.modules):
+        # Here, not at the top: this is where the backend starts, once settled above.
         import keras
     return keras
 
@@ -213,6 +212,7 @@ def import_tensorflow():
     """TensorFlow, for what needs it under any backend (TensorBoard's summaries), quietly."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_TF_LOG_LEVEL)
     with _filtered_stderr(already_loaded="tensorflow" in sys.modules):
+        # Here, not at the top: TensorFlow is optional under JAX and PyTorch.
         import tensorflow
     return tensorflow
 
@@ -268,11 +268,13 @@ def set_random_seed(seed: int) -> None:
 
     Seeds Python, NumPy, the backend and Keras' global seed generator.
     """
+    # Here, not at the top: this module settles the backend before Keras starts.
     import keras
 
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
         keras.utils.set_random_seed(seed)
         return
+    # Here, not at the top: compat imports Keras.
     from brainprop.utils.compat import seed_without_tensorflow
 
     seed_without_tensorflow(seed)

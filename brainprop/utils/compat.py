@@ -7,10 +7,12 @@ longer holds, so that a new Keras shows up as one failing test, not as a run
 that quietly differs.
 
 * `seed_without_tensorflow`: a private module of Keras (`keras.src.utils.rng_utils`).
-* `fusable` and `fused_batch_norm`: TensorFlow's and PyTorch's fused kernels inside
-  Keras' `BatchNormalization`, which must update its moving statistics as Keras' does.
-* `torch_conv2d` and `torch_max_pool2d`: PyTorch's kernels on channels-last images
-  in place, where Keras' torch backend copies them twice.
+* `move_batch_statistics` and `same_padding`: what the layers' fast kernels
+  (`brainprop.nets.kernels`) must do as Keras does: move `BatchNormalization`'s
+  statistics, pad "same" convolutions.  The layers of `brainprop.nets.layers` also rely
+  on Keras' `Conv2D` convolving through its `convolution_op` method.
+* `early_stopping_state`, `checkpoint_best` and their restoring: the undocumented
+  counters of `EarlyStopping` and `ModelCheckpoint`, which a resumed run puts back.
 * `TensorBoardPerEpoch`: how `keras.callbacks.TensorBoard` takes its steps and logs.
 * `producer`: which call of which layer made a tensor of a functional model.
 * `MIRRORED_MULTI_STEP_FAILS`: a Keras bug worked around (several steps per
@@ -28,6 +30,11 @@ import contextlib
 import warnings
 
 import keras
+from keras.src.utils import rng_utils
+
+# The backend's own package, where it is the backend (Keras' backend is fixed once started).
+if keras.backend.backend() == "torch":
+    import torch
 
 # The Keras release (major.minor) every use below was checked against; requirements.txt
 # pins it.  tests/test_compat.py fails on another: check each use again, then move it.
@@ -61,8 +68,6 @@ def seed_without_tensorflow(seed: int) -> None:
     Private: `keras.src.utils.rng_utils.tf`, the lazy TensorFlow module Keras seeds
     when `tf.available`; replaced by an unavailable one for the call.
     """
-    from keras.src.utils import rng_utils
-
     lazy_tensorflow = rng_utils.tf
     rng_utils.tf = _Unavailable()
     try:
@@ -75,113 +80,22 @@ class _Unavailable:
     available = False
 
 
-# --- fused batch normalisation (TensorFlow, PyTorch) -----------------------------------
+# --- what the layers' fast kernels assume (brainprop.nets.kernels) ----------------------
 
 
-def fusable(layer: keras.layers.BatchNormalization, inputs, mask, training) -> bool:
-    """Whether the backend's fused kernel computes what Keras' `layer` would: on the
-    TensorFlow (`FusedBatchNormV3`) or PyTorch (`torch.nn.functional.batch_norm`)
-    backend, float32 images with channels last, no mask, renorm or synchronisation."""
-    backend = keras.backend.backend()
-    if backend not in ("tensorflow", "torch"):
-        return False
-    shape = tuple(inputs.shape)
-    return (
-        mask is None
-        and not layer.renorm
-        and not layer.synchronized
-        and len(shape) == 4
-        and layer.axis % 4 == 3  # channels last
-        and keras.backend.standardize_dtype(inputs.dtype) == "float32"
-        and layer.compute_dtype == "float32"
-        and (layer.epsilon >= 1.001e-5 if backend == "tensorflow"  # the kernel's minimum
-             # PyTorch's kernel refuses to train on one value a channel
-             else not (training and layer.trainable) or shape[0] * shape[1] * shape[2] > 1)
-    )
+def move_batch_statistics(layer: keras.layers.BatchNormalization, mean, variance) -> None:
+    """Move `layer`'s moving statistics by a training batch's `mean` and biased
+    `variance`, as Keras' `BatchNormalization` does when it computes them itself.
 
-
-def fused_batch_norm(layer: keras.layers.BatchNormalization, inputs, training):
-    """`layer(inputs, training=training)` by the backend's fused kernel (`fusable` first).
-
-    Keras 3 moves the moving statistics by the batch's mean and biased variance, which
-    it computes itself; the fused kernels normalise and give the mean and the unbiased
-    variance, which is rescaled.  What Keras does is checked by tests/test_compat.py.
+    Not documented: Keras 3 moves the moving variance by the batch's biased variance
+    (the fused kernels give the unbiased one, which `brainprop.nets.kernels` rescales),
+    each statistic by `momentum` of its old value.
     """
-    fused = _torch_batch_norm if keras.backend.backend() == "torch" else _tf_batch_norm
-    if not (training and layer.trainable):
-        return fused(layer, inputs, False)
-    outputs, mean, variance = fused(layer, inputs, True)
     momentum = layer.momentum
     layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
     layer.moving_variance.assign(
         layer.moving_variance * momentum + variance * (1.0 - momentum)
     )
-    return outputs
-
-
-def _tf_batch_norm(layer, inputs, training):
-    """`FusedBatchNormV3`: the outputs by the moving statistics, or (`training`) the
-    outputs and the batch's mean and biased variance."""
-    import tensorflow as tf
-
-    channels = inputs.shape[-1]
-    gamma = layer.gamma.value if layer.scale else tf.ones((channels,), inputs.dtype)
-    beta = layer.beta.value if layer.center else tf.zeros((channels,), inputs.dtype)
-    if not training:
-        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            inputs, gamma, beta, mean=layer.moving_mean.value,
-            variance=layer.moving_variance.value, epsilon=layer.epsilon,
-            is_training=False,
-        )
-        return outputs
-    outputs, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
-        inputs, gamma, beta, epsilon=layer.epsilon, is_training=True
-    )
-    count = tf.cast(tf.size(inputs) // channels, inputs.dtype)
-    return outputs, mean, unbiased_variance * ((count - 1.0) / tf.maximum(count, 1.0))
-
-
-def _torch_batch_norm(layer, inputs, training):
-    """`torch.nn.functional.batch_norm`, as `_tf_batch_norm`.  The images, channels
-    last, are handed over as a (batch, channels, rows, cols) view of the same memory,
-    which PyTorch's kernel reads in place (its channels-last layout); the batch's
-    statistics come back in two buffers that the kernel moves all the way (momentum 1)."""
-    import torch
-
-    images = inputs.permute(0, 3, 1, 2)
-    if not images.is_contiguous(memory_format=torch.channels_last):
-        images = images.contiguous(memory_format=torch.channels_last)  # else far slower
-    gamma = layer.gamma.value if layer.scale else None
-    beta = layer.beta.value if layer.center else None
-    if not training:
-        return torch.nn.functional.batch_norm(
-            images, layer.moving_mean.value, layer.moving_variance.value, gamma, beta,
-            training=False, eps=layer.epsilon,
-        ).permute(0, 2, 3, 1)
-    mean, unbiased_variance = (torch.zeros(inputs.shape[-1], dtype=inputs.dtype,
-                                           device=inputs.device) for _ in range(2))
-    outputs = torch.nn.functional.batch_norm(
-        images, mean, unbiased_variance, gamma, beta, training=True, momentum=1.0,
-        eps=layer.epsilon,
-    )
-    count = inputs.numel() // inputs.shape[-1]
-    return outputs.permute(0, 2, 3, 1), mean, unbiased_variance * ((count - 1) / count)
-
-
-# --- PyTorch's channels-last kernels -----------------------------------------------------
-
-# Keras 3.15's torch convolution and pooling copy channels-last images into channels-first
-# memory (`.contiguous()` after the transpose) and, for the convolution, back into
-# channels-last memory for PyTorch's kernel: two copies of every layer's input per call,
-# each of which costs a CPU about as much as the ReLU after it.  PyTorch's kernels take a
-# (batch, channels, rows, cols) view of channels-last memory as it is.
-
-
-def torch_channels_last(layer, inputs) -> bool:
-    """Whether `layer` (a 2-D convolution or pooling) can hand `inputs` to PyTorch's
-    kernel as they lie: on the torch backend, images with channels last."""
-    return (keras.backend.backend() == "torch" and layer.data_format == "channels_last"
-            and len(inputs.shape) == 4)
 
 
 def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
@@ -191,36 +105,41 @@ def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def torch_conv2d(layer: keras.layers.Conv2D, inputs, kernel):
-    """`layer.convolution_op(inputs, kernel)` by `torch.nn.functional.conv2d` on the
-    images in place (`torch_channels_last` first)."""
-    import torch
+# --- the state of Keras' callbacks (brainprop.train.resume) -----------------------------
 
-    images = inputs.permute(0, 3, 1, 2)
-    kernel = keras.ops.convert_to_tensor(kernel).permute(3, 2, 0, 1)  # (out, in, rows, cols)
-    padding = 0
-    if layer.padding == "same":
-        (top, bottom), (left, right) = (
-            same_padding(size, (window - 1) * dilation + 1, stride)
-            for size, window, stride, dilation in zip(
-                images.shape[2:], layer.kernel_size, layer.strides, layer.dilation_rate))
-        if top == bottom and left == right:
-            padding = (top, left)
-        else:
-            images = torch.nn.functional.pad(images, (left, right, top, bottom))
-    outputs = torch.nn.functional.conv2d(
-        images, kernel, stride=layer.strides, padding=padding,
-        dilation=layer.dilation_rate, groups=layer.groups)
-    return outputs.permute(0, 2, 3, 1)
+# What `keras.callbacks.EarlyStopping` counts between epochs, and resets in
+# `on_train_begin`: epochs without improvement, the best value and its epoch, the epoch
+# it stopped at.
+EARLY_STOPPING_STATE = ("wait", "best", "best_epoch", "stopped_epoch")
 
 
-def torch_max_pool2d(layer: keras.layers.MaxPooling2D, inputs):
-    """`layer(inputs)` by `torch.nn.functional.max_pool2d` on the images in place
-    (`torch_channels_last` first; "valid" padding)."""
-    import torch
+def early_stopping_state(callback: keras.callbacks.EarlyStopping) -> dict:
+    """`callback`'s counters (`EARLY_STOPPING_STATE`), to be given back to
+    `restore_early_stopping` in a later session of the same training.
 
-    return torch.nn.functional.max_pool2d(
-        inputs.permute(0, 3, 1, 2), layer.pool_size, layer.strides).permute(0, 2, 3, 1)
+    Private: undocumented attributes of `EarlyStopping`.
+    """
+    return {name: getattr(callback, name) for name in EARLY_STOPPING_STATE}
+
+
+def restore_early_stopping(callback: keras.callbacks.EarlyStopping, state: dict) -> None:
+    """Set `callback`'s counters to `state` (`early_stopping_state`); after its
+    `on_train_begin`, which resets them."""
+    for name in EARLY_STOPPING_STATE:
+        setattr(callback, name, state[name])
+
+
+def checkpoint_best(callback: keras.callbacks.ModelCheckpoint):
+    """The best value of the monitored quantity that `callback` has saved weights for.
+
+    Private: `ModelCheckpoint.best`, undocumented.
+    """
+    return callback.best
+
+
+def restore_checkpoint_best(callback: keras.callbacks.ModelCheckpoint, best) -> None:
+    """Set the best value `callback` compares each epoch against (`checkpoint_best`)."""
+    callback.best = best
 
 
 # --- TensorBoard ------------------------------------------------------------------------
@@ -275,7 +194,6 @@ def run_steps_per_execution_on_torch(model: keras.Model) -> None:
     """
     if keras.backend.backend() != "torch" or model.steps_per_execution == 1:
         return
-    import torch
 
     # Keras warns when the last call of a pass finds fewer batches than it asked for,
     # which is every pass whose batches are not a multiple of the steps per call.

@@ -1,4 +1,6 @@
-"""Where a run computes: one device or all of this machine's, float32 or mixed precision.
+"""Where a run computes, put in place: one device or all of this machine's, float32 or
+mixed precision (`brainprop.utils.placement` describes and checks it before a backend
+starts).
 
 `placement` wraps building, compiling and training a model:
 
@@ -19,47 +21,37 @@ reading KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES and
 KERAS_DISTRIBUTION_PROCESS_ID; JAX only) would also need each process to feed its
 own share of every batch and one process alone to write the outputs.  A launch
 that sets them is refused (`check_one_host`) rather than trained wrongly.
+
+Under TensorFlow's `MirroredStrategy` the replicas of a step are TensorFlow's
+(`replica_of_step`, `replicated_batch_statistics`); everywhere else one program runs
+over the whole batch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
 from collections.abc import Callable, Iterator
 
-from brainprop.utils.errors import BrainPropError
+import keras
 
-MIXED_POLICY = "mixed_float16"
-HOSTS_VARIABLE = "KERAS_DISTRIBUTION_NUM_PROCESSES"
-# The backends Keras 3.15 trains data parallel on (it has no distribution for torch).
-DATA_PARALLEL_BACKENDS = ("jax", "tensorflow")
+from brainprop.utils.compat import MIRRORED_MULTI_STEP_FAILS
+from brainprop.utils.placement import (
+    MIXED_POLICY,
+    Placement,
+    check_can_distribute,
+    check_one_host,
+)
 
-
-@dataclasses.dataclass(frozen=True)
-class Placement:
-    """The devices one run's batches are split over, and its dtype policy."""
-
-    devices: tuple[str, ...]
-    policy: str = "float32"
-
-    @property
-    def replicas(self) -> int:
-        return len(self.devices)
-
-    def describe(self) -> str:
-        where = (
-            f"data parallel over {self.replicas} devices ({', '.join(self.devices)})"
-            if self.replicas > 1 else f"one device ({self.devices[0]})"
-        )
-        return f"{where}, {self.policy}"
+# The backend's own package, where it is the backend (Keras' backend is fixed once started).
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+elif keras.backend.backend() == "torch":
+    import torch
 
 
 def local_devices() -> list[str]:
     """This machine's accelerators (GPUs or TPUs), else its CPU devices, as
     Keras names them (`gpu:0`, `cpu:1`, ...)."""
-    import keras
-
     if keras.backend.backend() == "torch":
         return _torch_devices()
     return list(keras.distribution.list_devices())
@@ -68,8 +60,6 @@ def local_devices() -> list[str]:
 def _torch_devices() -> list[str]:
     """What Keras' torch backend computes on, named as the other backends name devices
     (Keras 3.15 has no `keras.distribution` for torch)."""
-    import torch
-
     if torch.cuda.is_available():
         return [f"gpu:{index}" for index in range(torch.cuda.device_count())]
     return ["cpu:0"]
@@ -79,22 +69,34 @@ def has_accelerator() -> bool:
     return not all(name.startswith("cpu") for name in local_devices())
 
 
-def _tensorflow_replicas() -> int:
-    """The replicas of the TensorFlow strategy in scope; 1 without one, or on JAX."""
-    import keras
+def _mirrored() -> tuple[object | None, int]:
+    """TensorFlow's replica context (None outside a step) and the replicas of the
+    strategy in scope; (None, 1) without a strategy, or on another backend."""
+    if keras.backend.backend() != "tensorflow" or not tf.distribute.has_strategy():
+        return None, 1
+    return tf.distribute.get_replica_context(), tf.distribute.get_strategy().num_replicas_in_sync
 
-    if keras.backend.backend() != "tensorflow":
-        return 1
-    import tensorflow as tf
 
-    return tf.distribute.get_strategy().num_replicas_in_sync if tf.distribute.has_strategy() else 1
+def replica_of_step() -> tuple[object, int]:
+    """(index, number) of the replica running this step.
+
+    Under TensorFlow's `MirroredStrategy` every device runs the whole step on
+    its share of the batch, each with its own copy of every variable, random
+    seed state included.  Everywhere else one program runs over the whole
+    batch (one device, or JAX's data parallelism, where a random draw covers
+    the global batch at once): (0, 1).
+    """
+    context, replicas = _mirrored()
+    if context is None or replicas == 1:
+        return 0, 1
+    return context.replica_id_in_sync_group, replicas
 
 
 def replicated_batch_statistics() -> bool:
     """Whether BatchNormalization must gather its statistics over replicas:
     under TensorFlow's MirroredStrategy each device sees only its share of the
     batch (JAX's data parallelism computes over the global batch anyway)."""
-    return _tensorflow_replicas() > 1
+    return _mirrored()[1] > 1
 
 
 def steps_per_call(requested: int) -> int:
@@ -102,50 +104,7 @@ def steps_per_call(requested: int) -> int:
     TensorFlow MirroredStrategy of several replicas, where Keras' loop of several
     steps per call fails to run (`compat.MIRRORED_MULTI_STEP_FAILS`), so one batch
     per call."""
-    from brainprop.utils.compat import MIRRORED_MULTI_STEP_FAILS
-
-    return 1 if MIRRORED_MULTI_STEP_FAILS and _tensorflow_replicas() > 1 else requested
-
-
-def check_can_distribute(backend: str) -> None:
-    """Refuse `--distribute` on a backend Keras cannot train data parallel on."""
-    if backend not in DATA_PARALLEL_BACKENDS:
-        raise BrainPropError(
-            f"--distribute needs the jax or tensorflow backend: Keras has no data-parallel "
-            f"training on {backend}; run with KERAS_BACKEND=jax, or drop --distribute")
-
-
-def check_one_host() -> None:
-    """Refuse a launch over several hosts, which `--distribute` does not do yet."""
-    if os.environ.get(HOSTS_VARIABLE, "1").strip() not in ("", "1"):
-        raise BrainPropError(
-            f"{HOSTS_VARIABLE} is set for a run over several hosts, which --distribute "
-            "does not do yet (it uses this machine's devices): unset it, or run seeds "
-            "on separate hosts (see docs/gpus.md#several-hosts)"
-        )
-
-
-def check_even_split(replicas: int, batch_size: int, set_sizes: dict[str, int]) -> None:
-    """Every batch, the last of each set included, must split evenly over the
-    devices: JAX cannot shard it otherwise, and on TensorFlow uneven shares
-    would weight the images of the smaller shares more."""
-    if replicas == 1:
-        return
-    if batch_size % replicas:
-        raise BrainPropError(
-            f"--distribute splits each batch over {replicas} devices, but the batch "
-            f"size {batch_size} is not a multiple of {replicas}: pass --batch-size "
-            f"{(batch_size // replicas + 1) * replicas}"
-        )
-    for name, size in set_sizes.items():
-        last = size % batch_size
-        if last % replicas:
-            raise BrainPropError(
-                f"--distribute splits each batch over {replicas} devices, but the last "
-                f"batch of the {size} {name} images holds {last}, not a multiple of "
-                f"{replicas}: choose a --batch-size (or --validation-split) that "
-                "leaves a last batch that splits evenly, or drop --distribute"
-            )
+    return 1 if MIRRORED_MULTI_STEP_FAILS and _mirrored()[1] > 1 else requested
 
 
 @contextlib.contextmanager
@@ -161,8 +120,6 @@ def placement(
     learns as in float32, only slower, so it serves to check a run before it
     goes to a GPU (refusing it would forbid that check; it is never faster).
     """
-    import keras
-
     if distribute:
         check_can_distribute(keras.backend.backend())
         check_one_host()
@@ -191,10 +148,7 @@ def _data_parallel(devices: list[str]) -> Iterator[None]:
     if len(devices) == 1:
         yield
         return
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "jax":
+    if keras.backend.backend() == "jax":
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         try:
@@ -202,7 +156,5 @@ def _data_parallel(devices: list[str]) -> Iterator[None]:
         finally:
             keras.distribution.set_distribution(previous)
     else:
-        import tensorflow as tf
-
         with tf.distribute.MirroredStrategy([f"/{name}" for name in devices]).scope():
             yield
