@@ -7,6 +7,10 @@ and shares every layer with it, so training the BrainProp model trains the class
 The data are made here, no download: points around one of five centres in 20 dimensions.
 """
 
+# Before Keras: its backend and PyTorch's threads set as the command line sets them.
+import brainprop  # noqa: F401
+
+# isort: split
 import keras
 import numpy as np
 

@@ -8,6 +8,10 @@ six bands, the band being the class.  Each epoch prints the reward rate (the log
 end the class-discovery plot goes to class_discovery.png.
 """
 
+# Before Keras: its backend and PyTorch's threads set as the command line sets them.
+import brainprop  # noqa: F401
+
+# isort: split
 import keras
 import numpy as np
 

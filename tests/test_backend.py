@@ -226,6 +226,82 @@ def test_a_backend_named_in_keras_json_is_the_one_that_starts(tmp_path):
     assert json.loads(done.stdout)["backend"] == "jax" and "Backend" not in done.stderr
 
 
+# --- A script: `import brainprop` before Keras ---------------------------------------------
+
+SCRIPT = """\
+import os, sys
+import brainprop
+import keras
+import numpy as np
+from brainprop.model import BrainProp
+from brainprop.nets.metrics import ClassAccuracy
+
+inputs = keras.Input((4,))
+model = BrainProp(inputs, keras.layers.Dense(3)(inputs), batch_size=8)
+model.compile(optimizer="sgd", metrics=[ClassAccuracy(3)])
+history = model.fit(np.ones((16, 4), "float32"), np.arange(16) % 3, batch_size=8, verbose=0)
+print(keras.backend.backend(), os.environ.get("OMP_WAIT_POLICY"),
+      sys.modules.get("tensorflow") is not None, len(history.history["class_accuracy"]))
+"""
+
+
+def script_without(packages: str, code: str, env: dict | None = None, home=None):
+    """`python -c code`, in a fresh process where `packages` are not installed."""
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+    if home is not None:
+        env["KERAS_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "without_packages.py"), packages, "-c", code],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("missing, picked", [("tensorflow", "jax"), ("tensorflow,jax", "torch")])
+def test_a_script_importing_brainprop_first_starts_the_backend_the_command_line_would(
+        tmp_path, missing, picked):
+    done = script_without(missing, SCRIPT, env={"KERAS_BACKEND": None, "OMP_WAIT_POLICY": None},
+                          home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    policy = "PASSIVE" if picked == "torch" else "None"
+    assert done.stdout.split() == [picked, policy, "False", "1"]
+
+
+@pytest.mark.backend_independent
+def test_without_tensorflow_a_script_importing_keras_first_fails_as_documented(tmp_path):
+    done = script_without("tensorflow", "import keras", env={"KERAS_BACKEND": None},
+                          home=tmp_path)
+    last_line = done.stderr.splitlines()[-1]
+    assert done.returncode != 0
+    assert last_line.startswith("ModuleNotFoundError: No module named 'tensorflow")
+
+
+POLICY = "import os, sys; {first}import brainprop; print(os.environ.get('OMP_WAIT_POLICY'))"
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("backend_named, policy, first, expected", [
+    ("torch", None, "", "PASSIVE"),
+    ("torch", "ACTIVE", "", "ACTIVE"),  # the user's choice stands
+    ("jax", None, "", "None"),
+    ("tensorflow", None, "", "None"),
+    ("torch", None, "import torch; ", "None"),  # too late: OpenMP read it when torch loaded
+])
+def test_import_brainprop_gives_torch_the_command_lines_thread_policy(
+        tmp_path, backend_named, policy, first, expected):
+    done = script_without("-", POLICY.format(first=first), home=tmp_path,
+                          env={"KERAS_BACKEND": backend_named, "OMP_WAIT_POLICY": policy})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
+@pytest.mark.backend_independent
+def test_import_brainprop_leaves_a_backend_that_cannot_start_to_be_refused(tmp_path):
+    code = "import os, brainprop; print(os.environ['KERAS_BACKEND'])"
+    done = script_without("-", code, env={"KERAS_BACKEND": "pytorch"}, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "pytorch"
+
+
 # --- Keeping freed memory (PyTorch on a CPU) -----------------------------------------------
 
 # What a fresh process gives back to the system when it frees a 64 MiB array (MiB of its

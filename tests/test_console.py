@@ -66,6 +66,16 @@ def test_chance_hint_is_silent_above_chance_and_after_the_first_epochs():
     assert "1/100" in run_hint([0.011], n_classes=100)[1]
 
 
+@pytest.mark.parametrize("accuracy, n_classes, said", [
+    (0.100, 10, True), (0.110, 10, True), (0.130, 10, False),
+    (0.340, 3, True), (0.383, 3, False),
+    (0.025, 100, True), (0.040, 100, False),
+])
+def test_chance_hint_is_said_within_two_percent_of_the_way_from_chance_to_perfect(
+        accuracy, n_classes, said):
+    assert bool(run_hint([accuracy], n_classes=n_classes)[1]) == said
+
+
 def test_csv_log_counts_epochs_from_one_and_writes_lists_as_json(tmp_path):
     path = tmp_path / "log.csv"
     log = CSVLog(str(path))

@@ -1,6 +1,7 @@
 """Run a module of the project as on a machine where some packages are not installed.
 
     python tests/without_packages.py tensorflow,jax -m brainprop.runs.cli ARGS...
+    python tests/without_packages.py tensorflow -c "import brainprop, keras; ..."
 
 Each named package is hidden: `importlib.util.find_spec` does not find it and importing
 it fails, as when it is not installed (`-` hides none).
@@ -27,7 +28,12 @@ importlib.util.find_spec = find_spec_unless_hidden
 for name in hidden:
     sys.modules[name] = None  # `import name` raises ImportError
 
-assert sys.argv[2] == "-m", "usage: without_packages.py PACKAGES -m MODULE ARGS..."
-module = sys.argv[3]
-sys.argv = [module, *sys.argv[4:]]
-runpy.run_module(module, run_name="__main__", alter_sys=True)
+assert sys.argv[2] in ("-m", "-c"), "usage: without_packages.py PACKAGES -m MODULE | -c CODE ARGS..."
+if sys.argv[2] == "-c":
+    code = sys.argv[3]
+    sys.argv = ["-c", *sys.argv[4:]]
+    exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
+else:
+    module = sys.argv[3]
+    sys.argv = [module, *sys.argv[4:]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -2,6 +2,10 @@
 
 The paper (Section 3, Fig. 5) sees BrainProp find the classes one at a time.  The
 overall validation accuracy only hints at that; the accuracy of each class shows it.
+
+`ClassAccuracy` is registered with Keras' serialization (as `brainprop>ClassAccuracy`):
+a model compiled with it saves and, once this module is imported, loads back with
+`keras.models.load_model`.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import keras
 from keras import ops
 
 
+@keras.saving.register_keras_serializable(package="brainprop")
 class ClassAccuracy(keras.metrics.Metric):
     """Accuracy of each class separately: argmax of the output against the label.
 

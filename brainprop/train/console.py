@@ -18,6 +18,9 @@ from brainprop.train.resume import as_python
 from brainprop.utils.compat import TensorBoardPerEpoch
 
 README_SECTION = "What learning looks like"
+# The share of the way from chance to perfect accuracy that still counts as chance
+# (`ChanceHint`).
+AT_CHANCE = 0.02
 
 
 def default_verbosity(stream=None) -> int:
@@ -66,11 +69,18 @@ class ChanceHint(keras.callbacks.Callback):
     chooses one class for every image at first and finds the others one at a time
     (the paper's Section 3); the plateau looks like a bug to a newcomer.  Printed
     before the next epoch starts, so that it never splits Keras' progress bar.
+
+    "At chance" is measured on the scale from chance (1/n_classes) to every image right:
+    the note is said while validation accuracy has come less than `AT_CHANCE` (2%) of
+    that way, `(accuracy - 1/n) / (1 - 1/n) < 0.02` (Cohen's kappa against a uniform
+    guess).  With 10 classes that is below 0.118 (0.110 is at chance, 0.130 is not);
+    with 3, below 0.347 (0.340 is, 0.383 is not); with 100, below 0.030.
     """
 
     def __init__(self, n_classes: int, within_epochs: int = 3, stream=None):
         super().__init__()
         self.chance = 1.0 / n_classes
+        self.below = self.chance + AT_CHANCE * (1.0 - self.chance)
         self.within_epochs = within_epochs
         self.stream = stream
         self.pending: str | None = None
@@ -81,7 +91,7 @@ class ChanceHint(keras.callbacks.Callback):
         if self.said or accuracy is None or epoch >= self.within_epochs:
             return
         accuracy = float(accuracy)
-        if math.isfinite(accuracy) and accuracy < 1.5 * self.chance:
+        if math.isfinite(accuracy) and accuracy < self.below:
             self.said = True
             self.pending = (
                 f"Note: validation accuracy {accuracy:.3f} is at chance (1/{round(1 / self.chance)}"

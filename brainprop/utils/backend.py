@@ -18,14 +18,17 @@ is not one of `BACKENDS` or its package is not installed; with none named,
 TensorFlow, Keras' default, or where it is not installed JAX, else PyTorch,
 saying so.
 
-Under PyTorch, `start()` also sets `OMP_WAIT_POLICY=PASSIVE` unless the user
-chose a policy: PyTorch's OpenMP threads otherwise spin while they wait for
-work, and on a CPU shared with other processes the spinning threads and the
-working ones take turns on the cores (benchmarks/RESULTS.md, "PyTorch").  It also
-has glibc's allocator keep freed memory (`keep_freed_memory`): PyTorch has no cache of
-its own on a CPU, and glibc hands each freed tensor of more than 128 KiB back to the
-system, so that every step's tensors came back as fresh pages, each written once by the
-kernel before use (a ReLU of a 32 MiB tensor took 7 ms instead of 2).
+`import brainprop` settles the backend the same way (`settle_before_keras`), so that a
+script that imports it before Keras starts the backend a command would.
+
+Under PyTorch, `start()` (and `import brainprop` before torch is loaded) also sets
+`OMP_WAIT_POLICY=PASSIVE` unless the user chose a policy: PyTorch's OpenMP threads
+otherwise spin while they wait for work, and on a CPU shared with other processes the
+spinning threads and the working ones take turns on the cores (benchmarks/RESULTS.md,
+"PyTorch").  `start()` also has glibc's allocator keep freed memory (`keep_freed_memory`):
+PyTorch has no cache of its own on a CPU, and glibc hands each freed tensor of more than
+128 KiB back to the system, so that every step's tensors came back as fresh pages, each
+written once by the kernel before use (a ReLU of a 32 MiB tensor took 7 ms instead of 2).
 """
 
 from __future__ import annotations
@@ -84,21 +87,51 @@ def _named() -> tuple[str | None, str]:
     return None, ""
 
 
+# The backend `choose()` set in KERAS_BACKEND, and the note saying why, for its next call.
+_picked: tuple[str, str] | None = None
+
+
 def choose() -> str | None:
     """Settle which backend Keras will start; a note when it was not the user's choice.
 
     Raises BrainPropError, in one line, for a backend Keras cannot train on here: one
     this project does not know, one whose package is not installed, or none at all.
     With no backend named and TensorFlow missing, sets `KERAS_BACKEND` to the first
-    installed of `FALLBACKS` and returns the note that says so.  Once Keras has started,
-    its backend stands: nothing to settle.
+    installed of `FALLBACKS` and returns the note that says so (again on a later call,
+    while `KERAS_BACKEND` holds what it set: `import brainprop` settles it first).
+    Once Keras has started, its backend stands: nothing to settle.
     """
+    global _picked
     if "keras" in sys.modules:
         return None
+    if _picked is not None and os.environ.get("KERAS_BACKEND") == _picked[0]:
+        return _picked[1]
     chosen, note = pick(*_named(), installed)
     if note is not None:
         os.environ["KERAS_BACKEND"] = chosen
+        _picked = chosen, note
     return note
+
+
+def settle_before_keras() -> None:
+    """What `import brainprop` does, so that a script's Keras starts as the command
+    line's does: the backend `choose()` settles (with none named and TensorFlow missing,
+    JAX, else PyTorch, through `KERAS_BACKEND`), and under PyTorch its threads' wait
+    policy (`wait_passively`) while torch is not loaded yet (OpenMP reads it once, when
+    torch loads).  A backend that cannot start is left for Keras, or a command, to refuse;
+    once Keras has started nothing changes.
+    """
+    with contextlib.suppress(BrainPropError):
+        choose()
+    if "torch" not in sys.modules:
+        wait_passively()
+
+
+def wait_passively() -> None:
+    """Under PyTorch, `OMP_WAIT_POLICY=PASSIVE` unless the user chose a policy: PyTorch's
+    OpenMP threads otherwise spin while they wait for work (the module's docstring)."""
+    if _named()[0] == "torch":
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pick(named: str | None, where: str,
@@ -165,8 +198,8 @@ def keep_freed_memory() -> bool:
 def start():
     """Import Keras (and so its backend) with TensorFlow's load-time log filtered."""
     choose()
+    wait_passively()
     if _named()[0] == "torch":
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         keep_freed_memory()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_TF_LOG_LEVEL)
     with _filtered_stderr(already_loaded="tensorflow" in sys.modules):
