@@ -3,7 +3,8 @@
 Trains BrainProp through the real input pipeline (`ImageBatches`, uint8 images scaled
 per batch) on synthetic images (CIFAR shape; MNIST shape for dense), one epoch of
 `--images` images per `fit` epoch, for each architecture, XLA compilation (on, off)
-and dtype policy (float32, mixed_float16 as `--mixed-precision` sets it) in turn: the
+and dtype policy (float32; mixed_float16 and mixed_bfloat16 as `--mixed-precision` and
+`--mixed-precision bfloat16` set them) in turn: the
 first epoch of each compiles and is reported apart; the figure is the median of the
 others. Meant for a GPU, on each backend:
 

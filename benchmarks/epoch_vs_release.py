@@ -13,6 +13,9 @@ standard files (`mnist.npz`, `cifar-10-batches-py/`), with the same batch size:
 * `ours-tensorflow`, `ours-jax`, `ours-torch`: this project's `main.py` with `-s` (best
   weights, CSV log and a backup of the run written every epoch), `--epochs`, `--data-dir`
   and `--output-dir` (a scratch folder), under each Keras backend.
+* `ours-tensorflow-bfloat16`, `ours-jax-bfloat16`, `ours-torch-bfloat16` (asked for by
+  `--contenders`): the same with `--mixed-precision bfloat16`; the table also gives each
+  one's epoch against its backend's float32 epoch.
 
 In every process `fit`'s callback list is timed (it is the same for both Keras versions):
 an epoch runs from one `on_epoch_begin` to the next (or to `on_train_end`); its *train*
@@ -28,6 +31,8 @@ each ratio ours / release is taken within a round, then the median over rounds.
 
     python benchmarks/epoch_vs_release.py --quick          # under 10 minutes
     python benchmarks/epoch_vs_release.py --rounds 2       # the figures in RESULTS.md
+    python benchmarks/epoch_vs_release.py --quick --architectures conv deep --rules BrainProp \
+        --contenders release ours-tensorflow ours-tensorflow-bfloat16   # bfloat16
 
 The table is printed and written into benchmarks/RESULTS.md (its own section for
 `--quick` and for full runs; `--no-write` to skip), the raw timings into `--json`.
@@ -58,7 +63,9 @@ ARCHITECTURES = ("dense", "conv", "loccon", "deep")
 DATASET_OF = {"dense": "MNIST", "conv": "CIFAR10", "loccon": "CIFAR10", "deep": "CIFAR10"}
 RULES = ("BrainProp", "EBP")
 PARTS = ("total", "train", "validation", "other", "cpu")
-CONTENDERS = ("release", "ours-tensorflow", "ours-jax", "ours-torch")
+FLOAT32_CONTENDERS = ("release", "ours-tensorflow", "ours-jax", "ours-torch")
+BFLOAT16 = "-bfloat16"  # a contender's suffix: the same backend under --mixed-precision bfloat16
+CONTENDERS = FLOAT32_CONTENDERS + tuple(f"{c}{BFLOAT16}" for c in FLOAT32_CONTENDERS[1:])
 
 # (training, test) images: CIFAR10's 10,000 / 2,000, as first measured, for every row.
 FULL_IMAGES = {arch: (10_000, 2_000) for arch in ARCHITECTURES}
@@ -166,6 +173,8 @@ def run_ours(args) -> Marks:
     marks.instrument(keras.callbacks.CallbackList)
     sys.argv = ["main.py", args.dataset, args.arch, args.rule, "-s", "--epochs",
                 str(args.epochs), "--data-dir", args.data_dir, "--output-dir", args.output_dir]
+    if args.child.endswith(BFLOAT16):
+        sys.argv += ["--mixed-precision", "bfloat16"]
     try:
         runpy.run_path(str(REPO / "main.py"), run_name="__main__")
     except SystemExit as exit_:
@@ -271,7 +280,7 @@ def run_contender(contender, arch, rule, data_dir, epochs, release_dir, scratch)
     if contender == "release":
         env["TF_USE_LEGACY_KERAS"] = "1"
     else:
-        env["KERAS_BACKEND"] = contender.removeprefix("ours-")
+        env["KERAS_BACKEND"] = contender.removeprefix("ours-").removesuffix(BFLOAT16)
     tag = f"{arch}_{rule}_{contender}_{time.monotonic_ns()}"
     timings, log = scratch / f"{tag}.json", scratch / f"{tag}.log"
     output_dir = scratch / tag
@@ -328,6 +337,10 @@ def summarize(runs: dict, rows, contenders) -> list[dict]:
             if contender not in ("release", "ours-tensorflow") and tensorflow:
                 row["tensorflow_ratio"] = statistics.median(
                     r["total"] / t["total"] for r, t in zip(rounds, tensorflow))
+            float32 = runs.get((arch, rule, contender.removesuffix(BFLOAT16)))
+            if contender.endswith(BFLOAT16) and float32:
+                row["float32_ratio"] = statistics.median(
+                    r["total"] / f["total"] for r, f in zip(rounds, float32, strict=True))
             table.append(row)
     return table
 
@@ -352,19 +365,21 @@ def markdown(table, images, args, machine) -> str:
                     dict.fromkeys(r["architecture"] for r in table)) + ".",
         "",
         "| architecture | rule | contender | epoch s | train s | validation s | other s "
-        "| other % | ours / release | CPU s | CPU ours / release | / ours-tensorflow |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| other % | ours / release | CPU s | CPU ours / release | / ours-tensorflow "
+        "| bfloat16 / float32 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in table:
         ratio = f"**{row['ratio']:.2f}**" if "ratio" in row else ""
         cpu_ratio = f"{row['cpu_ratio']:.2f}" if "cpu_ratio" in row else ""
         tensorflow_ratio = (f"{row['tensorflow_ratio']:.2f}" if "tensorflow_ratio" in row
                             else "")
+        float32_ratio = f"{row['float32_ratio']:.2f}" if "float32_ratio" in row else ""
         lines.append(
             f"| {row['dataset']} {row['architecture']} | {row['rule']} | {row['contender']} "
             f"| {row['total']:.2f} | {row['train']:.2f} | {row['validation']:.2f} "
             f"| {row['other']:.3f} | {100 * row['other_share']:.1f} | {ratio} "
-            f"| {row['cpu']:.2f} | {cpu_ratio} | {tensorflow_ratio} |")
+            f"| {row['cpu']:.2f} | {cpu_ratio} | {tensorflow_ratio} | {float32_ratio} |")
     lines += [
         "",
         "Where *other* goes: seconds per epoch in each callback's `on_epoch_end` "
@@ -391,7 +406,8 @@ def write_results(section: str, text: str, path: Path) -> None:
         head, rest = content.split(begin, 1)
         content = head + block + rest.split(end, 1)[1]
     else:
-        title = "--quick" if section == "quick" else "full run"
+        mode, _, precision = section.partition(" ")
+        title = ("--quick" if mode == "quick" else "full run") + (f", {precision}" if precision else "")
         content = content.rstrip("\n") + (
             f"\n\n### Epochs against the release, {title} (benchmarks/epoch_vs_release.py)\n\n"
             f"{block}\n")
@@ -463,7 +479,10 @@ def parent(args) -> None:
             {"machine": machine, "images": images, "epochs": args.epochs,
              "rounds": args.rounds, "table": table}, indent=2) + "\n")
     if not args.no_write:
-        write_results("quick" if args.quick else "full", text, Path(args.results))
+        section = "quick" if args.quick else "full"
+        if any(contender.endswith(BFLOAT16) for contender in args.contenders):
+            section += " bfloat16"
+        write_results(section, text, Path(args.results))
         print(f"Written into {args.results}")
 
 
@@ -483,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
                         default=list(ARCHITECTURES))
     parser.add_argument("--rules", nargs="+", choices=RULES, default=list(RULES))
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS,
-                        default=list(CONTENDERS))
+                        default=list(FLOAT32_CONTENDERS))
     parser.add_argument("--json", help="also write the raw figures here")
     parser.add_argument("--results", default=str(RESULTS),
                         help="the Markdown file to write the table into")

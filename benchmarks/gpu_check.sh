@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # One command for a GPU machine that has PyTorch and JAX but neither Keras nor TensorFlow,
 # and no network: install the wheels brought along, run the tests that need a GPU
-# (pytest -m gpu) and benchmarks/epoch.py under JAX and under PyTorch, and write every
-# figure into one JSON file.  Under 8 minutes (each step has its share of the time; a
-# step cut short keeps what it measured and says so).
+# (pytest -m gpu) and benchmarks/epoch.py under JAX and under PyTorch (float32,
+# mixed_float16 and mixed_bfloat16), and write every figure into one JSON file.  Under
+# 10 minutes (each step has its share of the time; a step cut short keeps what it
+# measured and says so).
 #
 #     bash benchmarks/gpu_check.sh WHEELS [OUT.json]            # default OUT: gpu_check.json
 #     bash benchmarks/gpu_check.sh --dry-run WHEELS [OUT.json]  # a CPU: small sizes, no GPU asked
 #
-# WHEELS is a folder of wheels of what the machine lacks, made beforehand on a machine with
-# a network, for the GPU machine's Python (3.12) and platform:
+# The Python is $PYTHON (default python3), the one that holds the machine's torch and jax:
+# often itself the interpreter of a virtual environment (a venv made from it would see
+# its base Python's packages, not that environment's).  Of the wheels in WHEELS, those of
+# distributions that Python lacks are installed, without their dependencies, into a folder
+# of this run put first on PYTHONPATH: nothing the machine has is replaced or shadowed.
+# WHEELS is made beforehand on a machine with a network, for the GPU machine's Python
+# (3.12) and platform; what a machine holding torch, jax, numpy, scipy, matplotlib, h5py,
+# pytest and hypothesis lacks is Keras and two of its needs (a few MB):
 #
-#     grep -v '^tensorflow' requirements.txt > /tmp/needs.txt
-#     pip download -d WHEELS --only-binary=:all: --python-version 3.12 \
-#         --platform manylinux2014_x86_64 -r /tmp/needs.txt pytest hypothesis
+#     pip download -d WHEELS --no-deps --only-binary=:all: --python-version 3.12 \
+#         --implementation cp --platform manylinux_2_28_x86_64 \
+#         --platform manylinux_2_17_x86_64 "keras>=3.15,<3.16" namex optree
 #
-# Run from anywhere; it works in the repository that holds it, in a virtual environment
-# of its own (.venv-gpu, seeing the machine's torch and jax) that it creates once, or in
-# the one GPU_CHECK_VENV names.
+# (for a bare machine: without --no-deps, with -r requirements.txt less tensorflow, pytest
+# and hypothesis).  GPU_CHECK_VENV names a virtual environment to install every wheel into
+# instead (made with --system-site-packages from $PYTHON if it does not exist).
+# Run from anywhere; it works in the repository that holds it.
 set -uo pipefail
 
 dry_run=0
@@ -30,14 +38,14 @@ wheels=$(cd "$1" && pwd)
 out=$(realpath -m "${2:-gpu_check.json}")
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
-deadline=$((SECONDS + 470))  # 7 min 50 s
+deadline=$((SECONDS + 570))  # 9 min 30 s
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 if [ "$dry_run" = 1 ]; then
-    images=512 epochs=2 policies="float32" torch_jit="off"
+    images=512 epochs=2 policies="float32 mixed_bfloat16" torch_jit="off"
 else
-    images=10240 epochs=3 policies="float32 mixed_float16" torch_jit="off on"
+    images=10240 epochs=3 policies="float32 mixed_float16 mixed_bfloat16" torch_jit="off on"
 fi
 
 steps=()  # one JSON object per step
@@ -60,16 +68,45 @@ within() {  # within SECONDS COMMAND...: at most SECONDS, and never past the dea
 
 echo "[gpu_check] installing from $wheels" >&2
 start=$SECONDS
-grep -v '^tensorflow' requirements.txt > "$work/needs.txt"
-venv=${GPU_CHECK_VENV:-.venv-gpu}
-if [ ! -x "$venv/bin/python" ]; then
-    "$python" -m venv --system-site-packages "$venv"
+if [ -n "${GPU_CHECK_VENV:-}" ]; then
+    grep -v '^tensorflow' requirements.txt > "$work/needs.txt"
+    venv=$GPU_CHECK_VENV
+    if [ ! -x "$venv/bin/python" ]; then
+        "$python" -m venv --system-site-packages "$venv"
+    fi
+    within 120 "$venv/bin/python" -m pip install --quiet --no-index --find-links "$wheels" \
+        -r "$work/needs.txt" pytest hypothesis > "$work/install.log" 2>&1
+    status=$?
+    python=$venv/bin/python
+else
+    # The wheels of distributions this Python lacks (a wheel's name starts with its
+    # distribution's).
+    missing=$("$python" -c 'import sys
+from importlib import metadata
+from pathlib import Path
+for wheel in sorted(Path(sys.argv[1]).glob("*.whl")):
+    try:
+        metadata.distribution(wheel.name.split("-")[0])
+    except metadata.PackageNotFoundError:
+        print(wheel)' "$wheels")
+    site=$work/site
+    echo "[gpu_check] installing into $site: ${missing:-nothing}" > "$work/install.log"
+    status=0
+    if [ -n "$missing" ]; then
+        # shellcheck disable=SC2086  # one wheel per word
+        within 120 "$python" -m pip install --quiet --no-index --no-deps --no-compile \
+            --target "$site" $missing >> "$work/install.log" 2>&1
+        status=$?
+    fi
+    export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+    if [ "$status" = 0 ]; then
+        # (importing Keras would start its default backend, TensorFlow, which is not here)
+        "$python" -c "import importlib.util as u, optree, pytest, hypothesis
+assert u.find_spec('keras'), 'no keras'" >> "$work/install.log" 2>&1
+        status=$?
+    fi
 fi
-within 120 "$venv/bin/python" -m pip install --quiet --no-index --find-links "$wheels" \
-    -r "$work/needs.txt" pytest hypothesis > "$work/install.log" 2>&1
-status=$?
 note install "$status" $((SECONDS - start)) "$work/install.log"
-python=$venv/bin/python
 
 if [ "$status" = 0 ]; then
     for backend in jax torch; do
@@ -89,7 +126,7 @@ if [ "$status" = 0 ]; then
         [ "$backend" = torch ] && jit=$torch_jit
         start=$SECONDS
         # shellcheck disable=SC2086  # the lists split into arguments
-        KERAS_BACKEND=$backend within 150 "$python" benchmarks/epoch.py --images "$images" \
+        KERAS_BACKEND=$backend within 190 "$python" benchmarks/epoch.py --images "$images" \
             --epochs "$epochs" --policies $policies --jit $jit \
             --json "$work/epoch_$backend.json" > "$work/epoch_$backend.log" 2>&1
         note "epoch.py $backend" $? $((SECONDS - start)) "$work/epoch_$backend.log"

@@ -114,7 +114,7 @@ def test_the_papers_data_sets_split_evenly_over_up_to_16_devices(replicas):
 
 def test_mixed_precision_keeps_output_loss_and_selection_in_float32():
     lines = []
-    with devices.placement(mixed_precision=True, say=lines.append) as place:
+    with devices.placement(mixed_precision="float16", say=lines.append) as place:
         keras.utils.set_random_seed(1)
         model = build_model(ARCHITECTURES["dense"], RULES["BrainProp"], SHAPE, 10)
         compile_model(model, RULES["BrainProp"], 0.1)
@@ -136,6 +136,78 @@ def test_mixed_precision_keeps_output_loss_and_selection_in_float32():
         assert len(lines) == 1 and "float16 on a CPU is emulated" in lines[0]
 
 
+@pytest.mark.parametrize("rule", ["BrainProp", "EBP"])
+def test_bfloat16_computes_the_layers_in_bfloat16_and_keeps_float32_weights(rule):
+    lines = []
+    with devices.placement(mixed_precision="bfloat16", say=lines.append) as place:
+        keras.utils.set_random_seed(1)
+        model = build_model(ARCHITECTURES["conv"], RULES[rule], SHAPE, 10)
+        compile_model(model, RULES[rule], 0.1)
+    assert place.policy == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32"  # restored
+    # bfloat16 has float32's exponent: no loss scaling.
+    assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    hidden = [layer for layer in model.layers[1:] if layer.name != "output"]
+    assert hidden and all(layer.compute_dtype == "bfloat16" for layer in hidden)
+    assert model.get_layer("output").compute_dtype == "float32"
+    assert all(w.dtype == "float32" for w in model.weights)
+    x, y = bright_rows(16, 0)
+    q = model(x.astype("float32") / 255, training=True)
+    assert keras.backend.standardize_dtype(q.dtype) == "float32"
+    if not devices.has_accelerator():
+        assert len(lines) == 1 and lines[0].startswith("--mixed-precision bfloat16: no GPU")
+
+
+def test_under_bfloat16_the_rule_computes_its_q_values_and_errors_in_float32(monkeypatch):
+    from brainprop.model import attention_gated
+
+    seen = []
+    original = attention_gated.reward_prediction_error
+
+    def recording(q_values, reward, selected_class):
+        rpe = original(q_values, reward, selected_class)
+        seen.append((keras.backend.standardize_dtype(q_values.dtype),
+                     keras.backend.standardize_dtype(rpe.dtype)))
+        return rpe
+
+    monkeypatch.setattr(attention_gated, "reward_prediction_error", recording)
+    with devices.placement(mixed_precision="bfloat16", say=lambda line: None):
+        keras.utils.set_random_seed(1)
+        model = build_model(ARCHITECTURES["conv"], RULES["BrainProp"], SHAPE, 10, batch_size=16)
+        compile_model(model, RULES["BrainProp"], 0.1)
+        x, y = bright_rows(16, 0)
+        x = x.astype("float32") / 255
+        q = model(x, training=True)
+        # Q values handed over in bfloat16 are judged in float32 too.
+        for y_pred in (q, ops.cast(q, "bfloat16")):
+            loss = model.compute_loss(y=y, y_pred=y_pred)
+            assert keras.backend.standardize_dtype(loss.dtype) == "float32"
+        model.train_on_batch(x, y)  # the compiled training step
+    assert len(seen) >= 3 and set(seen) == {("float32", "float32")}
+
+
+def test_a_cpu_note_says_whether_the_chip_computes_bfloat16(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_tile avx512_bf16 amx_bf16\n")
+    features = placement.cpu_bfloat16(cpuinfo)
+    assert features == ("avx512_bf16", "amx_bf16", "amx_tile")
+    assert "this CPU computes bfloat16 (avx512_bf16, amx_bf16, amx_tile)" in devices.cpu_note(
+        "bfloat16", features)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2\n")
+    assert placement.cpu_bfloat16(cpuinfo) == ()
+    assert "no bfloat16 arithmetic" in devices.cpu_note("bfloat16", ())
+    assert placement.cpu_bfloat16(tmp_path / "absent") == ()
+    assert "float16 on a CPU is emulated" in devices.cpu_note("float16", features)
+
+
+def test_an_unknown_precision_is_refused_in_one_line():
+    assert placement.dtype_policy(None) == "float32"
+    assert placement.dtype_policy("float16") == "mixed_float16"
+    assert placement.dtype_policy("bfloat16") == "mixed_bfloat16"
+    with pytest.raises(BrainPropError, match="float16 or bfloat16, not 'int8'"):
+        placement.dtype_policy("int8")
+
+
 @pytest.mark.slow
 def test_mixed_precision_learns_as_float32():
     accuracies = {}
@@ -143,7 +215,8 @@ def test_mixed_precision_learns_as_float32():
     for mixed in (False, True):
         keras.backend.clear_session()
         keras.utils.set_random_seed(1)
-        with devices.placement(mixed_precision=mixed, say=lambda line: None):
+        with devices.placement(mixed_precision="float16" if mixed else None,
+                               say=lambda line: None):
             model = build_model(ARCHITECTURES["dense"], RULES["BrainProp"], SHAPE, 10, batch_size=64)
             compile_model(model, RULES["BrainProp"], 1.0)
             history = model.fit(
@@ -220,16 +293,16 @@ def test_the_gpu_is_where_the_model_computes():
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("mixed", [False, True])
+@pytest.mark.parametrize("mixed", [None, "float16", "bfloat16"])
 def test_a_run_on_the_gpu_learns_and_records_the_gpu(tmp_path, mixed):
     from brainprop.runs.cli import main
     from test_cli import write_learnable_mnist
 
     data = write_learnable_mnist(tmp_path / "data", n_train=2048, n_test=512)
     argv = ["MNIST", "conv", "BrainProp", "-s", "--epochs", "3", "--data-dir", str(data),
-            "--output-dir", str(tmp_path / "out")] + (["--mixed-precision"] if mixed else [])
+            "--output-dir", str(tmp_path / "out")] + (["--mixed-precision", mixed] if mixed else [])
     assert main(argv) == 0
     summary = json.loads(next((tmp_path / "out").glob("*_summary.json")).read_text())
     assert summary["devices"] == ["gpu:0"]
-    assert summary["dtype_policy"] == ("mixed_float16" if mixed else "float32")
+    assert summary["dtype_policy"] == (f"mixed_{mixed}" if mixed else "float32")
     assert summary["best_val_accuracy"] > 0.5  # chance is 0.1

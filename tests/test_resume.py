@@ -104,6 +104,40 @@ def test_interrupted_then_resumed_run_equals_uninterrupted_run(
     assert not list(tmp_path.glob(".*.backup"))  # a finished run leaves no backup
 
 
+BFLOAT16 = ("--mixed-precision", "bfloat16")
+
+
+def test_a_bfloat16_run_resumes_as_it_would_have_run_and_its_weights_load_with_l(
+    data_dir, tmp_path, monkeypatch, capsys
+):
+    whole = tmp_path / "whole"
+    assert main(command(data_dir, whole, *BFLOAT16)) == 0
+    expected, expected_history = run_summary(whole)
+    assert expected["dtype_policy"] == "mixed_bfloat16"
+    assert expected["config"]["mixed_precision"] == "bfloat16"
+
+    out = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        send_signal_at(patch, signal.SIGINT, 2)
+        assert main(command(data_dir, out, *BFLOAT16)) == 130
+    assert main(command(data_dir, out, *BFLOAT16, "--resume")) == 0
+    resumed, resumed_history = run_summary(out)
+    assert resumed["resumed"] and resumed["dtype_policy"] == "mixed_bfloat16"
+    for key in ("epochs_run", "best_epoch", "stop_reason", "best_val_accuracy"):
+        assert resumed[key] == expected[key], key
+    assert set(resumed_history) == set(expected_history)
+    for key, values in expected_history.items():
+        np.testing.assert_allclose(resumed_history[key], values, rtol=1e-5, atol=1e-6, err_msg=key)
+
+    # The weights are float32: -l evaluates them under the policy they trained with.
+    weights = str(whole / expected["files"]["weights"])
+    capsys.readouterr()
+    assert main(["MNIST", "conv", "BrainProp", "--data-dir", str(data_dir), "-l", weights,
+                 *BFLOAT16]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"Test accuracy: {expected['best_val_accuracy']:.4f}"
+
+
 @pytest.mark.backend_independent
 def test_resume_without_an_interrupted_run_is_refused_in_one_line(data_dir, tmp_path, capsys):
     assert main(command(data_dir, tmp_path, "--resume")) == 2

@@ -93,7 +93,8 @@ def configs(draw):
         resume=resume,
         init_std=draw(st.none() | st.floats(1e-6, 10)),
         class_order=draw(st.none() | st.sampled_from(["sorted", "listdir"]) | text),
-        distribute=draw(st.booleans()), mixed_precision=draw(st.booleans()),
+        distribute=draw(st.booleans()),
+        mixed_precision=draw(st.sampled_from([None, "float16", "bfloat16"])),
     )
 
 

@@ -58,6 +58,14 @@ def reward_for(selected_class, labels):
     return ops.cast(ops.equal(selected_class, labels), "float32")
 
 
+def reward_prediction_error(q_values, reward, selected_class):
+    """The RPE r - Q_s of each example ((batch,), in the Q values' dtype); only Q_s
+    receives a gradient."""
+    mask = ops.one_hot(selected_class, ops.shape(q_values)[-1], dtype=q_values.dtype)
+    q_selected = ops.sum(q_values * ops.stop_gradient(mask), axis=-1)
+    return ops.cast(reward, q_values.dtype) - q_selected
+
+
 def brainprop_loss(q_values, reward, selected_class, batch_size: int | None = None):
     """1/2 (r - Q_s)^2 summed over the examples and divided by `batch_size`.
 
@@ -66,9 +74,7 @@ def brainprop_loss(q_values, reward, selected_class, batch_size: int | None = No
     and a smaller last batch of an epoch takes a proportionally smaller step.
     `batch_size=None` divides by the number of examples given (the mean).
     """
-    mask = ops.one_hot(selected_class, ops.shape(q_values)[-1], dtype=q_values.dtype)
-    q_selected = ops.sum(q_values * ops.stop_gradient(mask), axis=-1)
-    rpe = ops.cast(reward, q_values.dtype) - q_selected
+    rpe = reward_prediction_error(q_values, reward, selected_class)
     if batch_size is None:
         return 0.5 * ops.mean(ops.square(rpe))
     return 0.5 * ops.sum(ops.square(rpe)) / batch_size
@@ -117,8 +123,8 @@ class BrainProp(keras.Model):
                 "batch_size": self.batch_size}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        # Under mixed precision the output layer already computes in float32;
-        # the rule (choice, reward, error) never runs in float16 either way.
+        # Under mixed precision (float16 or bfloat16) the output layer already computes
+        # in float32; the rule (choice, reward, error) never runs in half precision.
         y_pred = ops.cast(y_pred, "float32")
         if training:
             selected = select_action(y_pred, self.epsilon, self.selection_seed)

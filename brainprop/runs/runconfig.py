@@ -306,10 +306,12 @@ class RunConfig:
         help="train this run data-parallel over every GPU (or TPU) of this machine "
         "(see docs/gpus.md); the batch size stays the global batch",
     )
-    mixed_precision: bool = option(
-        "--mixed-precision", default=False, action="store_true",
-        help="compute in float16 with float32 weights, output layer and loss (Keras' "
-        "mixed_float16 policy, with dynamic loss scaling); for GPUs",
+    mixed_precision: str | None = option(
+        "--mixed-precision", nargs="?", const="float16", choices=("float16", "bfloat16"),
+        shown_default="float32; the option alone means float16",
+        help="compute in float16 or bfloat16 with float32 weights, output layer, rule and "
+        "loss (Keras' mixed_float16 policy, with dynamic loss scaling, or mixed_bfloat16, "
+        "without); float16 for GPUs, bfloat16 for GPUs and CPUs that have it (see docs/gpus.md)",
     )
 
     @property

@@ -11,10 +11,11 @@ starts).
   on TensorFlow (one replica per device, gradients summed).  The batch size
   stays the global batch: each of N devices computes 1/N of it, and every
   update is the mean gradient of the global batch, as on one device.
-* With `mixed_precision`, Keras' `mixed_float16` policy: layers compute in
-  float16 and keep float32 weights, the output layer and the loss stay float32,
+* With `mixed_precision="float16"`, Keras' `mixed_float16` policy: layers compute
+  in float16 and keep float32 weights, the output layer and the loss stay float32,
   and `compile` wraps the optimizer in Keras' `LossScaleOptimizer` (dynamic
-  loss scaling).
+  loss scaling).  With `"bfloat16"`, Keras' `mixed_bfloat16`: the same, without loss
+  scaling (bfloat16 has float32's exponent, so small gradients do not vanish).
 
 Several hosts are not covered yet: Keras' launch (`keras.distribution.initialize()`,
 reading KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES and
@@ -36,10 +37,11 @@ import keras
 
 from brainprop.utils.compat import MIRRORED_MULTI_STEP_FAILS
 from brainprop.utils.placement import (
-    MIXED_POLICY,
     Placement,
     check_can_distribute,
     check_one_host,
+    cpu_bfloat16,
+    dtype_policy,
 )
 
 # The backend's own package, where it is the backend (Keras' backend is fixed once started).
@@ -110,30 +112,27 @@ def steps_per_call(requested: int) -> int:
 @contextlib.contextmanager
 def placement(
     distribute: bool = False,
-    mixed_precision: bool = False,
+    mixed_precision: str | None = None,
     say: Callable[[str], None] = print,
 ) -> Iterator[Placement]:
     """Build, compile and train inside this; Keras' global state is restored after.
 
-    `say` receives the one-line notes: `--distribute` with one device, and
-    `--mixed-precision` on a CPU, where float16 is emulated: it trains and
-    learns as in float32, only slower, so it serves to check a run before it
-    goes to a GPU (refusing it would forbid that check; it is never faster).
+    `mixed_precision` is None (float32), `"float16"` or `"bfloat16"`.  `say` receives
+    the one-line notes: `--distribute` with one device, and `--mixed-precision` on a
+    CPU (`cpu_note`): it trains and learns as in float32 there, so it serves to check
+    a run before it goes to a GPU, and refusing it would forbid that check.
     """
     if distribute:
         check_can_distribute(keras.backend.backend())
         check_one_host()
+    policy = dtype_policy(mixed_precision)
     devices = local_devices()
     if distribute and len(devices) == 1:
         say(f"--distribute: only one device ({devices[0]}) here; training on it")
     if not distribute:
         devices = devices[:1]
-    policy = MIXED_POLICY if mixed_precision else "float32"
     if mixed_precision and not has_accelerator():
-        say(
-            "--mixed-precision: no GPU here; float16 on a CPU is emulated and slower "
-            "than float32 (it trains and learns the same: use it to check a run)"
-        )
+        say(cpu_note(mixed_precision, cpu_bfloat16()))
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
@@ -141,6 +140,27 @@ def placement(
             yield Placement(tuple(devices), policy)
     finally:
         keras.config.set_dtype_policy(previous_policy)
+
+
+def cpu_note(mixed_precision: str, bfloat16_features: tuple[str, ...]) -> str:
+    """What `--mixed-precision` does on a CPU with these bfloat16 features
+    (`placement.cpu_bfloat16`), in one line."""
+    if mixed_precision == "bfloat16" and bfloat16_features:
+        return (
+            f"--mixed-precision bfloat16: no GPU here; this CPU computes bfloat16 "
+            f"({', '.join(bfloat16_features)}): what an epoch gains depends on the "
+            "backend and the network (docs/speed.md#bfloat16-on-a-cpu)"
+        )
+    if mixed_precision == "bfloat16":
+        return (
+            "--mixed-precision bfloat16: no GPU here and this CPU has no bfloat16 "
+            "arithmetic (no avx512_bf16 or amx_bf16 flag): it is emulated and slower than "
+            "float32 (it trains and learns the same: use it to check a run)"
+        )
+    return (
+        "--mixed-precision: no GPU here; float16 on a CPU is emulated and slower "
+        "than float32 (it trains and learns the same: use it to check a run)"
+    )
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
 """Where a run computes, described and checked before a backend starts.
 
-`Placement` names the devices one run's batches are split over and its dtype policy;
-`brainprop.utils.devices` puts it in place once Keras has started.  The checks here
+`Placement` names the devices one run's batches are split over and its dtype policy
+(`dtype_policy`: float32, or one of Keras' mixed policies for `--mixed-precision`);
+`brainprop.utils.devices` puts it in place once Keras has started.  `cpu_bfloat16`
+reads what this machine's CPU computes bfloat16 with, for the note a CPU run prints.  The checks here
 refuse, in one line, what `--distribute` cannot do: a backend Keras has no data
 parallelism on, a launch over several hosts, batches that do not split evenly.
 
@@ -12,10 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 from brainprop.utils.errors import BrainPropError
 
-MIXED_POLICY = "mixed_float16"
+# `--mixed-precision` alone means float16, as before bfloat16 was offered.
+MIXED_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+# The CPU flags (Linux's /proc/cpuinfo) of bfloat16 arithmetic: AVX512's dot products,
+# and AMX's tile units (Intel's Sapphire Rapids and later).
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
+CPUINFO = Path("/proc/cpuinfo")
 HOSTS_VARIABLE = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 # The backends Keras 3.15 trains data parallel on (it has no distribution for torch).
 DATA_PARALLEL_BACKENDS = ("jax", "tensorflow")
@@ -38,6 +46,31 @@ class Placement:
             if self.replicas > 1 else f"one device ({self.devices[0]})"
         )
         return f"{where}, {self.policy}"
+
+
+def dtype_policy(mixed_precision: str | None) -> str:
+    """Keras' dtype policy for `--mixed-precision` (None: float32; `float16`, `bfloat16`)."""
+    if mixed_precision is None:
+        return "float32"
+    if mixed_precision not in MIXED_POLICIES:
+        raise BrainPropError(
+            f"--mixed-precision takes {' or '.join(MIXED_POLICIES)}, not {mixed_precision!r}")
+    return MIXED_POLICIES[mixed_precision]
+
+
+def cpu_bfloat16(cpuinfo: Path = CPUINFO) -> tuple[str, ...]:
+    """The bfloat16 features of this machine's CPU (`BFLOAT16_CPU_FLAGS` it lists), in
+    that order; empty where it has none or its flags cannot be read (not Linux)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return ()
+    flags = set()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            flags.update(value.split())
+    return tuple(flag for flag in BFLOAT16_CPU_FLAGS if flag in flags)
 
 
 def check_can_distribute(backend: str) -> None:
