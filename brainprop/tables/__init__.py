@@ -1,4 +1,4 @@
-"""The paper"s tables: its results as data, running a table over seeds (locally or
+"""The paper's tables: its results as data, running a table over seeds (locally or
 on SLURM), and the report that sets the runs beside the paper.
 """
 

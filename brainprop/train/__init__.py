@@ -1,4 +1,4 @@
-"""Training one network: `fit` with the release"s stopping rules and schedule, what
+"""Training one network: `fit` with the release's stopping rules and schedule, what
 is printed per epoch, the per-epoch backup that resuming reads, validation splits.
 """
 
