@@ -91,8 +91,10 @@ class Dataset:
     """A data set's training and test splits, as loaded into memory, and the split
     that training validates on.
 
-    Images are uint8 with shape (N, H, W, C) (channels last); labels are int32 with
-    shape (N,) and values in [0, n_classes).  Without a validation split (`x_val` and
+    Images are uint8 with shape (N, H, W, C) (channels last): in memory, memory-mapped
+    from a cache of decoded images, or rows of such a map (`brainprop.data.mapped.Rows`,
+    after a validation split), read a batch at a time; labels are int32 with shape (N,)
+    and values in [0, n_classes).  Without a validation split (`x_val` and
     `y_val` None) training validates on the test set, as the paper did.  `eq=False`: two
     data sets compare (and hash) by identity, since comparing NumPy arrays field by
     field is ambiguous.
