@@ -81,6 +81,11 @@ class DatasetSpec:
     paper_architectures: tuple[str, ...] = ()
     orders_classes: bool = False
 
+    @property
+    def declared(self) -> bool:
+        """Whether this is a declared data set (not the spec of a path)."""
+        return DATASETS.get(self.name) is self
+
 
 DATASETS: dict[str, DatasetSpec] = {}
 
@@ -137,10 +142,11 @@ class Dataset:
 
 
 def load_dataset(
-    name: str, data_dir: str | os.PathLike | None = None, class_order: str | None = None
+    spec: DatasetSpec | str, data_dir: str | os.PathLike | None = None,
+    class_order: str | None = None,
 ) -> Dataset:
-    """Load the declared data set `name` from `keras.datasets`, or from its files in
-    `data_dir`.
+    """Load the data set `spec` (a declaration, or a name or path `dataset_spec` resolves)
+    from `keras.datasets`, or from its files in `data_dir`.
 
     A data set that is never downloaded (TinyImageNet) is read from `data_dir` or,
     without one, from the current directory (where the original looked).
@@ -153,18 +159,10 @@ def load_dataset(
     a failed download, a missing file, or a file that is corrupt or holds arrays of the
     wrong shape, dtype or label range.
     """
-    spec = dataset_spec(name)
-    if spec.name not in DATASETS and data_dir is not None:
-        raise BrainPropError(
-            f"--data-dir is where a declared data set's files are; {name} is a path "
-            "already: drop --data-dir"
-        )
-    ordering = [n for n, s in DATASETS.items() if s.orders_classes]
-    if class_order is not None and not spec.orders_classes:
-        raise BrainPropError(
-            f"--class-order numbers the classes of {' and '.join(ordering)} only; "
-            f"drop it for {name}"
-        )
+    if isinstance(spec, str):
+        spec = dataset_spec(spec)
+    check_data_options(spec, data_dir, class_order)
+    name = spec.name
     if spec.orders_classes:
         class_order = class_order or "sorted"
     if data_dir is None and spec.download is not None:
@@ -186,6 +184,23 @@ def load_dataset(
         n_classes = check_classes(read.splits[1], read.splits[3], source)
     data = build_dataset(spec.name, *read.splits, n_classes=n_classes, source=source)
     return dataclasses.replace(data, classes=read.classes)
+
+
+def check_data_options(spec: DatasetSpec, data_dir: str | os.PathLike | None,
+                       class_order: str | None) -> None:
+    """BrainPropError, in one line, for `--data-dir` with a path, or `--class-order` for a
+    data set that does not number its classes."""
+    if not spec.declared and data_dir is not None:
+        raise BrainPropError(
+            f"--data-dir is where a declared data set's files are; {spec.name} is a path "
+            "already: drop --data-dir"
+        )
+    if class_order is not None and not spec.orders_classes:
+        ordering = [n for n, s in DATASETS.items() if s.orders_classes]
+        raise BrainPropError(
+            f"--class-order numbers the classes of {' and '.join(ordering)} only; "
+            f"drop it for {spec.name}"
+        )
 
 
 def dataset_spec(name: str) -> DatasetSpec:
