@@ -9,6 +9,8 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "DatasetSpec": "datasets",
     "register_dataset": "datasets",
     "load_dataset": "datasets",
+    "dataset_spec": "datasets",
+    "check_data_options": "datasets",
     "ImageBatches": "pipeline",
     "fit_input": "pipeline",
     "read_tinyimagenet": "tinyimagenet",
