@@ -36,7 +36,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from brainprop.runs.cli import main as main_py
 from brainprop.runs.outputs import find_unfinished
 from brainprop.utils import signals
 from brainprop.utils.errors import BrainPropError, one_line
@@ -620,7 +619,10 @@ def _main(argv: list[str]) -> int:
     print(f"[jobs] {' '.join(['main.py', *main_argv])}\n[jobs] process {os.getpid()} on "
           f"{socket.gethostname()}, cores {_ranges(sorted(os.sched_getaffinity(0)))}, "
           f"{gpu_settings}", flush=True)
-    return main_py(main_argv)
+    # Imported once `_child` notes signals: main.py's imports take seconds.
+    from brainprop.runs.cli import main
+
+    return main(main_argv)
 
 
 if __name__ == "__main__":
