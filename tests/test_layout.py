@@ -90,6 +90,26 @@ def test_describing_a_run_starts_no_backend():
     assert out.strip() == "False"
 
 
+# The modules that plan and check a run, and refuse it in one line, before a backend
+# starts; `brainprop.runs.execution` (which builds and trains) imports Keras at its top.
+BEFORE_KERAS = ["runs.runconfig", "runs.plan", "runs.run", "runs.cli", "runs.jobs",
+                "runs.outputs", "runs.classorder", "tables.reproduce"]
+
+
+@pytest.mark.parametrize("module", BEFORE_KERAS)
+def test_planning_and_checking_a_run_imports_no_keras(module):
+    code = f"import sys; import brainprop.{module}; print('keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_building_and_training_a_run_imports_keras_at_the_top():
+    tree = ast.parse((PACKAGE / "runs" / "execution.py").read_text())
+    top = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    assert "keras" in top
+
+
 @pytest.mark.parametrize("command", [
     ["main.py"], ["tinyimagenet.py"],
     *(["-m", f"brainprop.{name}"] for name in ENTRY_MODULES),
