@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from brainprop.data import DatasetSpec, check_data_options, dataset_spec
+from brainprop.data.own import parse_image_size
 from brainprop.model.rules import Rule, get_rule
 from brainprop.nets.architectures import ARCHITECTURES, Architecture
 from brainprop.runs.runconfig import LOAD_ALONE, RunConfig
@@ -39,6 +40,7 @@ class Hyperparameters:
     padding: str
     epsilon: float | None  # the rule's exploration rate; None: it never explores
     validation_split: float | None
+    image_size: str | None = None  # `HxW` every image was resized to; None: as found
 
     @classmethod
     def resolve(cls, config: RunConfig, architecture: Architecture, rule: Rule) -> Hyperparameters:
@@ -57,6 +59,7 @@ class Hyperparameters:
             padding=architecture.padding,
             epsilon=rule.epsilon,
             validation_split=config.validation_split,
+            image_size=config.image_size,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,7 +92,8 @@ class Hyperparameters:
         training = self.training
         return {"epochs": training.epochs, "patience": training.patience,
                 "batch_size": training.batch_size, "learning_rate": training.learning_rate,
-                "validation_split": self.validation_split, "init_std": self.init_std}
+                "validation_split": self.validation_split, "init_std": self.init_std,
+                "image_size": self.image_size}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +107,7 @@ class RunPlan:
     hyperparameters: Hyperparameters
     command: str  # the command line the summary records
     output_dir: Path | None  # where -s writes the run's files; None: nothing is written
+    image_size: tuple[int, int] | None = None  # (H, W) every image is resized to
 
     @property
     def name(self) -> str:
@@ -129,7 +134,8 @@ def plan_run(config: RunConfig, command: str | None = None) -> RunPlan:
     if config.init_std is not None:
         architecture = dataclasses.replace(architecture, init_std=config.init_std)
     dataset = dataset_spec(config.dataset)
-    check_data_options(dataset, config.data_dir, config.class_order)
+    image_size = parse_image_size(config.image_size) if config.image_size else None
+    check_data_options(dataset, config.data_dir, config.class_order, image_size)
     saves = config.saves and not config.load
     return RunPlan(
         config=config,
@@ -139,6 +145,7 @@ def plan_run(config: RunConfig, command: str | None = None) -> RunPlan:
         hyperparameters=Hyperparameters.resolve(config, architecture, rule),
         command=command or config.command(),
         output_dir=Path(config.output_dir) if saves else None,
+        image_size=image_size,
     )
 
 

@@ -48,7 +48,7 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
     run and returns the exit status of its signal, after saying how to continue it;
     0 when every run is complete, even if a signal came while the last one was saved.
     """
-    if len({(c.dataset, c.data_dir, c.class_order) for c in configs}) > 1:
+    if len({(c.dataset, c.data_dir, c.class_order, c.image_size) for c in configs}) > 1:
         raise ValueError("run_all runs the seeds of one data set")
     plans = plan_runs(configs, command)
     note = check_backend(plans)
@@ -66,7 +66,7 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
 
     # Through the package: `brainprop.data`'s public surface, resolved at the call.
     data = brainprop.data.load_dataset(first.dataset, first.config.data_dir,
-                                       first.config.class_order)
+                                       first.config.class_order, first.image_size)
     check_input(first.config.architecture, data.input_shape, data.n_classes)  # before training
     backend.start()  # Keras starts here, with its start-up messages filtered
     # Imported once the backend has started: the module that builds and trains imports Keras.
@@ -173,6 +173,7 @@ def describe(configs: Sequence[RunConfig]) -> dict:
         "backend": keras.backend.backend(),
         "hyperparameters": first.hyperparameters.as_dict(),
         "class_order": options.class_order,
+        "image_size": options.image_size,
         "validation": f"{options.validation_split:g} of the training set held out"
         if options.validation_split else "test set",
         "data": absolute(options.data_dir) or (

@@ -19,7 +19,7 @@ import shlex
 from typing import Any, Callable
 
 from brainprop.data.datasets import DATASETS, dataset_spec, paper_combinations
-from brainprop.data.own import is_path
+from brainprop.data.own import is_path, parse_image_size
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.train.schedule import LR_HALVING_EPOCHS
@@ -140,6 +140,15 @@ def check_combination(dataset: str, architecture: str, beyond_paper: bool = Fals
         f"{dataset} with {architecture} is not a combination of the paper; "
         f"allowed: {combinations_text()}; add --beyond-paper to train it anyway"
     )
+
+
+def image_size_argument(text: str) -> str:
+    """An argparse type: `HxW` or one number (a square), written back as `HxW`."""
+    try:
+        height, width = parse_image_size(text)
+    except BrainPropError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return f"{height}x{width}"
 
 
 def dataset_argument(text: str) -> str:
@@ -276,6 +285,13 @@ class RunConfig:
         help="where -s writes its files; created if needed, checked before training",
     )
     data_dir: str | None = option("--data-dir", help=_data_dir_help)
+    image_size: str | None = option(
+        "--image-size", type=image_size_argument, metavar="HxW",
+        shown_default="the images' own size, which must be one",
+        help="an image folder: resize every image to this height x width (or one number: a "
+        "square) as it is decoded, stretched whatever its aspect ratio; each size is "
+        "cached apart (see docs/data.md)",
+    )
     validation_split: float | None = option(
         "--validation-split", type=fraction, metavar="F",
         shown_default="validate on the test set, as the paper did",
