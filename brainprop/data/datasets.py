@@ -14,8 +14,9 @@ data folder, or from the standard files in `--data-dir` (`brainprop.data.standar
 Tiny ImageNet is never downloaded, but read from the extracted `tiny-imagenet-200/` in
 `--data-dir` or the current directory (`brainprop.data.tinyimagenet`).
 
-Images stay uint8 (channels last) in memory; `brainprop.data.pipeline.ImageBatches` scales
-one batch at a time to float32 in [0, 1], so no float copy of a whole split is ever made.
+Images stay uint8 (channels last), in memory or memory-mapped from a cache of decoded
+images (`brainprop.data.mapped`); `brainprop.data.pipeline.ImageBatches` scales one batch
+at a time to float32 in [0, 1], so no float copy of a whole split is ever made.
 """
 
 from __future__ import annotations

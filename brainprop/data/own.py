@@ -179,13 +179,12 @@ def cache_name(image_size: tuple[int, int] | None = None) -> str:
 def read_folder(root: Path, image_size: tuple[int, int] | None = None) -> Read:
     """The images of `root`/train/<class>/ and `root`/test/<class>/, from the cache if it
     matches; classes in sorted order.  With `image_size` (H, W), every image resized to it."""
-    classes, train, test = _listing(root)
+    classes, train, test = list_folder(root)
     index = {name: label for label, name in enumerate(classes)}
     y_train = np.array([index[cls] for cls, _ in train], np.int32)
     y_test = np.array([index[cls] for cls, _ in test], np.int32)
     paths = [path for _, path in train + test]
-    decoded = "" if image_size is None else " resized to {}x{}".format(*image_size)
-    key = fingerprint(root, paths, extra=f"image folder{decoded}\t" + "\t".join(classes))
+    key = cache_key(root, classes, paths, image_size)
     cache = root / cache_name(image_size)
     arrays = load_cache(cache, key)
     if arrays is not None and not holds_images(arrays, y_train, y_test):
@@ -204,8 +203,18 @@ def read_folder(root: Path, image_size: tuple[int, int] | None = None) -> Read:
     return Read(splits, tuple(classes), str(root))
 
 
-def _listing(root: Path) -> tuple[list[str], list[tuple[str, Path]], list[tuple[str, Path]]]:
-    """The classes (sorted subfolders of train/) and each split's (class, image) pairs."""
+def cache_key(root: Path, classes: list[str], paths: list[Path],
+              image_size: tuple[int, int] | None = None) -> str:
+    """The fingerprint a folder's cache is kept under: its classes, its images `paths`
+    (training, then test; names, sizes, modification times) and how they are decoded."""
+    decoded = "" if image_size is None else " resized to {}x{}".format(*image_size)
+    return fingerprint(root, paths, extra=f"image folder{decoded}\t" + "\t".join(classes))
+
+
+def list_folder(root: Path) -> tuple[list[str], list[tuple[str, Path]], list[tuple[str, Path]]]:
+    """The classes (sorted subfolders of train/) and each split's (class, image) pairs, in
+    the order the images are cached; BrainPropError, in one line, for a folder of another
+    layout."""
     for split in ("train", "test"):
         if not (root / split).is_dir():
             raise BrainPropError(
