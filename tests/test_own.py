@@ -14,6 +14,7 @@ from PIL import Image
 from brainprop.data import own
 from brainprop.data.datasets import dataset_spec, load_dataset
 from brainprop.runs.plan import plan_run
+from brainprop.runs.cli import main
 from brainprop.runs.runconfig import RunConfig, dataset_argument
 from brainprop.utils.errors import BrainPropError
 
@@ -479,8 +480,6 @@ def test_data_dir_is_refused_for_a_path(tmp_path):
 
 
 def test_a_folder_of_mixed_sizes_trains_with_image_size_from_the_command_line(tmp_path, capsys):
-    from brainprop.runs.cli import main
-
     root = tmp_path / "photos"
     write_mixed_sizes(root)
     base = [str(root), "conv", "EBP", "--epochs", "1", "--batch-size", "4", "--verbose", "0"]

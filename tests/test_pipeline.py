@@ -8,6 +8,7 @@ import pytest
 
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.compat import OnePassAtATime, run_steps_per_execution_on_torch
+from brainprop.data.mapped import load_mapped
 from brainprop.data.pipeline import ImageBatches, fit_input
 
 
@@ -208,8 +209,6 @@ def mapping_rss_kb(path) -> int:
 @pytest.mark.backend_independent
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux's /proc only")
 def test_mapped_images_stay_off_resident_memory_batch_after_batch(tmp_path):
-    from brainprop.data.mapped import load_mapped
-
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8)  # 6 MB
     np.savez(tmp_path / "cache.npz", x=images)
