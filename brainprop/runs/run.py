@@ -270,7 +270,7 @@ def _build(run: Run) -> keras.Model:
     config, training = run.config, run.hyperparameters.training
     architecture = dataclasses.replace(ARCHITECTURES[config.architecture],
                                        init_std=run.hyperparameters.init_std)
-    rule = RULES[config.algorithm]
+    rule = dataclasses.replace(RULES[config.algorithm], feedback=config.feedback)
     model = build_model(architecture, rule, run.data.input_shape, run.data.n_classes,
                         seed=config.seed, batch_size=training.batch_size)
     return compile_model(model, rule, training.learning_rate)

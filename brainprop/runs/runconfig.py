@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from brainprop.data.datasets import DATASETS, dataset_name, dataset_spec, paper_combinations
 from brainprop.data.own import is_path
+from brainprop.model.feedback import DEFAULT_FEEDBACK, FEEDBACK
 from brainprop.model.rules import RULES, get_rule
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.train.schedule import LR_HALVING_EPOCHS, LR_SCHEDULE
@@ -306,6 +307,13 @@ class RunConfig:
         help="train this run data-parallel over every GPU (or TPU) of this machine "
         "(see docs/gpus.md); the batch size stays the global batch",
     )
+    feedback: str = option(
+        "--feedback", default=DEFAULT_FEEDBACK, choices=list(FEEDBACK),
+        help="what the weight layers send the learning signal down through: symmetric (their "
+        "own weights transposed, the paper's), random (feedback alignment), sign (sign "
+        "symmetry), kolen-pollack (feedback weights learning with the weights, both decaying) "
+        "or direct (straight from the output to every layer); see docs/feedback.md",
+    )
     mixed_precision: str | None = option(
         "--mixed-precision", nargs="?", const="float16", choices=("float16", "bfloat16"),
         shown_default="float32; the option alone means float16",
@@ -363,6 +371,7 @@ class RunConfig:
             padding=arch.padding,
             epsilon=get_rule(self.algorithm).epsilon,
             validation_split=self.validation_split,
+            feedback=self.feedback,
         )
 
     def argv(self) -> list[str]:
@@ -455,6 +464,7 @@ class Hyperparameters:
     padding: str
     epsilon: float | None  # the rule's exploration rate; None: it never explores
     validation_split: float | None
+    feedback: str = DEFAULT_FEEDBACK  # a kind of brainprop.model.feedback
 
     def as_dict(self) -> dict[str, Any]:
         training = self.training
@@ -470,6 +480,7 @@ class Hyperparameters:
             "min_delta": training.min_delta,
             "optimizer": "SGD, no momentum",
             "epsilon": self.epsilon,
+            "feedback": self.feedback,
         }
 
     def line(self) -> str:
@@ -477,13 +488,16 @@ class Hyperparameters:
         patience 45`, and the exploration rate of a rule that explores."""
         training = self.training
         explores = f", epsilon {self.epsilon}" if self.epsilon is not None else ""
+        feedback = f", feedback {self.feedback}" if self.feedback != DEFAULT_FEEDBACK else ""
         return (f"batch {training.batch_size}, learning rate {training.learning_rate}, "
                 f"init std {self.init_std}, L2 {self.l2}, at most {training.epochs} epochs, "
-                f"patience {training.patience}{explores}")
+                f"patience {training.patience}{explores}{feedback}")
 
     def settings(self) -> dict[str, Any]:
         """What a resumed run must share with the interrupted one, by `RunConfig` field."""
         training = self.training
         return {"epochs": training.epochs, "patience": training.patience,
                 "batch_size": training.batch_size, "learning_rate": training.learning_rate,
-                "validation_split": self.validation_split, "init_std": self.init_std}
+                "validation_split": self.validation_split, "init_std": self.init_std,
+                # Recorded only when not the paper's: backups from before it still resume.
+                **({"feedback": self.feedback} if self.feedback != DEFAULT_FEEDBACK else {})}
