@@ -149,7 +149,7 @@ def test_the_signal_passed_down_goes_through_B_and_the_update_stays_local(kind, 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, *model.input_shape[1:])).astype("float32")
     upstream = rng.standard_normal(model.output_shape[1:]).astype("float32")
-    grads = gradients(model, x, lambda y: ops.sum(y * upstream))
+    grads = gradients(model, x, lambda y: ops.sum(y * ops.convert_to_tensor(upstream)))
     kernel = ops.convert_to_numpy(layer.kernel)
     feedback = feedback_of(model, layer, kind)
     assert not np.allclose(feedback, kernel, atol=1e-3)  # B is not W: the test can fail
@@ -190,7 +190,7 @@ def test_direct_feedback_reaches_every_layer_from_the_output():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 4)).astype("float32")
     upstream = rng.standard_normal(3).astype("float32")
-    grads = gradients(model, x, lambda y: ops.sum(y * upstream))
+    grads = gradients(model, x, lambda y: ops.sum(y * ops.convert_to_tensor(upstream)))
     w1, w2 = ops.convert_to_numpy(first.kernel), ops.convert_to_numpy(second.kernel)
     a = x[0] @ w1
     np.testing.assert_allclose(grads[0], d1 @ upstream, rtol=1e-5, atol=1e-7)
@@ -251,7 +251,7 @@ def test_sign_feedback_follows_the_signs_of_W():
     trained_one_step(model)
     x = np.ones((1, 5), "float32")
     upstream = np.arange(3, dtype="float32")
-    grads = gradients(model, x, lambda y: ops.sum(y * upstream))
+    grads = gradients(model, x, lambda y: ops.sum(y * ops.convert_to_tensor(upstream)))
     kernel = ops.convert_to_numpy(layer.kernel)
     np.testing.assert_allclose(grads[0], (np.sign(kernel) * scale) @ upstream, rtol=1e-5)
 
