@@ -17,6 +17,7 @@ from typing import Any
 
 from brainprop.data import DatasetSpec, check_data_options, dataset_spec
 from brainprop.data.own import parse_image_size
+from brainprop.model.feedback import DEFAULT_FEEDBACK, get_feedback
 from brainprop.model.rules import Rule, get_rule
 from brainprop.nets.architectures import ARCHITECTURES, Architecture
 from brainprop.runs.runconfig import LOAD_ALONE, RunConfig
@@ -40,6 +41,7 @@ class Hyperparameters:
     padding: str
     epsilon: float | None  # the rule's exploration rate; None: it never explores
     validation_split: float | None
+    feedback: str = DEFAULT_FEEDBACK  # a kind of brainprop.model.feedback
     image_size: str | None = None  # `HxW` every image was resized to; None: as found
 
     @classmethod
@@ -59,6 +61,7 @@ class Hyperparameters:
             padding=architecture.padding,
             epsilon=rule.epsilon,
             validation_split=config.validation_split,
+            feedback=get_feedback(rule.feedback).name,
             image_size=config.image_size,
         )
 
@@ -76,6 +79,7 @@ class Hyperparameters:
             "min_delta": training.min_delta,
             "optimizer": "SGD, no momentum",
             "epsilon": self.epsilon,
+            "feedback": self.feedback,
         }
 
     def line(self) -> str:
@@ -83,9 +87,10 @@ class Hyperparameters:
         patience 45`, and the exploration rate of a rule that explores."""
         training = self.training
         explores = f", epsilon {self.epsilon}" if self.epsilon is not None else ""
+        feedback = f", feedback {self.feedback}" if self.feedback != DEFAULT_FEEDBACK else ""
         return (f"batch {training.batch_size}, learning rate {training.learning_rate}, "
                 f"init std {self.init_std}, L2 {self.l2}, at most {training.epochs} epochs, "
-                f"patience {training.patience}{explores}")
+                f"patience {training.patience}{explores}{feedback}")
 
     def settings(self) -> dict[str, Any]:
         """What a resumed run must share with the interrupted one, by `RunConfig` field."""
@@ -93,7 +98,9 @@ class Hyperparameters:
         return {"epochs": training.epochs, "patience": training.patience,
                 "batch_size": training.batch_size, "learning_rate": training.learning_rate,
                 "validation_split": self.validation_split, "init_std": self.init_std,
-                "image_size": self.image_size}
+                "image_size": self.image_size,
+                # Recorded only when not the paper's: backups from before it still resume.
+                **({"feedback": self.feedback} if self.feedback != DEFAULT_FEEDBACK else {})}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +136,8 @@ def plan_run(config: RunConfig, command: str | None = None) -> RunPlan:
     `config` alone).
     """
     config.check()
-    rule = get_rule(config.algorithm)
+    # The rule with the feedback its weight layers send the learning signal down through.
+    rule = dataclasses.replace(get_rule(config.algorithm), feedback=config.feedback)
     architecture = ARCHITECTURES[config.architecture]
     if config.init_std is not None:
         architecture = dataclasses.replace(architecture, init_std=config.init_std)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from brainprop.data.datasets import DATASETS, dataset_spec, paper_combinations
 from brainprop.data.own import is_path, parse_image_size
+from brainprop.model.feedback import DEFAULT_FEEDBACK, FEEDBACK
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.train.schedule import LR_HALVING_EPOCHS
@@ -318,6 +319,13 @@ class RunConfig:
         "--distribute", default=False, action="store_true",
         help="train this run data-parallel over every GPU (or TPU) of this machine "
         "(see docs/gpus.md); the batch size stays the global batch",
+    )
+    feedback: str = option(
+        "--feedback", default=DEFAULT_FEEDBACK, choices=list(FEEDBACK),
+        help="what the weight layers send the learning signal down through: symmetric (their "
+        "own weights transposed, the paper's), random (feedback alignment), sign (sign "
+        "symmetry), kolen-pollack (feedback weights learning with the weights, both decaying) "
+        "or direct (straight from the output to every layer); see docs/feedback.md",
     )
     mixed_precision: str | None = option(
         "--mixed-precision", nargs="?", const="float16", choices=("float16", "bfloat16"),
