@@ -93,7 +93,8 @@ def test_legacy_keras2_file_loads_by_order_and_predicts_identically(
     with h5py.File(path, "r") as f:  # the layout the original release shipped
         assert f.attrs["layer_names"].dtype.kind == "S"
         names = [n.decode() for n in f.attrs["layer_names"]]
-        assert names[-1] == ("brain_prop_layer" if algorithm == "BrainProp" else "dense_3" if architecture == "dense" else "dense_1")
+        assert names[-1] == ("brain_prop_layer" if algorithm == "BrainProp"
+                             else "dense_3" if architecture == "dense" else "dense_1")
         assert {"layer_names", "backend", "keras_version"} <= set(f.attrs)
 
     keras.utils.set_random_seed(99)
