@@ -9,9 +9,9 @@ import types
 from pathlib import Path
 
 import pytest
+from test_cli import write_learnable_mnist
 
 from brainprop.utils.invocation import PACKAGE_ROOT, Invocation, invoked_as
-from test_cli import write_learnable_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = Invocation("main.py", ("python", "main.py"), ("python", "main.py"))
