@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import shlex
 from typing import Any, Callable
 
@@ -26,11 +27,20 @@ from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.train.schedule import LR_HALVING_EPOCHS
 from brainprop.train.trainingconfig import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA
 from brainprop.utils.errors import BrainPropError
+from brainprop.utils.invocation import Invocation, default_invocation
 
 LOAD_AND_SAVE = (
     "-s saves what training produces and -l evaluates weights without training: drop -s "
     "(or -l to train)"
 )
+# `main.py` when this process was not started as it (its `main` called from Python, or
+# a child process of `reproduce`).
+MAIN_PY = default_invocation("main.py", "brainprop.runs.cli")
+# The options that name a file or folder, beside a dataset given as a path.
+PATH_OPTIONS = ("load", "output_dir", "data_dir", "tensorboard")
+# The values of --class-order that name no file.
+CLASS_ORDERS = ("sorted", "listdir")
+
 LOAD_ALONE = (
     "-l evaluates one weight file on the test set: drop --seeds, --validation-split and --resume"
 )
@@ -361,9 +371,20 @@ class RunConfig:
                 words += [flags[0]] if value is True else [flags[0], str(value)]
         return words
 
-    def command(self) -> str:
-        """The shell command that runs this configuration."""
-        return shlex.join(["python", "main.py", *self.argv()])
+    def command(self, invocation: Invocation = MAIN_PY) -> str:
+        """The shell command that runs this configuration, as `invocation` starts it."""
+        return shlex.join(invocation.command(self.argv()))
+
+    def with_absolute_paths(self) -> RunConfig:
+        """The same run with every file and folder it names given by its absolute path
+        (the output folder too, where it is the default), so that its command runs the
+        same from any folder."""
+        changes = {name: _absolute(getattr(self, name)) for name in PATH_OPTIONS}
+        if is_path(self.dataset):
+            changes["dataset"] = _absolute(self.dataset)
+        if self.class_order not in (None, *CLASS_ORDERS):
+            changes["class_order"] = _absolute(self.class_order)
+        return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -411,3 +432,7 @@ class RunConfig:
         """The values of the options passed on to child runs, from parsed arguments."""
         return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
                 if f.metadata["flags"] and f.metadata["forward"]}
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
