@@ -335,11 +335,14 @@ def run_locally(
     failures: list[Failure] = []
     stopping, stopped = None, 0
 
+    signalled: set[int] = set()  # the processes a stop signal was passed on to
+
     def stop(signal_number, frame):
         nonlocal stopping
         stopping = signal_number
         for _, process, _ in running.values():  # a second signal stops them at once
             process.send_signal(signal_number)
+            signalled.add(process.pid)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -366,6 +369,11 @@ def run_locally(
                         start_new_session=True,  # Ctrl-C reaches them once, from here
                     )
                     running[slot] = (run, process, log)
+                # Blocking holds a signal in this thread only: one another thread took
+                # while the child started was handled before the child was in `running`.
+                if stopping is not None and process.pid not in signalled:
+                    process.send_signal(stopping)
+                    signalled.add(process.pid)
                 progress.start(run)
                 where = f"GPU {gpu}" if gpu is not None else f"cores {_ranges(cores[slot])}"
                 display.event(f"started {run.name} on {where}", [r.kind for r in waiting])
