@@ -24,7 +24,13 @@ from brainprop.data.own import is_path
 from brainprop.model.rules import RULES, get_rule
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.train.schedule import LR_HALVING_EPOCHS, LR_SCHEDULE
-from brainprop.train.trainingconfig import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA, TrainingConfig
+from brainprop.train.trainingconfig import (
+    BATCHNORM_STATISTICS,
+    DEFAULT_EPOCHS,
+    DEFAULT_PATIENCE,
+    MIN_DELTA,
+    TrainingConfig,
+)
 from brainprop.utils.errors import BrainPropError
 
 LOAD_AND_SAVE = (
@@ -314,6 +320,16 @@ class RunConfig:
         "without); float16 for GPUs, bfloat16 for GPUs and CPUs that have it (see docs/gpus.md)",
     )
 
+    batchnorm_statistics: str | None = option(
+        "--batchnorm-statistics", choices=BATCHNORM_STATISTICS,
+        shown_default="release for the paper's data sets, epoch for FashionMNIST and your own",
+        help="the moving statistics of BatchNormalization that evaluation uses: release, "
+        "momentum 0.99 as the release (right for the paper's data sets, whose epochs are "
+        "hundreds of steps), or epoch, a momentum in step with the epoch's length, so that "
+        "validation reflects the trained network from the first epoch on a small data set "
+        "(see docs/hyperparameters.md)",
+    )
+
     @property
     def saves(self) -> bool:
         """Whether the run writes its files (`--resume` implies `-s`)."""
@@ -357,6 +373,8 @@ class RunConfig:
                 epochs=self.epochs,
                 patience=self.patience,
                 seed=self.seed,
+                batchnorm_statistics=self.batchnorm_statistics
+                or default_batchnorm_statistics(self.dataset),
             ),
             init_std=self.init_std or arch.init_std,
             l2=arch.l2,
@@ -429,6 +447,12 @@ class RunConfig:
                 if f.metadata["flags"] and f.metadata["forward"]}
 
 
+def default_batchnorm_statistics(dataset: str) -> str:
+    """The release's statistics for a data set of the paper (its results stay the
+    release's), statistics in step with the epoch for the others (FashionMNIST, your own)."""
+    return "release" if dataset in paper_combinations() else "epoch"
+
+
 def check_runs(configs: Sequence[RunConfig]) -> None:
     """BrainPropError unless every config can run, and `configs` can run together:
     the seeds of one command, where `-l` evaluates one file, alone (one seed, no
@@ -470,6 +494,7 @@ class Hyperparameters:
             "min_delta": training.min_delta,
             "optimizer": "SGD, no momentum",
             "epsilon": self.epsilon,
+            "batchnorm_statistics": training.batchnorm_statistics,
         }
 
     def line(self) -> str:
@@ -477,13 +502,23 @@ class Hyperparameters:
         patience 45`, and the exploration rate of a rule that explores."""
         training = self.training
         explores = f", epsilon {self.epsilon}" if self.epsilon is not None else ""
+        statistics = ("" if training.batchnorm_statistics == "release"
+                      else f", batchnorm statistics {training.batchnorm_statistics}")
         return (f"batch {training.batch_size}, learning rate {training.learning_rate}, "
                 f"init std {self.init_std}, L2 {self.l2}, at most {training.epochs} epochs, "
-                f"patience {training.patience}{explores}")
+                f"patience {training.patience}{explores}{statistics}")
 
     def settings(self) -> dict[str, Any]:
-        """What a resumed run must share with the interrupted one, by `RunConfig` field."""
+        """What a resumed run must share with the interrupted one, by `RunConfig` field.
+
+        The release's BatchNormalization statistics are left out, as runs recorded before
+        the choice existed left them out: those runs resume as they trained.
+        """
         training = self.training
-        return {"epochs": training.epochs, "patience": training.patience,
-                "batch_size": training.batch_size, "learning_rate": training.learning_rate,
-                "validation_split": self.validation_split, "init_std": self.init_std}
+        settings = {"epochs": training.epochs, "patience": training.patience,
+                    "batch_size": training.batch_size,
+                    "learning_rate": training.learning_rate,
+                    "validation_split": self.validation_split, "init_std": self.init_std}
+        if training.batchnorm_statistics != "release":
+            settings["batchnorm_statistics"] = training.batchnorm_statistics
+        return settings

@@ -120,6 +120,9 @@ def train(
     (the number of classes), a validation accuracy at chance in the first
     epochs is explained once (the plateau BrainProp starts with).  With
     `tensorboard_dir`, every epoch's numbers are written there for TensorBoard.
+    With `config.batchnorm_statistics` "epoch", the BatchNormalization layers' momentum
+    follows the epoch's length (`set_batchnorm_momentum`); the weights saved for the best
+    epoch hold the statistics it was validated with.
     """
     verbose = default_verbosity() if verbose is None else verbose
     backed_up = backup_dir is not None
@@ -135,6 +138,9 @@ def train(
             data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
         )
         val_batches = ImageBatches(*data.validation, config.batch_size)
+        momentum = config.batchnorm_momentum(len(train_batches))
+        if momentum is not None:
+            set_batchnorm_momentum(model, momentum)
 
         backup, completed, epochs = _resume_point(work if backed_up else None, config,
                                                   train_batches)
@@ -148,6 +154,27 @@ def train(
         _publish({working["weights"]: best_weights_path, working["log"]: csv_log_path})
     logged = backup.history if backup is not None else model.history.history
     return _result(logged, callbacks, interrupted_by)
+
+
+def set_batchnorm_momentum(model: keras.Model, momentum: float) -> None:
+    """Every BatchNormalization layer of `model`, nested models' included, moves its
+    moving statistics by `momentum` (the fraction of their old value each step keeps).
+
+    A model that has trained already makes its training step again: the compiled step
+    reads the momentum when it is made.
+    """
+    for layer in _layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+    if model.train_function is not None:
+        model.make_train_function(force=True)
+
+
+def _layers(layer: keras.layers.Layer):
+    """`layer` and every layer inside it, depth first."""
+    yield layer
+    for inner in getattr(layer, "layers", ()):
+        yield from _layers(inner)
 
 
 def _resume_point(backup_dir: Path | None, config: TrainingConfig,
