@@ -3,31 +3,32 @@ the paper's data sets, a momentum in step with the epoch elsewhere, so that vali
 reflects the trained network from the first epoch however small the data set.
 
 The slow tests train on small real sets written in their real formats from the full
-Fashion-MNIST (the Debian package `dataset-fashion-mnist`, which `.ci/run` unpacks): the
-folder holding its four gzipped idx files is `BRAINPROP_TEST_FASHION_MNIST`.
+Fashion-MNIST (`benchmarks/small_real_sets.py`, which measures them; the Debian package
+`dataset-fashion-mnist`, which `.ci/run` unpacks): the folder holding its four gzipped idx
+files is `BRAINPROP_TEST_FASHION_MNIST`.
 """
 
-import gzip
 import json
 import os
+import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from data_files import idx_bytes
-from PIL import Image
 
 from brainprop.runs.cli import main
 from brainprop.runs.runconfig import RunConfig
 from brainprop.train.training import set_batchnorm_momentum
 from brainprop.train.trainingconfig import TrainingConfig, epoch_momentum
 
-FASHION_MNIST_FILES = {
-    "x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
-    "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz",
-}
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from small_real_sets import (  # noqa: E402
+    FILES,
+    read_fashion_mnist,
+    write_idx_subset,
+    write_photo_folder,
+)
 
 # --- the momentum ---------------------------------------------------------------------------
 
@@ -117,7 +118,7 @@ def fashion_mnist():
     """The full Fashion-MNIST, read from its four gzipped idx files."""
     folder = os.environ.get("BRAINPROP_TEST_FASHION_MNIST")
     missing = ("BRAINPROP_TEST_FASHION_MNIST is not set" if not folder else next(
-        (f"{Path(folder) / name} is missing" for name in FASHION_MNIST_FILES.values()
+        (f"{Path(folder) / name} is missing" for name in FILES.values()
          if not (Path(folder) / name).is_file()), None))
     if missing is not None:
         reason = (f"Fashion-MNIST's idx files are needed: {missing} (the Debian package "
@@ -125,13 +126,7 @@ def fashion_mnist():
         if os.environ.get("CI") == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
-    arrays = {}
-    for key, name in FASHION_MNIST_FILES.items():
-        data = gzip.decompress((Path(folder) / name).read_bytes())
-        dims = data[3]
-        shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-        arrays[key] = np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
-    return arrays
+    return read_fashion_mnist(Path(folder))
 
 
 def _history(out: Path, summary: dict) -> dict:
@@ -141,15 +136,9 @@ def _history(out: Path, summary: dict) -> dict:
 @pytest.mark.slow
 def test_4000_fashion_mnist_images_validate_above_60_percent_after_2_epochs(
         fashion_mnist, tmp_path):
-    folder = tmp_path / "data" / "fashion-mnist"
-    folder.mkdir(parents=True)
-    subset = {"x_train": fashion_mnist["x_train"][:4000],
-              "y_train": fashion_mnist["y_train"][:4000],
-              "x_test": fashion_mnist["x_test"][:1000], "y_test": fashion_mnist["y_test"][:1000]}
-    for key, name in FASHION_MNIST_FILES.items():
-        (folder / name).write_bytes(gzip.compress(idx_bytes(subset[key]), compresslevel=1))
+    data = write_idx_subset(fashion_mnist, tmp_path / "data", train=4000, test=1000)
     out = tmp_path / "out"
-    assert main(["FashionMNIST", "conv", "EBP", "--data-dir", str(tmp_path / "data"),
+    assert main(["FashionMNIST", "conv", "EBP", "--data-dir", str(data),
                  "--epochs", "2", "-s", "--output-dir", str(out), "--verbose", "0"]) == 0
     summary = json.loads(next(out.glob("*_summary.json")).read_text())
     assert summary["hyperparameters"]["batchnorm_statistics"] == "epoch"
@@ -160,13 +149,7 @@ def test_4000_fashion_mnist_images_validate_above_60_percent_after_2_epochs(
 @pytest.mark.slow
 def test_a_folder_of_2000_photos_validates_as_it_trains_from_the_first_epoch(
         fashion_mnist, tmp_path, capsys):
-    folder = tmp_path / "photos"
-    for split, count in (("train", 200), ("test", 40)):
-        x, y = fashion_mnist[f"x_{split}"], fashion_mnist[f"y_{split}"]
-        for label in range(10):
-            (folder / split / f"class{label}").mkdir(parents=True)
-            for i, index in enumerate(np.flatnonzero(y == label)[:count]):
-                Image.fromarray(x[index]).save(folder / split / f"class{label}" / f"{i:04d}.png")
+    folder = write_photo_folder(fashion_mnist, tmp_path / "photos", train=200, test=40)
     out = tmp_path / "out"
     assert main([str(folder), "conv", "EBP", "--epochs", "3", "-s", "--output-dir", str(out),
                  "--verbose", "0"]) == 0
