@@ -82,7 +82,8 @@ def layer_alone(batch: int, steps: int, warmup: int, jit_compile) -> dict:
         x, _ = common.synthetic_batch(shape, batch)
         target = np.zeros((batch, *models["ours"].output_shape[1:]), "float32")
         times = common.side_by_side(
-            {k: (lambda m=m: m.train_on_batch(x, target)) for k, m in models.items()},
+            {k: (lambda m=m, x=x, target=target: m.train_on_batch(x, target))
+             for k, m in models.items()},
             steps, warmup,
         )
         results[name] = {k: round(1000 * common.median(t), 2) for k, t in times.items()}
@@ -151,7 +152,7 @@ def keras2_layers(batches: list[int], steps: int, warmup: int) -> dict:
                 "matmuls only": matmuls_of(ours, x, with_input_gradient),
             }
             times = common.side_by_side(
-                {k: (lambda f=f: [g.numpy() for g in f(x, upstream)])
+                {k: (lambda f=f, x=x, upstream=upstream: [g.numpy() for g in f(x, upstream)])
                  for k, f in steps_.items()},
                 steps, warmup,
             )

@@ -1,4 +1,5 @@
-"""`python -m brainprop.classorder`: the class order a Tiny ImageNet weight file was trained with (`brainprop.runs.classorder`)."""
+"""`python -m brainprop.classorder`: the class order a Tiny ImageNet weight file was trained
+with (`brainprop.runs.classorder`)."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""`python -m brainprop.report`: the paper's tables and figures from a folder of runs (`brainprop.tables.report`)."""
+"""`python -m brainprop.report`: the paper's tables and figures from a folder of runs
+(`brainprop.tables.report`)."""
 
 import sys
 

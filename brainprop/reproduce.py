@@ -1,4 +1,5 @@
-"""`python -m brainprop.reproduce`: run a whole table of the paper over seeds (`brainprop.tables.reproduce`)."""
+"""`python -m brainprop.reproduce`: run a whole table of the paper over seeds
+(`brainprop.tables.reproduce`)."""
 
 import sys
 

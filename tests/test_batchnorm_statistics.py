@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from brainprop.runs.cli import main
+from brainprop.runs.plan import plan_run
 from brainprop.runs.runconfig import RunConfig
 from brainprop.train.training import set_batchnorm_momentum
 from brainprop.train.trainingconfig import TrainingConfig, epoch_momentum
@@ -63,24 +64,25 @@ def test_the_release_statistics_leave_the_layers_untouched():
 def test_the_default_is_the_releases_on_the_papers_data_sets_only(dataset, expected):
     architecture = "deep" if dataset.startswith("CIFAR") else "conv"
     config = RunConfig(dataset, architecture, "EBP")
-    hyper = config.hyperparameters()
+    hyper = plan_run(config).hyperparameters
     assert hyper.training.batchnorm_statistics == expected
     assert hyper.as_dict()["batchnorm_statistics"] == expected
     other = "release" if expected == "epoch" else "epoch"
     chosen = RunConfig(dataset, architecture, "EBP", batchnorm_statistics=other)
-    assert chosen.hyperparameters().training.batchnorm_statistics == other
+    assert plan_run(chosen).hyperparameters.training.batchnorm_statistics == other
     assert ["--batchnorm-statistics", other] == chosen.argv()[-2:]
 
 
 @pytest.mark.backend_independent
 def test_a_resume_compares_the_statistics_and_the_release_line_is_unchanged():
-    epoch = RunConfig("FashionMNIST", "conv", "EBP").hyperparameters()
-    release = RunConfig("FashionMNIST", "conv", "EBP", batchnorm_statistics="release")
+    epoch = plan_run(RunConfig("FashionMNIST", "conv", "EBP")).hyperparameters
+    release = plan_run(RunConfig("FashionMNIST", "conv", "EBP",
+                                 batchnorm_statistics="release")).hyperparameters
     assert epoch.settings()["batchnorm_statistics"] == "epoch"
     assert epoch.line().endswith(", batchnorm statistics epoch")
     # What runs recorded before the choice existed: they resume as they trained.
-    assert "batchnorm_statistics" not in release.hyperparameters().settings()
-    assert "batchnorm" not in release.hyperparameters().line()
+    assert "batchnorm_statistics" not in release.settings()
+    assert "batchnorm" not in release.line()
 
 
 def _batchnorm_model():

@@ -383,3 +383,24 @@ def test_the_same_seed_trains_the_same_run_bit_for_bit_and_another_seed_does_not
     for (_, again), (_, first) in zip(again_weights, weights):
         np.testing.assert_array_equal(again, first)
     assert other_history["accuracy"] != history["accuracy"]
+
+
+def test_a_run_with_kolen_pollack_feedback_saves_weights_that_l_evaluates(tmp_path, capsys):
+    npz = tmp_path / "tiny.npz"
+    (write_learnable_mnist(tmp_path, n_train=256, n_test=128, seed=2) / "mnist.npz").rename(npz)
+    out = tmp_path / "out"
+    feedback = ["--feedback", "kolen-pollack"]
+    assert main([str(npz), "conv", "BrainProp", *feedback, "-s", "--epochs", "2",
+                 "--batch-size", "32", "--output-dir", str(out)]) == 0
+    summary = json.loads(next(out.glob("*_summary.json")).read_text())
+    assert summary["config"]["feedback"] == "kolen-pollack"
+    assert summary["hyperparameters"]["feedback"] == "kolen-pollack"
+    weights = str(out / summary["files"]["weights"])
+    capsys.readouterr()
+    assert main([str(npz), "conv", "BrainProp", *feedback, "--batch-size", "32",
+                 "-l", weights]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"Test accuracy: {summary['best_val_accuracy']:.4f}"
+    # Without its feedback weights the network is another one: refused in one line.
+    assert main([str(npz), "conv", "BrainProp", "-l", weights]) == 2
+    assert "--feedback" in capsys.readouterr().err

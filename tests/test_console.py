@@ -99,7 +99,7 @@ def test_tensorboard_gets_every_epoch_number_each_class_and_the_learning_rate(tm
     from brainprop.nets.architectures import ARCHITECTURES
     from brainprop.nets.build import build_model, compile_model
     from brainprop.data.datasets import build_dataset
-    from brainprop.train.training import TrainingConfig, train
+    from brainprop.train.training import TrainingConfig, TrainingFiles, train
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (64, 28, 28, 1)).astype("uint8")
@@ -108,7 +108,7 @@ def test_tensorboard_gets_every_epoch_number_each_class_and_the_learning_rate(tm
     rule = RULES["BrainProp"]
     model = compile_model(build_model(ARCHITECTURES["dense"], rule, (28, 28, 1), 10), rule, 0.1)
     result = train(model, data, TrainingConfig(batch_size=16, learning_rate=0.1, epochs=2),
-                   verbose=0, tensorboard_dir=tmp_path)
+                   TrainingFiles(tensorboard_dir=tmp_path), verbose=0)
 
     def scalars(split):
         events = event_accumulator.EventAccumulator(str(tmp_path / split),

@@ -90,6 +90,26 @@ def test_describing_a_run_starts_no_backend():
     assert out.strip() == "False"
 
 
+# The modules that plan and check a run, and refuse it in one line, before a backend
+# starts; `brainprop.runs.execution` (which builds and trains) imports Keras at its top.
+BEFORE_KERAS = ["runs.runconfig", "runs.plan", "runs.run", "runs.cli", "runs.jobs",
+                "runs.outputs", "runs.classorder", "tables.reproduce"]
+
+
+@pytest.mark.parametrize("module", BEFORE_KERAS)
+def test_planning_and_checking_a_run_imports_no_keras(module):
+    code = f"import sys; import brainprop.{module}; print('keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_building_and_training_a_run_imports_keras_at_the_top():
+    tree = ast.parse((PACKAGE / "runs" / "execution.py").read_text())
+    top = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    assert "keras" in top
+
+
 @pytest.mark.parametrize("command", [
     ["main.py"], ["tinyimagenet.py"],
     *(["-m", f"brainprop.{name}"] for name in ENTRY_MODULES),
@@ -99,3 +119,110 @@ def test_every_documented_command_answers_help(command):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage:")
+
+
+# --- habits every module keeps -------------------------------------------------------------
+
+
+def module_files() -> dict[str, Path]:
+    """`brainprop.runs.plan` -> its path, for every module of the package."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imported_names(path: Path):
+    """(module, name) for every `from brainprop.x import name` in `path`."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                and node.module.startswith("brainprop"):
+            for alias in node.names:
+                yield node.module, alias.name
+
+
+def test_no_module_imports_another_modules_private_name():
+    wrong = [f"{module} imports {source}.{name}"
+             for module, path in module_files().items()
+             for source, name in imported_names(path)
+             if name.startswith("_") and source != module]
+    assert not wrong, wrong
+
+
+def test_no_two_modules_import_each_other_even_through_others():
+    modules = module_files()
+    edges = {module: set() for module in modules}
+    for module, path in modules.items():
+        for source, name in imported_names(path):
+            target = f"{source}.{name}" if f"{source}.{name}" in modules else source
+            if target in modules and target != module:
+                edges[module].add(target)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                edges[module].update(a.name for a in node.names
+                                     if a.name in modules and a.name != module)
+    # A package's __init__ names its modules lazily (strings): no edge to follow there.
+    done, cycles = set(), []
+
+    def visit(module, trail):
+        if module in trail:
+            cycles.append(trail[trail.index(module):] + [module])
+            return
+        if module in done:
+            return
+        for target in sorted(edges[module]):
+            visit(target, [*trail, module])
+        done.add(module)
+
+    for module in modules:
+        visit(module, [])
+    assert not cycles, cycles[:3]
+
+
+# Layer constructors take Keras' many layer options; everything else takes an object
+# instead of a long list of pieces.
+MAX_PARAMETERS = 6
+
+
+def test_no_function_takes_more_than_six_parameters():
+    wrong = []
+    for module, path in module_files().items():
+        tree = ast.parse(path.read_text())
+        constructors = {id(item) for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+                        and module.startswith("brainprop.nets.")
+                        for item in node.body if getattr(item, "name", "") == "__init__"}
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                    or id(node) in constructors:
+                continue
+            args = node.args
+            names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+            count = len(names) + bool(args.vararg) + bool(args.kwarg) \
+                - (names[:1] in (["self"], ["cls"]))
+            if count > MAX_PARAMETERS:
+                wrong.append(f"{module}.{node.name}: {count}")
+    assert not wrong, wrong
+
+
+# Imports inside functions are kept for code that must run before a backend starts or
+# must not import an optional package; each says why on the line above or beside it.
+MAX_LOCAL_IMPORTS = 40
+
+
+def test_imports_inside_functions_are_few_and_each_says_why():
+    local, silent = set(), []
+    for module, path in module_files().items():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, (ast.Import, ast.ImportFrom)) \
+                        and (module, inner.lineno) not in local:
+                    local.add((module, inner.lineno))
+                    here, above = lines[inner.lineno - 1], lines[inner.lineno - 2]
+                    if "#" not in here and not above.strip().startswith("#"):
+                        silent.append(f"{module}:{inner.lineno}")
+    assert len(local) <= MAX_LOCAL_IMPORTS, sorted(local)
+    assert not silent, f"local imports without a reason: {silent}"

@@ -12,6 +12,7 @@ from PIL import Image
 
 from brainprop.data import own
 from brainprop.data.datasets import dataset_spec, load_dataset
+from brainprop.runs.plan import plan_run
 from brainprop.runs.runconfig import RunConfig, dataset_argument
 from brainprop.utils.errors import BrainPropError
 
@@ -340,9 +341,9 @@ def test_the_current_folder_is_named_after_itself(tmp_path, monkeypatch):
 
 def test_run_names_of_a_path_use_its_name(tmp_path):
     write_npz(tmp_path / "shapes.npz")
-    config = RunConfig(str(tmp_path / "shapes.npz"), "conv", "EBP", seed=3)
-    assert config.name == "shapes_conv_EBP_seed3"
-    assert not config.paper_combination
+    plan = plan_run(RunConfig(str(tmp_path / "shapes.npz"), "conv", "EBP", seed=3))
+    assert plan.name == "shapes_conv_EBP_seed3"
+    assert not plan.paper_combination
 
 
 @pytest.mark.parametrize("make, words", [
@@ -366,6 +367,6 @@ def test_data_dir_is_refused_for_a_path(tmp_path):
     write_npz(tmp_path / "shapes.npz")
     config = RunConfig(str(tmp_path / "shapes.npz"), "conv", "EBP", data_dir=str(tmp_path))
     with pytest.raises(BrainPropError) as info:
-        config.check()
+        plan_run(config)
     assert "drop --data-dir" in str(info.value)
     assert "drop --data-dir" in error_of(tmp_path / "shapes.npz", data_dir=tmp_path)

@@ -82,7 +82,8 @@ def test_single_seed_has_no_std_and_lands_in_table_2(report):
     deep = _csv_rows(report[0])[("CIFAR10", "deep", "EBP")]
     assert (deep["table"], deep["n_seeds"], deep["accuracy_std"]) == ("table2", "1", "")
     markdown = (report[0] / "tables.md").read_text()
-    assert "| CIFAR10 | deep | EBP | 1 | 100.0 | 97(17) | +3.0 | 145.0 | 88.00 | 88.48(0.55) | -0.48 |" in markdown
+    assert ("| CIFAR10 | deep | EBP | 1 | 100.0 | 97(17) | +3.0 | 145.0 | 88.00 | 88.48(0.55) | -0.48 |"
+            in markdown)
     assert "Epochs = epoch of best validation accuracy" in markdown
     assert markdown.index("## Table 1") < markdown.index("## Table 2")
 
@@ -163,7 +164,8 @@ def test_summary_naming_a_file_outside_its_folder_is_refused(tmp_path, capsys, n
     runs = tmp_path / "runs"
     runs.mkdir()
     write_run(runs, "MNIST", "dense", "BrainProp", 1, 2, 0.9, 3)
-    (tmp_path / "outside_history.pkl").write_bytes((runs / "MNIST_dense_BrainProp_seed1_history.pkl").read_bytes())
+    history = runs / "MNIST_dense_BrainProp_seed1_history.pkl"
+    (tmp_path / "outside_history.pkl").write_bytes(history.read_bytes())
     path = runs / "MNIST_dense_BrainProp_seed1_summary.json"
     summary = json.loads(path.read_text())
     summary["files"]["history"] = name

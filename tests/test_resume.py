@@ -376,3 +376,28 @@ def test_a_backup_with_variables_of_another_type_is_refused_before_any_is_assign
     for variable, value in zip(model.variables, changed):  # the model's variables untouched
         np.testing.assert_array_equal(np.array(variable), value)
     assert not all(np.array_equal(a, b) for a, b in zip(before, changed))
+
+
+@pytest.mark.parametrize("kind", ["kolen-pollack", "direct"])
+def test_a_run_with_feedback_weights_resumes_as_it_would_have_run(
+    data_dir, tmp_path, monkeypatch, kind
+):
+    feedback = ("--feedback", kind)
+    whole = tmp_path / "whole"
+    assert main(command(data_dir, whole, *feedback)) == 0
+    expected, expected_history = run_summary(whole)
+    assert expected["config"]["feedback"] == kind
+
+    out = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        send_signal_at(patch, signal.SIGINT, 1)
+        assert main(command(data_dir, out, *feedback)) == 130
+    assert main(command(data_dir, out, "--resume")) == 2  # not with the paper's feedback
+    assert main(command(data_dir, out, *feedback, "--resume")) == 0
+    resumed, resumed_history = run_summary(out)
+    assert resumed["resumed"]
+    for key in ("epochs_run", "best_epoch", "stop_reason", "best_val_accuracy"):
+        assert resumed[key] == expected[key], key
+    assert set(resumed_history) == set(expected_history)
+    for key, values in expected_history.items():
+        np.testing.assert_allclose(resumed_history[key], values, rtol=1e-5, atol=1e-6, err_msg=key)

@@ -18,7 +18,8 @@ from brainprop.nets.build import build_model
 from brainprop.runs.cli import build_parser, configs_from
 from brainprop.runs.runconfig import RunConfig, check_combination, help_of, option, positive
 from brainprop.data.datasets import build_dataset
-from brainprop.runs.run import Run, summary
+from brainprop.runs.execution import Run, summary
+from brainprop.runs.plan import plan_run
 from brainprop.utils.placement import Placement
 from brainprop.utils.errors import BrainPropError
 from brainprop.train.training import TrainingResult
@@ -114,15 +115,14 @@ def test_summary_hyperparameters_and_resume_command_come_from_the_config():
                          source="test")
     model = build_model(ARCHITECTURES["loccon"], RULES["BrainProp"], data.input_shape, 10)
     result = TrainingResult({}, [1.0], 1, 0.5, "max_epochs")
-    run = Run(config, config.hyperparameters(), config.command(), data, data,
-              Placement(("cpu:0",)))
+    run = Run(plan_run(config), data, data, Placement(("cpu:0",)))
     recorded = summary(run, model, result)
 
     hyper = recorded["hyperparameters"]
     assert hyper["batch_size"] == ARCHITECTURES["loccon"].batch_size  # not given: resolved
     assert (hyper["learning_rate"], hyper["max_epochs"], hyper["patience"]) == (0.05, 7, 3)
     assert (recorded["dataset"], recorded["seed"], recorded["resumed"]) == ("MNIST", 4, False)
-    assert recorded["hyperparameters"] == config.hyperparameters().as_dict()
+    assert recorded["hyperparameters"] == plan_run(config).hyperparameters.as_dict()
     assert RunConfig(**recorded["config"]) == config
     resume = dataclasses.replace(config, resume=True)
     assert parse(shlex.split(resume.command())[2:]) == [resume]
@@ -181,20 +181,21 @@ ALL = itertools.product(list(paper_combinations()), ["dense", "loccon", "conv", 
 @pytest.mark.parametrize("dataset,architecture,algorithm", list(ALL))
 def test_only_the_papers_combinations_are_allowed(dataset, architecture, algorithm):
     if architecture in paper_combinations()[dataset]:
-        check_combination(dataset, architecture, algorithm)
+        check_combination(dataset, architecture)
+        plan_run(RunConfig(dataset, architecture, algorithm))
         return
     with pytest.raises(BrainPropError) as error:
-        check_combination(dataset, architecture, algorithm)
+        check_combination(dataset, architecture)
     message = str(error.value)
     assert "\n" not in message and "MNIST: dense, loccon, conv" in message
 
 
 def test_the_hyperparameters_are_resolved_once_from_the_options_architecture_and_rule():
     given = RunConfig("MNIST", "dense", "EBP", batch_size=64, init_std=0.1)
-    hyper = given.hyperparameters()
+    hyper = plan_run(given).hyperparameters
     assert (hyper.training.batch_size, hyper.init_std, hyper.epsilon) == (64, 0.1, None)
     assert hyper.training.learning_rate == ARCHITECTURES["dense"].learning_rate
-    default = RunConfig("CIFAR10", "loccon", "BrainProp").hyperparameters()
+    default = plan_run(RunConfig("CIFAR10", "loccon", "BrainProp")).hyperparameters
     assert (default.training.batch_size, default.init_std) == (32, 0.005)
     assert default.epsilon == RULES["BrainProp"].epsilon
     assert "batch 32, learning rate 0.1, init std 0.005" in default.line()
@@ -202,7 +203,7 @@ def test_the_hyperparameters_are_resolved_once_from_the_options_architecture_and
 
 
 def test_the_settings_a_resume_compares_are_named_by_their_options():
-    settings = RunConfig("MNIST", "dense", "EBP", init_std=0.1).hyperparameters().settings()
+    settings = plan_run(RunConfig("MNIST", "dense", "EBP", init_std=0.1)).hyperparameters.settings()
     assert set(settings) <= {field.name for field in FIELDS}
     assert settings["init_std"] == 0.1
     assert [RunConfig.flag_of(name) for name in ("init_std", "batch_size")] == [

@@ -1,6 +1,7 @@
 """Weight files: the project's own and the original release's Keras 2 HDF5."""
 
 import collections
+import dataclasses
 
 import h5py
 import keras
@@ -93,7 +94,8 @@ def test_legacy_keras2_file_loads_by_order_and_predicts_identically(
     with h5py.File(path, "r") as f:  # the layout the original release shipped
         assert f.attrs["layer_names"].dtype.kind == "S"
         names = [n.decode() for n in f.attrs["layer_names"]]
-        assert names[-1] == ("brain_prop_layer" if algorithm == "BrainProp" else "dense_3" if architecture == "dense" else "dense_1")
+        assert names[-1] == ("brain_prop_layer" if algorithm == "BrainProp"
+                             else "dense_3" if architecture == "dense" else "dense_1")
         assert {"layer_names", "backend", "keras_version"} <= set(f.attrs)
 
     keras.utils.set_random_seed(99)
@@ -253,3 +255,27 @@ def test_release_file_holding_text_where_weights_were_is_refused_in_one_line(tmp
     message = one_line_error(model, path)
     assert message.startswith(f"{path} is not a Keras weight file (layer 1 (")
     assert "not numbers" in message
+
+
+@pytest.mark.parametrize("feedback", ["random", "sign", "kolen-pollack", "direct"])
+def test_legacy_file_loads_into_a_network_with_feedback_weights_which_keep_theirs(
+    tmp_path, feedback
+):
+    source = trained_looking(build_model(ARCHITECTURES["conv"], RULES["BrainProp"],
+                                         (28, 28, 1), 10))
+    path = tmp_path / "CIFAR10_BrainProp_weights.h5"
+    write_legacy_h5(source, path)
+    keras.utils.set_random_seed(99)
+    rule = dataclasses.replace(RULES["BrainProp"], feedback=feedback)
+    target = build_model(ARCHITECTURES["conv"], rule, (28, 28, 1), 10)
+    feedback_weights = [w for layer in target.layers if getattr(layer, "feeds_back", False)
+                        for w in layer.weights]
+    assert feedback_weights
+    before = [keras.ops.convert_to_numpy(w) for w in feedback_weights]
+    load_weights(target, path)
+    x = images((28, 28, 1))
+    np.testing.assert_allclose(
+        target.predict(x, verbose=0), source.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
+    for weight, value in zip(feedback_weights, before, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), value)

@@ -1,7 +1,9 @@
 """The learning rules: BrainProp (`brainprop.model.attention_gated`, Section 2 of the paper),
 error backpropagation (`brainprop.model.backprop`), every rule the project trains, declared
-once (`brainprop.model.rules`), and any Keras classifier as a BrainProp model
-(`brainprop.model.convert`).
+once (`brainprop.model.rules`), any Keras classifier as a BrainProp model
+(`brainprop.model.convert`), and what the weight layers send the learning signal down
+through: every kind of feedback, declared once (`brainprop.model.feedback`), applied to
+any weight layer (`brainprop.model.pathway`).
 """
 
 from brainprop.utils.exports import lazy_exports
@@ -18,4 +20,9 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "RULES": "rules",
     "register": "rules",
     "get_rule": "rules",
+    "FEEDBACK": "feedback",
+    "FeedbackKind": "feedback",
+    "get_feedback": "feedback",
+    "with_feedback": "pathway",
+    "Pathway": "pathway",
 })

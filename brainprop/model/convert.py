@@ -10,6 +10,8 @@ import keras
 from keras import ops
 
 from brainprop.model.attention_gated import BrainProp
+from brainprop.model.feedback import DEFAULT_FEEDBACK, FeedbackKind, get_feedback
+from brainprop.model.pathway import with_feedback
 from brainprop.model.rules import EPSILON
 from brainprop.utils.compat import producer
 from brainprop.utils.errors import BrainPropError
@@ -22,6 +24,7 @@ def to_brainprop(
     epsilon: float = EPSILON,
     seed: int | None = None,
     name: str | None = None,
+    feedback: str | FeedbackKind = DEFAULT_FEEDBACK,
 ) -> BrainProp:
     """The BrainProp model of an existing Keras classifier, in one call.
 
@@ -32,14 +35,18 @@ def to_brainprop(
     left out: its inputs, the logits, become the Q values.  The returned model
     shares every layer, and so every weight, with `classifier` (training one
     trains the other), which itself is unchanged.  `batch_size`, `epsilon` and
-    `seed` are those of `BrainProp`.
+    `seed` are those of `BrainProp`.  `feedback` is what its weight layers send the
+    learning signal down through (`brainprop.model.feedback`; "symmetric", the paper's,
+    is their own weights; another kind adds feedback weights, drawn from `seed`).
 
     Raises:
         BrainPropError: the classifier has no graph to take the logits from
             (a subclassed or unbuilt model), more than one output, an output
             that is not (batch, classes), or an output activation other than a
-            softmax (BrainProp's Q values are linear).
+            softmax (BrainProp's Q values are linear); an unknown `feedback`, or a
+            layer with weights it cannot serve (a depthwise convolution, ...).
     """
+    get_feedback(feedback)  # an unknown kind ends here, before the graph is read
     outputs = _graph_outputs(classifier)
     if len(outputs) != 1:
         raise BrainPropError(
@@ -52,9 +59,13 @@ def to_brainprop(
             f"the output of {classifier.name!r} has shape {tuple(q_values.shape)}, not "
             "(batch, classes): BrainProp chooses one of the classes per example"
         )
-    inputs = classifier.inputs
+    inputs = classifier.inputs[0] if len(classifier.inputs) == 1 else classifier.input
+    if not get_feedback(feedback).tied:
+        network = with_feedback(keras.Model(inputs, q_values), feedback, seed)
+        inputs = network.inputs[0] if len(network.inputs) == 1 else network.input
+        q_values = network.outputs[0]
     return BrainProp(
-        inputs[0] if len(inputs) == 1 else classifier.input,
+        inputs,
         q_values,
         epsilon=epsilon,
         seed=seed,
@@ -143,8 +154,16 @@ class DenseLogits(keras.layers.Layer):
         if not self.dense.built:  # rebuilt from its config
             self.dense.build(input_shape)
 
+    @property
+    def kernel(self):
+        return self.dense.kernel
+
+    def linear_map(self, inputs, kernel):
+        """The logits with `kernel` in place of the Dense layer's, before its bias."""
+        return ops.matmul(inputs, kernel)
+
     def call(self, inputs):
-        logits = ops.matmul(inputs, self.dense.kernel)
+        logits = self.linear_map(inputs, self.dense.kernel)
         return ops.add(logits, self.dense.bias) if self.dense.use_bias else logits
 
     def compute_output_shape(self, input_shape):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Callable
 
+from brainprop.model.feedback import DEFAULT_FEEDBACK, FeedbackKind
 from brainprop.utils.errors import BrainPropError
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ class Rule:
     # shows such a rule's run.
     discovers_classes: bool = False
     color: str | None = None  # in the report's figures; None: matplotlib's next colour
+    # What the weight layers send the learning signal down through: a kind of
+    # `brainprop.model.feedback` (`--feedback`); the paper's, "symmetric", is W itself.
+    feedback: str | FeedbackKind = DEFAULT_FEEDBACK
 
 
 RULES: dict[str, Rule] = {}

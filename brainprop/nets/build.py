@@ -12,6 +12,7 @@ import random
 
 import keras
 
+from brainprop.model.pathway import Pathway
 from brainprop.model.rules import Rule
 from brainprop.nets.architectures import LAYER_KINDS, Architecture, layer_name
 from brainprop.nets.layers import (
@@ -105,18 +106,23 @@ def build_model(
     the batch size it will be trained with (default: the architecture's).  EBP gets a
     plain `keras.Model` whose outputs are the logits of the softmax
     (`brainprop.model.backprop`); `compile_model` gives it the cross-entropy of those
-    logits.  `seed` seeds the rule's own draws.  Weight initialisation draws from
+    logits.  The weight layers send the learning signal down through the feedback
+    of `rule.feedback` (`brainprop.model.pathway`; with "symmetric", the paper's, the
+    network is built as it always was).  `seed` seeds the rule's own draws and the
+    feedback weights'.  Weight initialisation draws from
     Keras' global seed, so call `keras.utils.set_random_seed` first.
     """
     inputs = keras.Input(shape=input_shape, name="images")
+    pathway = Pathway(rule.feedback, seed)
     x = inputs
     for index, (kind, *args) in enumerate(architecture.layers, start=1):
         make = resolve(LAYER_KINDS[kind].layer)
         weights = kernel_options(architecture)
-        x = make(tuple(args), layer_name((kind,), index), architecture, weights)(x)
+        x = pathway(make(tuple(args), layer_name((kind,), index), architecture, weights), x)
     # float32 under mixed precision too: the Q values (or logits) and the loss stay exact.
-    output = keras.layers.Dense(n_classes, name="output", dtype="float32",
-                                **kernel_options(architecture))(x)
+    output = pathway(keras.layers.Dense(n_classes, name="output", dtype="float32",
+                                        **kernel_options(architecture)), x)
+    output = pathway.finish(output)
     return resolve(rule.model)(
         inputs, output, name=f"{architecture.name}_{rule.name}", seed=seed,
         batch_size=batch_size or architecture.batch_size, epsilon=rule.epsilon)

@@ -259,20 +259,25 @@ class LocallyConnected2D(keras.layers.Layer):
             ndim=4, axes={1: rows, 2: cols, 3: channels}
         )
 
-    def call(self, inputs: Any) -> Any:
+    def linear_map(self, inputs: Any, kernel: Any) -> Any:
+        """The layer's outputs with `kernel` in place of its own, before the bias: the
+        linear map that feedback weights are applied with (`brainprop.model.pathway`)."""
         out_rows, out_cols = self._output_size(inputs.shape[1], inputs.shape[2])
         patches = window_patches(
             inputs, self.kernel_size, self.strides, (out_rows, out_cols)
         )
         # One matrix product per output position: (positions, batch, window) @
         # (positions, window, filters), a batched matmul over the leading axis.
-        outputs = ops.matmul(patches, self.kernel)
+        outputs = ops.matmul(patches, kernel)
         # Batch first, then the positions: on PyTorch the reshape copies the transposed
         # products into images with channels last, which the kernels after it read
         # several times faster than the products' own order.
-        outputs = ops.reshape(
+        return ops.reshape(
             ops.transpose(outputs, (1, 0, 2)), (-1, out_rows, out_cols, self.filters)
         )
+
+    def call(self, inputs: Any) -> Any:
+        outputs = self.linear_map(inputs, self.kernel)
         if self.bias is not None:
             outputs = outputs + self.bias
         return outputs

@@ -32,8 +32,11 @@ WEIGHTS_SUFFIX = ".weights.h5"
 
 
 def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The model's layers that carry weights, in order (the legacy matching order)."""
-    return [layer for layer in model.layers if layer.weights]
+    """The model's layers that carry weights, in order (the legacy matching order); a
+    feedback pathway's layers (`brainprop.model.pathway`) are not among them: the legacy
+    files have no feedback weights, which keep their starting values."""
+    return [layer for layer in model.layers
+            if layer.weights and not getattr(layer, "feeds_back", False)]
 
 
 def _not_weights(path: Path, problem: str) -> BrainPropError:
@@ -101,7 +104,8 @@ def _load_own(model: keras.Model, path: Path, stored: list[tuple[int, ...]]) -> 
     if len(stored) != len(model.weights):
         raise BrainPropError(
             f"{path.name} holds {len(stored)} weight arrays but this architecture has "
-            f"{len(model.weights)}: it was saved for another architecture; pick the matching file"
+            f"{len(model.weights)}: it was saved for another architecture or --feedback; "
+            "pick the matching file, and the --feedback it was trained with"
         )
     before = [w.numpy() for w in model.weights]
     try:

@@ -25,7 +25,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
+import brainprop.data
+import brainprop.nets
+from brainprop.model.rules import RULES
+from brainprop.nets.architectures import ARCHITECTURES
+from brainprop.nets.weights import check_weight_file, load_weights
+from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError, Parser, run_command
 
 # The only architecture the paper trained on Tiny ImageNet.
@@ -53,8 +60,6 @@ def confusion_matrix(units: np.ndarray, labels: np.ndarray, n_classes: int) -> n
 def recover_order(counts: np.ndarray, classes: list[str]) -> RecoveredOrder:
     """Assign one class of `classes` (the label order of `counts`' columns) to each unit,
     maximising the number of images whose unit is assigned their class."""
-    from scipy.optimize import linear_sum_assignment
-
     units, columns = linear_sum_assignment(counts, maximize=True)
     total = int(counts.sum())
     order = [classes[column] for _, column in sorted(zip(units, columns))]
@@ -69,21 +74,17 @@ def recover_order(counts: np.ndarray, classes: list[str]) -> RecoveredOrder:
 
 
 def predicted_units(weights: Path, data, batch_size: int, verbose: int | str = "auto") -> np.ndarray:
-    """The output unit `weights` choose (argmax) for each training image of `data`."""
-    import keras
+    """The output unit `weights` choose (argmax) for each training image of `data`.
 
-    from brainprop.data.pipeline import ImageBatches, fit_input
-    from brainprop.model.rules import RULES
-    from brainprop.nets.architectures import ARCHITECTURES
-    from brainprop.nets.build import build_model
-    from brainprop.nets.weights import load_weights
-
-    model = build_model(ARCHITECTURES[ARCHITECTURE], RULES["BrainProp"], data.input_shape,
-                        data.n_classes)
+    Keras starts here, with the network: `brainprop.nets` and `brainprop.data` name
+    their Keras-side functions lazily, so the command line is checked before.
+    """
+    model = brainprop.nets.build_model(ARCHITECTURES[ARCHITECTURE], RULES["BrainProp"],
+                                       data.input_shape, data.n_classes)
     load_weights(model, weights)
-    batches = ImageBatches(data.x_train, data.y_train, batch_size)
-    outputs = model.predict(fit_input(batches), verbose=verbose)
-    return keras.ops.convert_to_numpy(outputs).argmax(axis=-1)
+    batches = brainprop.data.ImageBatches(data.x_train, data.y_train, batch_size)
+    outputs = model.predict(brainprop.data.fit_input(batches), verbose=verbose)
+    return np.asarray(outputs).argmax(axis=-1)  # predict returns NumPy arrays
 
 
 def first_per_class(labels: np.ndarray, count: int) -> np.ndarray:
@@ -97,8 +98,6 @@ def first_per_class(labels: np.ndarray, count: int) -> np.ndarray:
 
 def write_order(path: Path, classes: list[str]) -> None:
     """One wnid per line, output unit 0 first; written atomically."""
-    from brainprop.utils.atomic import write_atomically
-
     write_atomically(path, lambda partial: partial.write_text("".join(f"{c}\n" for c in classes)))
 
 
@@ -135,16 +134,14 @@ def default_output(weights: Path) -> Path:
 
 def recover_and_write(args: argparse.Namespace) -> RecoveredOrder:
     """Recover the class order of `args.weights`, write it, and say how to evaluate with it."""
-    from brainprop.data.datasets import dataset_spec, load_dataset
-    from brainprop.nets.weights import check_weight_file
-
     weights = check_weight_file(args.weights)
     output = Path(args.output) if args.output else default_output(weights)
     if output.exists():
         raise BrainPropError(f"{output} exists and is never overwritten: pass another --output")
     if not output.parent.is_dir():
         raise BrainPropError(f"cannot write {output}: {output.parent} is not a folder")
-    data = load_dataset(dataset_spec(DATASET), args.data_dir)  # labels in sorted wnid order
+    # Labels in sorted wnid order.
+    data = brainprop.data.load_dataset(brainprop.data.dataset_spec(DATASET), args.data_dir, None)
     if args.per_class:
         keep = first_per_class(data.y_train, args.per_class)
         data = dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])

@@ -3,7 +3,8 @@
     python main.py <dataset> <architecture> <algorithm> [-s] [-l WEIGHTS]
 
 The options are the fields of `brainprop.runs.runconfig.RunConfig`; this module only
-parses them into one `RunConfig` per seed and hands those to `brainprop.runs.run`.
+parses them into one `RunConfig` per seed and hands those to `brainprop.runs.run`
+(no Keras: a bad command line is refused before a backend starts).
 Mistakes a user can make end in one line on stderr and a non-zero exit.
 """
 
@@ -14,6 +15,7 @@ import json
 import shlex
 import sys
 
+from brainprop.runs.run import describe, run_all
 from brainprop.runs.runconfig import RunConfig, combinations_text, parse_seeds
 from brainprop.utils.errors import Parser, run_command
 from brainprop.utils.signals import stop_signals
@@ -56,8 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         # From here a Ctrl-C is noted, not raised wherever Python happens to be (an
         # import of a backend could swallow it), and acted on at the next safe point.
         with stop_signals():
-            from brainprop.runs.run import describe, run_all
-
             if args.print_config:
                 print(json.dumps(describe(configs_from(args)), indent=2))
                 return 0

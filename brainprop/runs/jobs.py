@@ -34,6 +34,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tqdm import tqdm
+
+from brainprop.runs.outputs import find_unfinished
 from brainprop.utils import signals
 from brainprop.utils.errors import BrainPropError, one_line
 
@@ -60,8 +63,6 @@ class PlannedRun:
 
     def main_argv(self) -> list[str]:
         """main.py's arguments now: `--resume` when an unfinished run waits."""
-        from brainprop.runs.outputs import find_unfinished
-
         try:
             find_unfinished(Path(self.output_dir), self.name)
         except BrainPropError:
@@ -247,8 +248,6 @@ class _Display:
         self.stream = stream or sys.stderr
         self.bar = None
         if self.stream.isatty():
-            from tqdm import tqdm
-
             self.bar = tqdm(total=progress.total, initial=progress.done, unit="run",
                             file=self.stream, dynamic_ncols=True,
                             bar_format="{l_bar}{bar}| {postfix}")
@@ -392,9 +391,7 @@ def _submitit():
                 del os.environ["SUBMITIT_LOG_LEVEL"]
             else:
                 os.environ["SUBMITIT_LOG_LEVEL"] = previous
-    import submitit
-
-    return submitit
+    return importlib.import_module("submitit")
 
 
 def check_slurm() -> None:
@@ -473,8 +470,7 @@ class SlurmTask:
         return process.returncode
 
     def checkpoint(self):
-        import submitit
-
+        submitit = _submitit()
         if self._process is not None and self._process.returncode is None:
             self._process.send_signal(signal.SIGTERM)  # stop at the end of this batch
             if self._wait(timeout=600) is None:
@@ -623,6 +619,7 @@ def _main(argv: list[str]) -> int:
     print(f"[jobs] {' '.join(['main.py', *main_argv])}\n[jobs] process {os.getpid()} on "
           f"{socket.gethostname()}, cores {_ranges(sorted(os.sched_getaffinity(0)))}, "
           f"{gpu_settings}", flush=True)
+    # Imported once `_child` notes signals: main.py's imports take seconds.
     from brainprop.runs.cli import main
 
     return main(main_argv)

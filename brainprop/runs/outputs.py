@@ -23,6 +23,7 @@ from brainprop.runs.runconfig import RunConfig
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.locks import LockHeld, exclusive
+from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,8 +288,6 @@ def write_summary(path: Path, summary: dict) -> None:
 def plot_accuracy(history: dict, title: str, train_label: str, pdf_path: Path,
                   png_path: Path) -> None:
     """Training and validation accuracy per epoch, best validation epoch marked."""
-    from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
-
     train = history.get("accuracy", [])
     val = history.get("val_accuracy", [])
     n_epochs = max(len(train), len(val))

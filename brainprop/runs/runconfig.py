@@ -16,20 +16,19 @@ import argparse
 import dataclasses
 import math
 import shlex
-from collections.abc import Sequence
 from typing import Any, Callable
 
-from brainprop.data.datasets import DATASETS, dataset_name, dataset_spec, paper_combinations
+from brainprop.data.datasets import DATASETS, dataset_spec, paper_combinations
 from brainprop.data.own import is_path
-from brainprop.model.rules import RULES, get_rule
+from brainprop.model.feedback import DEFAULT_FEEDBACK, FEEDBACK
+from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
-from brainprop.train.schedule import LR_HALVING_EPOCHS, LR_SCHEDULE
+from brainprop.train.schedule import LR_HALVING_EPOCHS
 from brainprop.train.trainingconfig import (
     BATCHNORM_STATISTICS,
     DEFAULT_EPOCHS,
     DEFAULT_PATIENCE,
     MIN_DELTA,
-    TrainingConfig,
 )
 from brainprop.utils.errors import BrainPropError
 
@@ -136,12 +135,10 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def check_combination(dataset: str, architecture: str, algorithm: str,
-                      beyond_paper: bool = False) -> None:
-    """BrainPropError for an unknown rule, or for a data set of the paper on a network
-    the paper did not train on it, unless `beyond_paper`.  Other data sets (FashionMNIST,
-    your own) take every network their images fit (`nets.architectures.check_input`)."""
-    get_rule(algorithm)
+def check_combination(dataset: str, architecture: str, beyond_paper: bool = False) -> None:
+    """BrainPropError for a data set of the paper on a network the paper did not train
+    on it, unless `beyond_paper`.  Other data sets (FashionMNIST, your own) take every
+    network their images fit (`nets.architectures.check_input`)."""
     paper = paper_combinations()
     if dataset not in paper or architecture in paper[dataset] or beyond_paper:
         return
@@ -312,6 +309,13 @@ class RunConfig:
         help="train this run data-parallel over every GPU (or TPU) of this machine "
         "(see docs/gpus.md); the batch size stays the global batch",
     )
+    feedback: str = option(
+        "--feedback", default=DEFAULT_FEEDBACK, choices=list(FEEDBACK),
+        help="what the weight layers send the learning signal down through: symmetric (their "
+        "own weights transposed, the paper's), random (feedback alignment), sign (sign "
+        "symmetry), kolen-pollack (feedback weights learning with the weights, both decaying) "
+        "or direct (straight from the output to every layer); see docs/feedback.md",
+    )
     mixed_precision: str | None = option(
         "--mixed-precision", nargs="?", const="float16", choices=("float16", "bfloat16"),
         shown_default="float32; the option alone means float16",
@@ -335,53 +339,14 @@ class RunConfig:
         """Whether the run writes its files (`--resume` implies `-s`)."""
         return self.save or self.resume
 
-    @property
-    def name(self) -> str:
-        """The stem of the run's files: `MNIST_dense_BrainProp_seed1`; for a path, the
-        file's or folder's name stands for the data set (`images_conv_EBP_seed1`)."""
-        dataset = dataset_name(self.dataset)
-        return f"{dataset}_{self.architecture}_{self.algorithm}_seed{self.seed}"
-
-    @property
-    def paper_combination(self) -> bool:
-        """Whether the paper trained this network on this data set."""
-        return self.architecture in paper_combinations().get(self.dataset, ())
-
     def check(self) -> None:
-        """BrainPropError for a run the paper did not do or options that exclude each other."""
-        check_combination(self.dataset, self.architecture, self.algorithm, self.beyond_paper)
-        if self.dataset not in DATASETS:
-            dataset_name(self.dataset)  # a path named like a declared data set ends here
-            if self.data_dir is not None:
-                raise BrainPropError(
-                    f"--data-dir is where a declared data set's files are; {self.dataset} "
-                    "is a path already: drop --data-dir"
-                )
+        """BrainPropError for a run the paper did not do or options that exclude each other
+        (what the options name is checked as the run is planned: `brainprop.runs.plan`)."""
+        check_combination(self.dataset, self.architecture, self.beyond_paper)
         if self.load and self.save:
             raise BrainPropError(LOAD_AND_SAVE)
         if self.tensorboard and self.load:
             raise BrainPropError("--tensorboard records training; -l only evaluates: drop one")
-
-    def hyperparameters(self) -> Hyperparameters:
-        """How this run trains, resolved: the options given, else the architecture's
-        and the rule's."""
-        arch = ARCHITECTURES[self.architecture]
-        return Hyperparameters(
-            training=TrainingConfig(
-                batch_size=self.batch_size or arch.batch_size,
-                learning_rate=self.learning_rate or arch.learning_rate,
-                epochs=self.epochs,
-                patience=self.patience,
-                seed=self.seed,
-                batchnorm_statistics=self.batchnorm_statistics
-                or default_batchnorm_statistics(self.dataset),
-            ),
-            init_std=self.init_std or arch.init_std,
-            l2=arch.l2,
-            padding=arch.padding,
-            epsilon=get_rule(self.algorithm).epsilon,
-            validation_split=self.validation_split,
-        )
 
     def argv(self) -> list[str]:
         """The arguments of `main.py` that describe this run (defaults left out)."""
@@ -445,80 +410,3 @@ class RunConfig:
         """The values of the options passed on to child runs, from parsed arguments."""
         return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
                 if f.metadata["flags"] and f.metadata["forward"]}
-
-
-def default_batchnorm_statistics(dataset: str) -> str:
-    """The release's statistics for a data set of the paper (its results stay the
-    release's), statistics in step with the epoch for the others (FashionMNIST, your own)."""
-    return "release" if dataset in paper_combinations() else "epoch"
-
-
-def check_runs(configs: Sequence[RunConfig]) -> None:
-    """BrainPropError unless every config can run, and `configs` can run together:
-    the seeds of one command, where `-l` evaluates one file, alone (one seed, no
-    held-out split, nothing to resume)."""
-    for config in configs:
-        config.check()
-    first = configs[0]
-    if first.load and (len(configs) > 1 or first.validation_split or first.resume):
-        raise BrainPropError(LOAD_ALONE)
-
-
-@dataclasses.dataclass(frozen=True)
-class Hyperparameters:
-    """How one run trains, resolved once (`RunConfig.hyperparameters`).
-
-    The one record of them: the run summary and `--print-config` write `as_dict()`,
-    the start of training prints `line()`, and `--resume` compares `settings()` with
-    the interrupted run's.
-    """
-
-    training: TrainingConfig  # batch size, learning rate, epochs, patience, min_delta, seed
-    init_std: float
-    l2: float
-    padding: str
-    epsilon: float | None  # the rule's exploration rate; None: it never explores
-    validation_split: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        training = self.training
-        return {
-            "batch_size": training.batch_size,
-            "learning_rate": training.learning_rate,
-            "lr_schedule": LR_SCHEDULE,
-            "init_std": self.init_std,
-            "l2": self.l2,
-            "padding": self.padding,
-            "max_epochs": training.epochs,
-            "patience": training.patience,
-            "min_delta": training.min_delta,
-            "optimizer": "SGD, no momentum",
-            "epsilon": self.epsilon,
-            "batchnorm_statistics": training.batchnorm_statistics,
-        }
-
-    def line(self) -> str:
-        """`batch 128, learning rate 0.1, init std 0.01, L2 0.0, at most 500 epochs,
-        patience 45`, and the exploration rate of a rule that explores."""
-        training = self.training
-        explores = f", epsilon {self.epsilon}" if self.epsilon is not None else ""
-        statistics = ("" if training.batchnorm_statistics == "release"
-                      else f", batchnorm statistics {training.batchnorm_statistics}")
-        return (f"batch {training.batch_size}, learning rate {training.learning_rate}, "
-                f"init std {self.init_std}, L2 {self.l2}, at most {training.epochs} epochs, "
-                f"patience {training.patience}{explores}{statistics}")
-
-    def settings(self) -> dict[str, Any]:
-        """What a resumed run must share with the interrupted one, by `RunConfig` field.
-
-        The release's BatchNormalization statistics are left out, as runs recorded before
-        the choice existed left them out: those runs resume as they trained.
-        """
-        training = self.training
-        settings = {"epochs": training.epochs, "patience": training.patience,
-                    "batch_size": training.batch_size,
-                    "learning_rate": training.learning_rate,
-                    "validation_split": self.validation_split, "init_std": self.init_std}
-        if training.batchnorm_statistics != "release":
-            settings["batchnorm_statistics"] = training.batchnorm_statistics
-        return settings

@@ -20,12 +20,30 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+from brainprop.data import DatasetSpec, load_dataset
 from brainprop.model.rules import RULES
+from brainprop.runs.jobs import (
+    PlannedRun,
+    Progress,
+    SlurmOptions,
+    array_id,
+    check_slurm,
+    parse_gpus,
+    run_locally,
+    submit_to_slurm,
+    visible_gpus,
+    wait_for_slurm,
+)
+from brainprop.runs.outputs import check_writable, find_unfinished
+from brainprop.runs.plan import RunPlan, plan_run
+from brainprop.runs.run import check_backend
 from brainprop.runs.runconfig import RunConfig, parse_seeds, positive
-from brainprop.utils.errors import EXIT_INTERRUPTED, BrainPropError, Parser, plural, run_command
 from brainprop.tables.paper import TABLES
+from brainprop.tables.report import load_runs, write_report
+from brainprop.utils.errors import EXIT_INTERRUPTED, BrainPropError, Parser, plural, run_command
 
 Config = tuple[str, str, str]  # dataset, architecture, algorithm
 
@@ -54,8 +72,6 @@ def configurations(table: str, only: list[str] | None = None) -> list[Config]:
 
 
 def _done_runs(runs_dir) -> dict[tuple, dict]:
-    from brainprop.tables.report import load_runs
-
     return {(*run.config, run.summary["seed"]): run.summary for run in load_runs(runs_dir)}
 
 
@@ -71,8 +87,6 @@ def _check_executor(args: argparse.Namespace) -> list[str]:
                 "--jobs and --gpus are for --executor local; on SLURM give "
                 "--array-parallelism and --gpus-per-run"
             )
-        from brainprop.runs.jobs import check_slurm
-
         check_slurm()
         return []
     given = [f"--{name.replace('_', '-')}" for name in SLURM_OPTIONS
@@ -80,48 +94,46 @@ def _check_executor(args: argparse.Namespace) -> list[str]:
     if given:
         raise BrainPropError(f"{', '.join(given)} only apply to --executor slurm: add it, or "
                              "drop them")
-    from brainprop.runs.jobs import parse_gpus, visible_gpus
-
     return visible_gpus() if args.gpus is None else parse_gpus(args.gpus)
 
 
-def check_data(datasets: list[str], data_dir: str | None) -> None:
+def check_data(datasets: Sequence[DatasetSpec], data_dir: str | None) -> None:
     """Read every data set the runs need, once, before the first run starts."""
-    from brainprop.data.datasets import dataset_spec, load_dataset
+    for dataset in {spec.name: spec for spec in datasets}.values():
+        print(f"[reproduce] checking {dataset.name}", flush=True)
+        load_dataset(dataset, data_dir, None)
 
-    for dataset in dict.fromkeys(datasets):
-        print(f"[reproduce] checking {dataset}", flush=True)
-        load_dataset(dataset_spec(dataset), data_dir)
+
+def _child(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path) -> RunConfig:
+    """The run of `config` and `seed`, saved in the runs folder, with every option given
+    to reproduce that main.py takes."""
+    dataset, architecture, algorithm = config
+    return RunConfig(dataset, architecture, algorithm, save=True, seed=seed,
+                     output_dir=str(runs_dir), **RunConfig.forwarded(args))
 
 
 def child_config(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path) -> RunConfig:
-    """The run of `config` and `seed`: saved in the runs folder, resumed if unfinished,
-    with every option given to reproduce that main.py takes."""
-    dataset, architecture, algorithm = config
-    child = RunConfig(dataset, architecture, algorithm, save=True, seed=seed,
-                      output_dir=str(runs_dir), **RunConfig.forwarded(args))
-    return dataclasses.replace(child, resume=_unfinished(child))
+    """The run of `config` and `seed` (`_child`), resumed if unfinished."""
+    child = _child(args, config, seed, runs_dir)
+    return dataclasses.replace(child, resume=_unfinished(plan_run(child)))
 
 
-def _unfinished(child: RunConfig) -> bool:
+def _unfinished(plan: RunPlan) -> bool:
     """Whether an interrupted or crashed run of this seed waits in the folder."""
-    from brainprop.runs.outputs import find_unfinished
-
     try:
-        find_unfinished(Path(child.output_dir), child.name)
+        find_unfinished(plan.output_dir, plan.name)
     except BrainPropError:
         return False
     return True
 
 
-def _job_run(args: argparse.Namespace, runs_dir: Path, config: Config, seed: int):
+def _job_run(args: argparse.Namespace, runs_dir: Path, config: Config, seed: int) -> PlannedRun:
     """The run as `brainprop.runs.jobs` takes it: whether it resumes is decided each time it
     starts (a SLURM task requeued mid-run resumes)."""
-    from brainprop.runs.jobs import PlannedRun
-
-    child = dataclasses.replace(child_config(args, config, seed, runs_dir), resume=False)
-    return PlannedRun(child.name, tuple(child.argv()), runs_dir,
-               runs_dir / "logs" / f"{child.name}.log", kind=" ".join(config))
+    child = _child(args, config, seed, runs_dir)
+    name = plan_run(child).name
+    return PlannedRun(name, tuple(child.argv()), runs_dir, runs_dir / "logs" / f"{name}.log",
+                      kind=" ".join(config))
 
 
 def reproduce(args: argparse.Namespace) -> int:
@@ -129,14 +141,11 @@ def reproduce(args: argparse.Namespace) -> int:
 
     0 when every run finished, 1 when some failed (the report covers those that did).
     """
-    from brainprop.runs.jobs import Progress, run_locally
-    from brainprop.runs.outputs import check_writable
-    from brainprop.runs.run import check_backend
-
     # Every run starts the backend settled here (a picked one through KERAS_BACKEND).
     configs = configurations(args.table, args.only)
-    note = check_backend([RunConfig(*config, save=True, **RunConfig.forwarded(args))
-                          for config in configs])
+    rows = {config: plan_run(RunConfig(*config, save=True, **RunConfig.forwarded(args)))
+            for config in configs}
+    note = check_backend(list(rows.values()))
     if note:
         print(f"[reproduce] {note}", flush=True)
     gpus = _check_executor(args)
@@ -153,7 +162,7 @@ def reproduce(args: argparse.Namespace) -> int:
                   f"{ran} epochs (asked: {args.epochs}); use another --runs-dir to redo it")
     print(f"[reproduce] {args.table}: {plural(len(plan), 'run')}, {len(plan) - len(todo)} already done",
           flush=True)
-    check_data([config[0] for config, _ in todo], args.data_dir)
+    check_data([rows[config].dataset for config, _ in todo], args.data_dir)
     runs = [_job_run(args, runs_dir, config, seed) for config, seed in todo]
     if args.executor == "slurm":
         failures = _on_slurm(args, runs, runs_dir)
@@ -172,8 +181,6 @@ def reproduce(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"[reproduce] {failure.line()}", file=sys.stderr)
     if not args.no_report and len(failures) < len(plan):
-        from brainprop.tables.report import write_report
-
         written = write_report(runs_dir, args.report_dir)
         print(f"[reproduce] report: {', '.join(p.name for p in written)} in {written[0].parent}")
     if failures:
@@ -185,8 +192,6 @@ def reproduce(args: argparse.Namespace) -> int:
 
 def _on_slurm(args: argparse.Namespace, runs: list, runs_dir: Path):
     """Submit the runs as one job array; with --wait, the failures, else None."""
-    from brainprop.runs.jobs import SlurmOptions, array_id, submit_to_slurm, wait_for_slurm
-
     report = f"python -m brainprop.report {runs_dir}"
     if not runs:
         return []

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import keras
 
 from brainprop.train.schedule import learning_rate_at
@@ -93,43 +94,53 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = seconds
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingFiles:
+    """Where training writes; each None: not written.
+
+    `best_weights`: the weights of the best validation epoch.  `csv_log`: one row per
+    epoch.  `backup_dir`: every completed epoch is backed up there, and a run found there
+    is continued from its last completed epoch; the caller removes the folder once the
+    run's outputs are written, so that a run killed while writing them can still be
+    resumed (it trains no further epoch).  `tensorboard_dir`: every epoch's numbers, for
+    TensorBoard.
+    """
+
+    best_weights: str | os.PathLike | None = None
+    csv_log: str | os.PathLike | None = None
+    backup_dir: str | os.PathLike | None = None
+    tensorboard_dir: str | os.PathLike | None = None
+
+
 def train(
     model: keras.Model,
     data: Dataset,
     config: TrainingConfig,
-    best_weights_path: str | os.PathLike | None = None,
-    csv_log_path: str | os.PathLike | None = None,
-    backup_dir: str | os.PathLike | None = None,
+    files: TrainingFiles | None = None,
     verbose: int | None = None,
     chance_hint_classes: int | None = None,
-    tensorboard_dir: str | os.PathLike | None = None,
 ) -> TrainingResult:
-    """Train `model` (compiled) on `data`, validating on `data.validation` each epoch.
+    """Train `model` (compiled) on `data`, validating on `data.validation` each epoch,
+    writing what `files` names.
 
     Stops when validation accuracy has not improved by `min_delta` for
     `patience` epochs, after `epochs` epochs, on a NaN loss, or on SIGINT or
-    SIGTERM (then `interrupted_by` names the signal).  With
-    `best_weights_path`, the weights of the best validation epoch end up
-    there.  With `backup_dir`, every completed epoch is backed up there and a
-    run found there is continued from its last completed epoch; the caller
-    removes the folder once the run's outputs are written, so that a run killed
-    while writing them can still be resumed (it trains no further epoch).
+    SIGTERM (then `interrupted_by` names the signal).
 
     `verbose` is Keras' (0 silent, 1 a progress bar, 2 one line per epoch);
     None picks 1 on a terminal and 2 otherwise.  With `chance_hint_classes`
     (the number of classes), a validation accuracy at chance in the first
-    epochs is explained once (the plateau BrainProp starts with).  With
-    `tensorboard_dir`, every epoch's numbers are written there for TensorBoard.
+    epochs is explained once (the plateau BrainProp starts with).
     With `config.batchnorm_statistics` "epoch", the BatchNormalization layers' momentum
     follows the epoch's length (`set_batchnorm_momentum`); the weights saved for the best
     epoch hold the statistics it was validated with.
     """
+    files = files or TrainingFiles()
     verbose = default_verbosity() if verbose is None else verbose
-    backed_up = backup_dir is not None
     with contextlib.ExitStack() as stack:
         # Where the best weights and the log grow until training ends: the backup
         # folder, so that a resumed run carries on with them, or a scratch folder.
-        work = Path(backup_dir) if backed_up else Path(
+        work = Path(files.backup_dir) if files.backup_dir is not None else Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="brainprop-"))
         )
         work.mkdir(parents=True, exist_ok=True)
@@ -142,16 +153,14 @@ def train(
         if momentum is not None:
             set_batchnorm_momentum(model, momentum)
 
-        backup, completed, epochs = _resume_point(work if backed_up else None, config,
-                                                  train_batches)
-        if csv_log_path is not None:
+        backup, completed, epochs = _resume_point(
+            work if files.backup_dir is not None else None, config, train_batches)
+        if files.csv_log is not None:
             _keep_completed_rows(working["log"], completed)
-        callbacks = _callbacks(config, working, best_weights_path is not None,
-                               csv_log_path is not None, backup, verbose,
-                               chance_hint_classes, tensorboard_dir)
-        interrupted_by = _fit(model, train_batches, val_batches, callbacks.all, completed,
-                              epochs, verbose, backup, backed_up)
-        _publish({working["weights"]: best_weights_path, working["log"]: csv_log_path})
+        callbacks = _callbacks(config, working, files, backup, verbose, chance_hint_classes)
+        interrupted_by = _fit(model, (train_batches, val_batches), callbacks,
+                              range(completed, epochs), verbose)
+        _publish({working["weights"]: files.best_weights, working["log"]: files.csv_log})
     logged = backup.history if backup is not None else model.history.history
     return _result(logged, callbacks, interrupted_by)
 
@@ -203,10 +212,11 @@ class _Callbacks:
     all: list[keras.callbacks.Callback]
 
 
-def _callbacks(config: TrainingConfig, working: dict[str, Path], best_weights: bool,
-               csv_log: bool, backup: RunBackup | None, verbose: int,
-               chance_hint_classes: int | None, tensorboard_dir) -> _Callbacks:
-    """Every callback of the run, in the order they must see each epoch's end.
+def _callbacks(config: TrainingConfig, working: dict[str, Path], files: TrainingFiles,
+               backup: RunBackup | None, verbose: int,
+               chance_hint_classes: int | None) -> _Callbacks:
+    """Every callback of the run, in the order they must see each epoch's end; those
+    that write a file only where `files` names one (into `working`, until published).
 
     * `DiscardDivergedEpoch` before early stopping and the checkpoint: weights full of
       NaN never count as the best.
@@ -225,7 +235,7 @@ def _callbacks(config: TrainingConfig, working: dict[str, Path], best_weights: b
         patience=config.patience,
     )
     checkpoint = None
-    if best_weights:
+    if files.best_weights is not None:
         checkpoint = keras.callbacks.ModelCheckpoint(
             str(working["weights"]),
             monitor="val_accuracy",
@@ -244,7 +254,7 @@ def _callbacks(config: TrainingConfig, working: dict[str, Path], best_weights: b
         early_stopping,
         timer,
         *([checkpoint] if checkpoint is not None else []),
-        *([CSVLog(str(working["log"]), append=True)] if csv_log else []),
+        *([CSVLog(str(working["log"]), append=True)] if files.csv_log is not None else []),
     ]
     if backup is not None:
         backup.watch(early_stopping, checkpoint, timer)
@@ -253,26 +263,28 @@ def _callbacks(config: TrainingConfig, working: dict[str, Path], best_weights: b
         callbacks.append(EpochLine())
     if verbose and chance_hint_classes:
         callbacks.append(ChanceHint(chance_hint_classes))
-    if tensorboard_dir is not None:
+    if files.tensorboard_dir is not None:
         import_tensorflow()  # quietly, before the callback does
-        callbacks.append(TensorBoardLog(tensorboard_dir))
+        callbacks.append(TensorBoardLog(files.tensorboard_dir))
     return _Callbacks(timer, early_stopping, checkpoint, backup, callbacks)
 
 
-def _fit(model, train_batches: ImageBatches, val_batches: ImageBatches, callbacks: list,
-         completed: int, epochs: int, verbose: int, backup: RunBackup | None,
-         backed_up: bool) -> int | None:
-    """Keras' fit from epoch `completed` to `epochs`: the signal that interrupted it, or
-    None.  A write that fails (a full disk) ends in a one-line BrainPropError."""
+def _fit(model, batches: tuple[ImageBatches, ImageBatches], callbacks: _Callbacks,
+         epochs: range, verbose: int) -> int | None:
+    """Keras' fit of the `epochs` left (0-based), on (training, validation) `batches`:
+    the signal that interrupted it, or None.  A write that fails (a full disk) ends in
+    a one-line BrainPropError."""
+    train_batches, val_batches = batches
+    backup = callbacks.backup
     with catch_stop_signals() as flag:
         try:
             try:
                 model.fit(
                     fit_input(train_batches),
                     validation_data=fit_input(val_batches),
-                    epochs=epochs,
-                    initial_epoch=completed,
-                    callbacks=[*callbacks, StopOnSignal(flag)],
+                    epochs=epochs.stop,
+                    initial_epoch=epochs.start,
+                    callbacks=[*callbacks.all, StopOnSignal(flag)],
                     shuffle=False,  # ImageBatches shuffles, reproducibly per (seed, epoch)
                     verbose=1 if verbose == 1 else 0,  # 2: EpochLine, one plain line
                 )
@@ -287,7 +299,7 @@ def _fit(model, train_batches: ImageBatches, val_batches: ImageBatches, callback
             reason = _write_failure(error)
             error = None  # frees the frames that hold the file being written
             _close_failed_files()
-            then = ("continue with the same command and --resume" if backed_up
+            then = ("continue with the same command and --resume" if backup is not None
                     else "run again")
             raise BrainPropError(
                 f"training stopped: {reason}; make room or fix the folder, then {then}"
@@ -327,10 +339,6 @@ def _close_failed_files() -> None:
     would retry the write at exit, print tracebacks and can crash the process.  Its
     contents are given up first (truncated), so the close has room to succeed.
     """
-    import gc
-
-    import h5py
-
     hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
     try:
         gc.collect()

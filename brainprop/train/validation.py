@@ -11,15 +11,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import keras
 import numpy as np
 
 from brainprop.data.datasets import Dataset
+from brainprop.train.training import evaluate
 from brainprop.utils.errors import BrainPropError
-
-if TYPE_CHECKING:
-    import keras
 
 # The split does not follow --seed: every seed of a table sees the same held-out images,
 # so seeds differ only in what the paper varied (weights, order, action selection).
@@ -58,8 +56,6 @@ def best_epoch_test_accuracy(
 
     None when no best weights were written (no epoch had a finite validation accuracy).
     """
-    from brainprop.train.training import evaluate
-
     if not Path(best_weights_path).exists():
         return None
     model.load_weights(best_weights_path)

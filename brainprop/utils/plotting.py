@@ -22,7 +22,7 @@ __all__ = ["curve_style", "epoch_axis", "legend_below", "plt", "save_figure"]
 def save_figure(fig, paths: list[Path]) -> list[Path]:
     """Write `fig` to each path (format from the suffix), each atomically; close it."""
     for path in paths:
-        write_atomically(path, lambda partial: fig.savefig(partial, format=path.suffix[1:]))
+        write_atomically(path, lambda partial, kind=path.suffix[1:]: fig.savefig(partial, format=kind))
     plt.close(fig)
     return paths
 
