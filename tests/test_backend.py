@@ -214,7 +214,9 @@ def test_a_backend_that_cannot_start_is_one_line_before_anything_else(
     done = run_without(hidden, "MNIST", "dense", "EBP", "--data-dir", str(tmp_path / "none"),
                        env=env, home=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.splitlines() == [f"main.py: error: {message.format(home=tmp_path)}"]
+    # Started as `python -m brainprop.runs.cli`, and named so.
+    name = f"{Path(sys.executable).name} -m brainprop.runs.cli"
+    assert done.stderr.splitlines() == [f"{name}: error: {message.format(home=tmp_path)}"]
 
 
 @pytest.mark.backend_independent

@@ -3,6 +3,7 @@ in the real formats (np.savez; PNG and JPEG by Pillow)."""
 
 import argparse
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from PIL import Image
 from brainprop.data import own
 from brainprop.data.datasets import dataset_spec, load_dataset
 from brainprop.runs.plan import plan_run
+from brainprop.runs.cli import main
 from brainprop.runs.runconfig import RunConfig, dataset_argument
 from brainprop.utils.errors import BrainPropError
 
@@ -227,14 +229,15 @@ def test_a_changed_folder_is_decoded_again(tmp_path):
 
 def test_a_cache_with_the_right_fingerprint_but_other_arrays_is_decoded_again(tmp_path):
     root = tmp_path / "planted"
-    write_folder(root)
-    first = load_dataset(dataset_spec(str(root)))
+    expected = write_folder(root)
+    load_dataset(dataset_spec(str(root)))
     with np.load(root / own.CACHE_NAME) as npz:
         kept = {"version": npz["version"], "fingerprint": npz["fingerprint"]}
+    # Written in place: the first load's arrays, mapped from this file, are no reference.
     np.savez(root / own.CACHE_NAME, **kept, y_train=np.array([7]))
     again = load_dataset(dataset_spec(str(root)))
-    np.testing.assert_array_equal(again.x_train, first.x_train)
-    np.testing.assert_array_equal(again.y_train, first.y_train)
+    np.testing.assert_array_equal(again.x_train, expected["x_train"])
+    np.testing.assert_array_equal(again.y_train, expected["y_train"])
 
 
 def folder_error(root: Path) -> str:
@@ -295,6 +298,110 @@ def test_folder_of_mixed_image_sizes(tmp_path):
     Image.fromarray(pattern(1, 5, size=(12, 11))).save(root / "train" / "moth" / "wide.png")
     message = folder_error(root)
     assert "wide.png" in message and "11x12" in message and "one size" in message
+    assert "--image-size HxW" in message
+
+
+# --- --image-size ----------------------------------------------------------------------------
+
+
+def write_mixed_sizes(root: Path) -> dict[str, list[Path]]:
+    """Two classes of PNGs and JPEGs of four sizes and two aspect ratios, one gray."""
+    files = {"train": [], "test": []}
+    sizes = [(12, 10), (30, 40), (9, 9), (16, 12)]
+    for split, count in (("train", 4), ("test", 2)):
+        for label, name in enumerate(("cat", "dog")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                size = sizes[(i + label) % len(sizes)]
+                suffix = ".jpg" if i % 2 else ".png"
+                path = root / split / name / f"img{i}{suffix}"
+                Image.fromarray(pattern(label, 10 * label + i, size, gray=i == 3)).save(path)
+                files[split].append(path)
+    return files
+
+
+def resized(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """What a person gets from Pillow: the file as RGB, stretched bilinearly to (H, W)."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB").resize((size[1], size[0]),
+                                                       Image.Resampling.BILINEAR))
+
+
+def test_a_folder_of_mixed_sizes_is_resized_to_the_image_size(tmp_path):
+    root = tmp_path / "photos"
+    files = write_mixed_sizes(root)
+    data = load_dataset(dataset_spec(str(root)), image_size=(14, 18))
+    assert data.x_train.shape == (8, 14, 18, 3) and data.x_test.shape == (4, 14, 18, 3)
+    for split, images in (("train", data.x_train), ("test", data.x_test)):
+        for image, path in zip(images, files[split], strict=True):
+            np.testing.assert_array_equal(image, resized(path, (14, 18)))
+    assert data.y_train.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert (root / "brainprop-cache-14x18.npz").is_file()
+    assert not (root / own.CACHE_NAME).exists()
+
+
+def test_images_of_the_image_size_already_are_not_changed(tmp_path):
+    root = tmp_path / "same"
+    expected = write_folder(root)
+    data = load_dataset(dataset_spec(str(root)), image_size=(12, 10))
+    np.testing.assert_array_equal(data.x_train, expected["x_train"])
+
+
+def test_each_image_size_is_cached_apart(tmp_path, monkeypatch):
+    root = tmp_path / "photos"
+    write_mixed_sizes(root)
+    decoded, decode = [], own.tinyimagenet.decode_images
+
+    def counting(paths, **kwargs):
+        decoded.append(kwargs.get("size"))
+        return decode(paths, **kwargs)
+
+    monkeypatch.setattr(own.tinyimagenet, "decode_images", counting)
+    small = load_dataset(dataset_spec(str(root)), image_size=(8, 8))
+    again = load_dataset(dataset_spec(str(root)), image_size=(8, 8))
+    assert decoded == [(8, 8)]  # the same size reuses its cache
+    np.testing.assert_array_equal(again.x_train, small.x_train)
+    large = load_dataset(dataset_spec(str(root)), image_size=(20, 16))
+    assert decoded == [(8, 8), (20, 16)]  # another size decodes again
+    assert large.x_train.shape[1:3] == (20, 16)
+    load_dataset(dataset_spec(str(root)), image_size=(8, 8))
+    assert decoded == [(8, 8), (20, 16)]  # and leaves the first size's cache alone
+    assert {p.name for p in root.glob("brainprop-cache*")} == {
+        "brainprop-cache-8x8.npz", "brainprop-cache-20x16.npz"}
+
+
+def test_a_cache_of_another_size_under_the_name_is_never_trusted(tmp_path):
+    root = tmp_path / "photos"
+    files = write_mixed_sizes(root)
+    load_dataset(dataset_spec(str(root)), image_size=(8, 8))
+    (root / "brainprop-cache-8x8.npz").rename(root / "brainprop-cache-10x10.npz")
+    data = load_dataset(dataset_spec(str(root)), image_size=(10, 10))
+    np.testing.assert_array_equal(data.x_train[0], resized(files["train"][0], (10, 10)))
+
+
+@pytest.mark.parametrize("text, size", [
+    ("32", (32, 32)), ("32x48", (32, 48)), (" 24 X 16 ", (24, 16)), ("4096x1", (4096, 1)),
+])
+def test_image_sizes_are_height_by_width_or_one_number(text, size):
+    assert own.parse_image_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "x", "32x", "x32", "32x48x3", "-3", "3.5", "0", "32x0",
+                                  "5000", "３２", "32*32"])
+def test_other_image_sizes_are_refused_in_one_line(text):
+    with pytest.raises(BrainPropError) as info:
+        own.parse_image_size(text)
+    assert "image size" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_image_size_is_refused_for_data_that_are_no_image_folder(tmp_path):
+    write_npz(tmp_path / "arrays.npz")
+    message = error_of(tmp_path / "arrays.npz", image_size=(8, 8))
+    assert "--image-size" in message and ".npz" in message and "drop --image-size" in message
+    with pytest.raises(BrainPropError, match="MNIST is not one: drop --image-size"):
+        load_dataset(dataset_spec("MNIST"), image_size=(8, 8))
+    with pytest.raises(BrainPropError, match="TinyImageNet is not one"):
+        load_dataset(dataset_spec("TinyImageNet"), tmp_path, image_size=(8, 8))
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated png", "truncated jpeg"])
@@ -370,3 +477,24 @@ def test_data_dir_is_refused_for_a_path(tmp_path):
         plan_run(config)
     assert "drop --data-dir" in str(info.value)
     assert "drop --data-dir" in error_of(tmp_path / "shapes.npz", data_dir=tmp_path)
+
+
+def test_a_folder_of_mixed_sizes_trains_with_image_size_from_the_command_line(tmp_path, capsys):
+    root = tmp_path / "photos"
+    write_mixed_sizes(root)
+    base = [str(root), "conv", "EBP", "--epochs", "1", "--batch-size", "4", "--verbose", "0"]
+    assert main(base) == 2  # refused before training: one line that names the option
+    refusal = capsys.readouterr().err.strip()
+    assert "\n" not in refusal and "one size" in refusal and "--image-size HxW" in refusal
+
+    out = tmp_path / "out"
+    assert main([*base, "--image-size", "10", "-s", "--output-dir", str(out)]) == 0
+    summary = json.loads((out / "photos_conv_EBP_seed1_summary.json").read_text())
+    assert summary["config"]["image_size"] == "10x10"
+    assert summary["train_images"] == 8 and summary["classes"] == ["cat", "dog"]
+    assert (root / "brainprop-cache-10x10.npz").is_file()
+    assert "--image-size 10 " in summary["command"]  # as typed
+
+    write_npz(tmp_path / "arrays.npz")
+    assert main([str(tmp_path / "arrays.npz"), "conv", "EBP", "--image-size", "10"]) == 2
+    assert "drop --image-size" in capsys.readouterr().err

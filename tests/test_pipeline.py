@@ -1,11 +1,14 @@
 """The batch pipeline: scaling per batch, reproducible shuffling, resumable order."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.compat import OnePassAtATime, run_steps_per_execution_on_torch
+from brainprop.data.mapped import load_mapped
 from brainprop.data.pipeline import ImageBatches, fit_input
 
 
@@ -189,3 +192,35 @@ def test_training_through_fit_input_is_training_on_the_batches():
 def test_the_pipeline_runs_without_the_autotuner_which_stalls_epochs():
     fed = fit_input(ImageBatches(*numbered(6), 2, shuffle=True))
     assert fed.options().autotune.enabled is False
+
+
+def mapping_rss_kb(path) -> int:
+    """Resident kB of this process's mappings of the file `path` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5:  # a mapping's first line
+            inside = fields[-1] == str(path)
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
+
+
+@pytest.mark.backend_independent
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux's /proc only")
+def test_mapped_images_stay_off_resident_memory_batch_after_batch(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8)  # 6 MB
+    np.savez(tmp_path / "cache.npz", x=images)
+    mapped = load_mapped(tmp_path / "cache.npz")["x"]
+    labels = np.arange(2000) % 10
+    batches, in_memory = (ImageBatches(mapped, labels, 100, shuffle=True, seed=3),
+                          ImageBatches(images, labels, 100, shuffle=True, seed=3))
+    largest = 0
+    for index in range(len(batches)):
+        for got, expected in zip(batches.rows(index), in_memory.rows(index), strict=True):
+            np.testing.assert_array_equal(got, expected)
+        largest = max(largest, mapping_rss_kb(tmp_path / "cache.npz"))
+    np.testing.assert_array_equal(batches[3][0], in_memory[3][0])
+    # A batch of 100 random rows touches at most 200 pages (800 kB); all of them: 6,000 kB.
+    assert largest <= 1000

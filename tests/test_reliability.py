@@ -123,10 +123,35 @@ def test_printed_resume_command_is_shell_quoted_and_works(data_dir, tmp_path, mo
     last = capsys.readouterr().out.strip().splitlines()[-1]
     printed = last.removeprefix("Interrupted. To continue: ")
     words = shlex.split(printed)
-    assert words[:2] == ["python", "main.py"] and str(out) in words and "--resume" in words
+    assert words[:2] == ["python", str(ROOT / "main.py")]  # runs from any folder
+    assert str(out) in words and "--resume" in words
     assert main(words[2:]) == 0
     summary = json.loads(next(out.glob("*_summary.json")).read_text())
     assert summary["epochs_run"] == 3 and summary["resumed"]
+
+
+def test_a_new_start_beside_an_interrupted_run_says_how_to_resume_it(
+    data_dir, tmp_path, monkeypatch, capsys
+):
+    with monkeypatch.context() as patch:
+        send_signal_at(patch, signal.SIGINT, 0)
+        assert main(command(data_dir, tmp_path)) == 130
+    resume = capsys.readouterr().out.strip().splitlines()[-1].removeprefix(
+        "Interrupted. To continue: ")
+    assert main(command(data_dir, tmp_path)) == 0  # the same command, without --resume
+    lines = capsys.readouterr().out.splitlines()
+    hint = f"MNIST_dense_EBP_seed1 in {tmp_path} was interrupted and can be resumed with: "
+    [said] = [i for i, line in enumerate(lines) if line.startswith(hint)]
+    assert lines[said] == f"{hint}{resume}; starting a new run beside it"
+    assert said < next(i for i, line in enumerate(lines) if line.startswith("Training "))
+    # Both kept: the new run finished as _2, the interrupted one still resumes.
+    assert json.loads((tmp_path / "MNIST_dense_EBP_seed1_2_summary.json").read_text())[
+        "epochs_run"] == 3
+    assert main(shlex.split(resume)[2:]) == 0
+    summary = json.loads((tmp_path / "MNIST_dense_EBP_seed1_summary.json").read_text())
+    assert summary["resumed"] and summary["epochs_run"] == 3
+    assert main(command(data_dir, tmp_path)) == 0  # nothing left to resume: no such line
+    assert "can be resumed" not in capsys.readouterr().out
 
 
 # --- the run's name: claimed last, released if nothing was done -------------------------

@@ -194,3 +194,74 @@ def test_slurm_without_submitit_is_refused_in_one_line(tmp_path, capsys, monkeyp
     assert main(["table1", "--runs-dir", str(tmp_path / "runs"), "--executor", "slurm"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["reproduce: error: --executor slurm needs submitit: pip install submitit"]
+
+
+def _wait_for(condition, what, seconds=240):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _holder(runs, name):
+    """The process id that holds run `name`'s lock, or None."""
+    from brainprop.runs.outputs import RunFiles, run_holder
+
+    held = run_holder(RunFiles(runs / name))
+    return held.pid if held else None
+
+
+@pytest.mark.backend_independent
+@pytest.mark.slow
+def test_runs_of_a_killed_driver_are_waited_for_and_counted_by_how_they_end(tmp_path):
+    """`kill -9` of a `--jobs 2` driver leaves its two runs training.  The same command
+    started again waits for them, saying so: the one that finishes counts done, the one
+    that crashes meanwhile is resumed here and finishes; nothing failed, exit 0."""
+    import signal
+
+    data = write_learnable_mnist(tmp_path / "data", n_train=2000, n_test=100)
+    runs = tmp_path / "runs"
+    argv = ["-m", "brainprop.reproduce", "table1", "--runs-dir", str(runs), "--data-dir",
+            str(data), "--epochs", "10", "--patience", "45", "--batch-size", "32",
+            "--seeds", "1", "--only", "MNIST/dense", "--jobs", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    brainprop, ebp = "MNIST_dense_BrainProp_seed1", "MNIST_dense_EBP_seed1"
+    first = subprocess.Popen([sys.executable, *argv], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = None
+    try:
+        _wait_for(lambda: _holder(runs, brainprop) and _holder(runs, ebp), "both runs to train")
+        first.kill()  # as an OOM killer would: its runs go on
+        first.wait()
+        output = tmp_path / "second.txt"
+        with open(output, "w") as out:
+            second = subprocess.Popen([sys.executable, *argv], cwd=tmp_path, env=env,
+                                      stdout=out, stderr=subprocess.STDOUT)
+        _wait_for(lambda: f"waiting for {ebp}" in output.read_text(), "the wait to be said")
+        # The EBP run crashes once it has a completed epoch to resume from.
+        _wait_for(lambda: (runs / f".{ebp}.backup" / "backup.npz").is_file(), "an epoch")
+        os.kill(_holder(runs, ebp), signal.SIGKILL)
+        assert second.wait(timeout=600) == 0, output.read_text()
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+    text = output.read_text()
+    assert re.search(rf"waiting for {brainprop}, which process \d+ is training right now", text)
+    assert f"finished {brainprop} (trained by another process)" in text
+    assert f"{ebp} is no longer trained by another process" in text
+    assert f"finished {ebp} in " in text
+    assert "FAILED" not in text and "failed (" not in text
+    assert "2/2 runs done, 0 running, 0 failed, 0 left" in text
+    starts = [ln for ln in (runs / "logs" / f"{ebp}.log").read_text().splitlines()
+              if ln.startswith("[jobs] main.py")]
+    assert starts[-1].endswith("--resume")  # resumed from its backup, not started over
+    for name in (brainprop, ebp):
+        summary = json.loads((runs / f"{name}_summary.json").read_text())
+        assert summary["epochs_run"] == 10 and not summary["interrupted"]
+    assert sorted(p.name for p in runs.glob("*_summary.json")) == [
+        f"{brainprop}_summary.json", f"{ebp}_summary.json"]
+    rows = (runs / "report" / "tables.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[3] for row in rows] == ["BrainProp", "EBP"]

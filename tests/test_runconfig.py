@@ -96,6 +96,7 @@ def configs(draw):
         class_order=draw(st.none() | st.sampled_from(["sorted", "listdir"]) | text),
         distribute=draw(st.booleans()),
         mixed_precision=draw(st.sampled_from([None, "float16", "bfloat16"])),
+        image_size=draw(st.none() | st.sampled_from(["32x32", "1x4096", "24x16"])),
     )
 
 
@@ -131,13 +132,19 @@ def test_summary_hyperparameters_and_resume_command_come_from_the_config():
 def test_reproduce_passes_every_option_of_main_py_on_to_its_runs(tmp_path):
     forwarded = [f for f in FIELDS if f.metadata["flags"] and f.metadata["forward"]]
     assert {f.name for f in forwarded} >= {"epochs", "patience", "data_dir", "validation_split"}
-    values = {f.name: a_value(f) for f in forwarded}
+    # --image-size is for image folders, which the paper's tables have none of (below).
+    values = {f.name: a_value(f) for f in forwarded if f.name != "image_size"}
     given_to_main = RunConfig("MNIST", "dense", "EBP", **values)
     options = given_to_main.argv()[3:]
     args = reproduce.build_parser().parse_args(["table1", "--runs-dir", str(tmp_path), *options])
     child = reproduce.child_config(args, ("MNIST", "dense", "EBP"), 5, tmp_path)
     assert child == dataclasses.replace(given_to_main, save=True, seed=5,
                                         output_dir=str(tmp_path))
+    args = reproduce.build_parser().parse_args(["table1", "--runs-dir", str(tmp_path),
+                                                "--image-size", "24"])
+    assert RunConfig.forwarded(args)["image_size"] == "24x24"
+    with pytest.raises(BrainPropError, match="MNIST is not one: drop --image-size"):
+        reproduce.child_config(args, ("MNIST", "dense", "EBP"), 5, tmp_path)
 
 
 def test_a_new_field_is_all_it_takes_to_forward_a_new_option():

@@ -14,8 +14,9 @@ data folder, or from the standard files in `--data-dir` (`brainprop.data.standar
 Tiny ImageNet is never downloaded, but read from the extracted `tiny-imagenet-200/` in
 `--data-dir` or the current directory (`brainprop.data.tinyimagenet`).
 
-Images stay uint8 (channels last) in memory; `brainprop.data.pipeline.ImageBatches` scales
-one batch at a time to float32 in [0, 1], so no float copy of a whole split is ever made.
+Images stay uint8 (channels last), in memory or memory-mapped from a cache of decoded
+images (`brainprop.data.mapped`); `brainprop.data.pipeline.ImageBatches` scales one batch
+at a time to float32 in [0, 1], so no float copy of a whole split is ever made.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class DatasetSpec:
     names the networks the paper trained on it (none: a data set beyond the paper, which
     takes every network its images fit).  A path given as the dataset has a DatasetSpec
     of its own, made by `dataset_spec` and never registered: its `path` is the path as
-    given (None for a declared data set).
+    given (None for a declared data set).  `read_resized(folder, (H, W))`, where there is
+    one, reads the data with every image resized to (H, W) as it is decoded (an image
+    folder; `--image-size`); the other data sets take no image size.
     """
 
     name: str
@@ -59,6 +62,7 @@ class DatasetSpec:
     paper_architectures: tuple[str, ...] = ()
     orders_classes: bool = False
     path: str | None = None
+    read_resized: Callable[[Path, tuple[int, int]], Read] | None = None
 
     @property
     def declared(self) -> bool:
@@ -88,8 +92,10 @@ class Dataset:
     """A data set's training and test splits, as loaded into memory, and the split
     that training validates on.
 
-    Images are uint8 with shape (N, H, W, C) (channels last); labels are int32 with
-    shape (N,) and values in [0, n_classes).  Without a validation split (`x_val` and
+    Images are uint8 with shape (N, H, W, C) (channels last): in memory, memory-mapped
+    from a cache of decoded images, or rows of such a map (`brainprop.data.mapped.Rows`,
+    after a validation split), read a batch at a time; labels are int32 with shape (N,)
+    and values in [0, n_classes).  Without a validation split (`x_val` and
     `y_val` None) training validates on the test set, as the paper did.  `eq=False`: two
     data sets compare (and hash) by identity, since comparing NumPy arrays field by
     field is ambiguous.
@@ -142,7 +148,7 @@ def _own_dataset(text: str) -> DatasetSpec:
     path = Path(text)
     if path.is_dir():
         return DatasetSpec(_path_name(text), own.LAYOUT, lambda folder, order: own.read_folder(path),
-                           path=text)
+                           path=text, read_resized=lambda folder, size: own.read_folder(path, size))
     if path.is_file():
         if path.suffix != ".npz":
             raise BrainPropError(
@@ -181,10 +187,11 @@ def dataset_name(text: str) -> str:
 
 
 def check_data_options(
-    spec: DatasetSpec, data_dir: str | os.PathLike | None, class_order: str | None
+    spec: DatasetSpec, data_dir: str | os.PathLike | None, class_order: str | None,
+    image_size: tuple[int, int] | None = None,
 ) -> None:
-    """BrainPropError for a `--data-dir` with the data at a path, or a `--class-order`
-    for a data set that does not take one."""
+    """BrainPropError for a `--data-dir` with the data at a path, or a `--class-order` or
+    an `--image-size` for a data set that does not take one."""
     given = spec.name if spec.declared else spec.path
     if not spec.declared and data_dir is not None:
         raise BrainPropError(
@@ -197,13 +204,20 @@ def check_data_options(
             f"--class-order numbers the classes of {' and '.join(ordering)} only; "
             f"drop it for {given}"
         )
+    if image_size is not None and spec.read_resized is None:
+        what = "an .npz's arrays are used as they are" if spec.path else f"{given} is not one"
+        raise BrainPropError(
+            f"--image-size resizes the images of an image folder as they are decoded; {what}: "
+            "drop --image-size"
+        )
 
 
 # --- reading a data set ---------------------------------------------------------------------
 
 
 def load_dataset(
-    spec: DatasetSpec, data_dir: str | os.PathLike | None = None, class_order: str | None = None
+    spec: DatasetSpec, data_dir: str | os.PathLike | None = None, class_order: str | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> Dataset:
     """Load the data set `spec` (see `dataset_spec`) from `keras.datasets`, or from its
     files in `data_dir`.
@@ -213,16 +227,17 @@ def load_dataset(
     `class_order` numbers the classes of a data set that names them and takes it
     (TinyImageNet: `sorted`, the default, `listdir` or a file: see
     `brainprop.data.tinyimagenet`), and the Dataset's `classes` are their names in that
-    order.
+    order.  `image_size` (H, W) resizes every image of an image folder to it as it is
+    decoded (`brainprop.data.own`); other data sets refuse it.
 
     Raises BrainPropError (a one-line message saying what to do) for options the data
     set does not take (`check_data_options`), a failed download, a missing file, or a
     file that is corrupt or holds arrays of the wrong shape, dtype or label range.
     """
-    check_data_options(spec, data_dir, class_order)
+    check_data_options(spec, data_dir, class_order, image_size)
     if spec.orders_classes:
         class_order = class_order or "sorted"
-    read, source = _read(spec, data_dir, class_order)
+    read, source = _read(spec, data_dir, class_order, image_size)
     n_classes = spec.n_classes if spec.n_classes is not None else (
         len(read.classes) if read.classes is not None else None)
     if n_classes is None:  # an .npz: counted from the labels
@@ -232,7 +247,8 @@ def load_dataset(
 
 
 def _read(
-    spec: DatasetSpec, data_dir: str | os.PathLike | None, class_order: str | None
+    spec: DatasetSpec, data_dir: str | os.PathLike | None, class_order: str | None,
+    image_size: tuple[int, int] | None,
 ) -> tuple[Read, str]:
     """What `spec`'s download or reader gives, and what errors about it name."""
     if data_dir is None and spec.download is not None:
@@ -242,7 +258,10 @@ def _read(
         raise BrainPropError(
             f"--data-dir {folder} is not a folder; pass the folder that holds {spec.files}"
         )
-    read = spec.read(folder, class_order)
+    if image_size is not None:
+        read = spec.read_resized(folder, image_size)
+    else:
+        read = spec.read(folder, class_order)
     return read, read.source or str(folder)
 
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from brainprop.data.tinyimagenet import ANNOTATIONS, FOLDER, URL, ZIP_NAME
 from brainprop.utils.atomic import partial_path
 from brainprop.utils.errors import BrainPropError, Parser, run_command
+from brainprop.utils.invocation import Invocation, invoked_as
 from brainprop.utils.locks import LockHeld, exclusive
 
 
@@ -141,15 +142,21 @@ def _extract_then_rename(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+# How this command can be started, and what its errors say when it was not started so.
+STARTED_AS = ("tinyimagenet.py", "brainprop-tinyimagenet")
+TINYIMAGENET = Invocation("tinyimagenet.py", ("python", "tinyimagenet.py"), ("python", "tinyimagenet.py"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    invoked = invoked_as(STARTED_AS, TINYIMAGENET)
     parser = Parser(
-        prog="tinyimagenet.py",
+        prog=invoked.name,
         description=f"Extract {ZIP_NAME} (from {URL}) into {FOLDER}/ beside it.",
     )
     parser.add_argument("zip", nargs="?", default=ZIP_NAME,
                         help=f"the zip, or the folder holding it (default: ./{ZIP_NAME})")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    return run_command("tinyimagenet.py", lambda: _extract(args.zip))
+    return run_command(invoked.name, lambda: _extract(args.zip))
 
 
 def _extract(zip_path: str) -> int:

@@ -1,9 +1,12 @@
 """A cache of decoded images: one uncompressed .npz, trusted only if it matches its source.
 
-Decoding a folder of JPEGs takes a while; reading back the uint8 arrays takes seconds.
-The cache records a format version and a fingerprint of the source files (their names,
-sizes and modification times), and `load_cache` returns None for any cache whose version
-or fingerprint differs, or that cannot be read: the caller decodes again and rewrites it.
+Decoding a folder of JPEGs takes a while; opening the cache takes seconds: its arrays
+are memory-mapped (`brainprop.data.mapped`), so a cache larger than memory trains a
+batch at a time.  The cache records a format version and a fingerprint of the source
+files (their names, sizes and modification times, and how they were decoded), and
+`load_cache` returns None for any cache whose version or fingerprint differs, or that
+cannot be read, is cut short or fails its checksums: the caller decodes again and
+rewrites it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainprop.data.mapped import load_mapped
 from brainprop.utils.atomic import write_atomically
 
 # Bump when what the cache holds, or how it is laid out, changes.
@@ -33,7 +37,8 @@ def fingerprint(root: Path, files: Iterable[Path], extra: str = "") -> str:
 
 
 def load_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The arrays saved in `path` under `key`, or None if it is absent, stale or unreadable."""
+    """The arrays saved in `path` under `key`, memory-mapped read-only, or None if it is
+    absent, stale or unreadable."""
     if not path.is_file():
         return None
     try:
@@ -41,9 +46,10 @@ def load_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
             # Members are read lazily: a stale cache costs only these two small reads.
             if int(npz["version"]) != CACHE_VERSION or str(npz["fingerprint"]) != key:
                 return None
-            return {name: npz[name] for name in npz.files if name not in ("version", "fingerprint")}
+        arrays = load_mapped(path, in_memory=("version", "fingerprint"))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
+    return {name: array for name, array in arrays.items() if name not in ("version", "fingerprint")}
 
 
 def holds_images(arrays: dict[str, np.ndarray], y_train: np.ndarray, y_test: np.ndarray) -> bool:
@@ -73,3 +79,12 @@ def save_cache(path: Path, key: str, arrays: dict[str, np.ndarray]) -> bool:
               file=sys.stderr)
         return False
     return True
+
+
+def save_and_map(path: Path, key: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Write `arrays` to the cache `path` under `key`, and return them memory-mapped from
+    it, so that training reads the cache as a later run would (and the decoded copies can
+    be freed); `arrays` as given if the cache cannot be written or read back."""
+    if not save_cache(path, key, arrays):
+        return arrays
+    return load_cache(path, key) or arrays

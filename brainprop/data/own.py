@@ -14,9 +14,12 @@ A folder holds `train/<class>/*.png|jpg|jpeg` and `test/<class>/...`: the classe
 the subfolders of `train/`, numbered in sorted order (recorded in the run summary),
 hidden files and folders and files of other types ignored.  The first load decodes
 every image (in parallel, with progress) and writes `brainprop-cache.npz` into the
-folder; later loads read that cache while it matches the folder's files (see
-`brainprop.data.imagecache`).  Images whose three channels are equal everywhere (a
-folder of grayscale images) keep one channel; all images must have one size.
+folder; later loads map that cache (read a batch at a time) while it matches the
+folder's files (see `brainprop.data.imagecache`).  Images whose three channels are
+equal everywhere (a folder of grayscale images) keep one channel.  All images must have
+one size, unless an image size (H, W) is given (`--image-size HxW`): then each image is
+stretched to it as it is decoded (`brainprop.data.tinyimagenet.resize`), whatever its
+aspect ratio, and cached apart (`brainprop-cache-HxW.npz`).
 
 The data set's name, which the run's files, the summary and the report use, is the
 file's or folder's name (`images` for `data/images.npz`), made safe for file names.
@@ -32,13 +35,17 @@ import numpy as np
 
 from brainprop.data import tinyimagenet
 from brainprop.data.checks import Read, check_labels, reading
-from brainprop.data.imagecache import fingerprint, holds_images, load_cache, save_cache
+from brainprop.data.imagecache import fingerprint, holds_images, load_cache, save_and_map
 from brainprop.utils.errors import BrainPropError
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CACHE_NAME = "brainprop-cache.npz"
 LAYOUT = "train/<class>/*.png|jpg|jpeg and test/<class>/..."
+# The largest side --image-size takes: beyond it a typo, not a network's input.
+MAX_SIDE = 4096
+IMAGE_SIZE = re.compile(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", re.ASCII)
+MIXED_SIZES = "; --image-size HxW (height x width, such as 32x32) resizes every image to one"
 
 
 def is_path(text: str) -> bool:
@@ -144,33 +151,70 @@ def check_classes(y_train: np.ndarray, y_test: np.ndarray, source: str) -> int:
 # --- a folder with one subfolder per class ----------------------------------------------
 
 
-def read_folder(root: Path) -> Read:
+def parse_image_size(text: str) -> tuple[int, int]:
+    """(H, W) from `HxW` (`32x48`) or one number (`32`, square); BrainPropError otherwise."""
+    match = IMAGE_SIZE.fullmatch(text)
+    if match is None:
+        raise BrainPropError(
+            f"image size {text!r}: give HxW (height x width, such as 32x48) or one number "
+            "for a square (such as 32)"
+        )
+    height = int(match[1])
+    width = int(match[2]) if match[2] else height
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise BrainPropError(
+            f"image size {text!r}: each side must be 1 to {MAX_SIDE} pixels"
+        )
+    return height, width
+
+
+def cache_name(image_size: tuple[int, int] | None = None) -> str:
+    """The cache file of a folder's images as found (`brainprop-cache.npz`), or resized
+    to `image_size` (`brainprop-cache-32x48.npz`, height x width)."""
+    if image_size is None:
+        return CACHE_NAME
+    return f"brainprop-cache-{image_size[0]}x{image_size[1]}.npz"
+
+
+def read_folder(root: Path, image_size: tuple[int, int] | None = None) -> Read:
     """The images of `root`/train/<class>/ and `root`/test/<class>/, from the cache if it
-    matches; classes in sorted order."""
-    classes, train, test = _listing(root)
+    matches; classes in sorted order.  With `image_size` (H, W), every image resized to it."""
+    classes, train, test = list_folder(root)
     index = {name: label for label, name in enumerate(classes)}
     y_train = np.array([index[cls] for cls, _ in train], np.int32)
     y_test = np.array([index[cls] for cls, _ in test], np.int32)
     paths = [path for _, path in train + test]
-    key = fingerprint(root, paths, extra="image folder\t" + "\t".join(classes))
-    cache = root / CACHE_NAME
+    key = cache_key(root, classes, paths, image_size)
+    cache = root / cache_name(image_size)
     arrays = load_cache(cache, key)
     if arrays is not None and not holds_images(arrays, y_train, y_test):
         arrays = None
     if arrays is None:
         print(f"Decoding {len(paths)} images of {root} once; they are cached in {cache}")
-        images = tinyimagenet.decode_images(paths, remedy="replace or remove that file")
+        images = tinyimagenet.decode_images(paths, remedy="replace or remove that file",
+                                            size=image_size, mixed_sizes=MIXED_SIZES)
         if _gray(images):
             images = np.ascontiguousarray(images[..., :1])
         arrays = {"x_train": images[: len(train)], "y_train": y_train,
                   "x_test": images[len(train) :], "y_test": y_test}
-        save_cache(cache, key, arrays)
+        del images
+        arrays = save_and_map(cache, key, arrays)
     splits = tuple(arrays[key] for key in NPZ_KEYS)
     return Read(splits, tuple(classes), str(root))
 
 
-def _listing(root: Path) -> tuple[list[str], list[tuple[str, Path]], list[tuple[str, Path]]]:
-    """The classes (sorted subfolders of train/) and each split's (class, image) pairs."""
+def cache_key(root: Path, classes: list[str], paths: list[Path],
+              image_size: tuple[int, int] | None = None) -> str:
+    """The fingerprint a folder's cache is kept under: its classes, its images `paths`
+    (training, then test; names, sizes, modification times) and how they are decoded."""
+    decoded = "" if image_size is None else " resized to {}x{}".format(*image_size)
+    return fingerprint(root, paths, extra=f"image folder{decoded}\t" + "\t".join(classes))
+
+
+def list_folder(root: Path) -> tuple[list[str], list[tuple[str, Path]], list[tuple[str, Path]]]:
+    """The classes (sorted subfolders of train/) and each split's (class, image) pairs, in
+    the order the images are cached; BrainPropError, in one line, for a folder of another
+    layout."""
     for split in ("train", "test"):
         if not (root / split).is_dir():
             raise BrainPropError(

@@ -1,4 +1,5 @@
-"""The input pipeline: uint8 images in memory, scaled to [0, 1] one batch at a time.
+"""The input pipeline: uint8 images in memory or memory-mapped, scaled to [0, 1] one
+batch at a time.
 
 `ImageBatches` holds the order of every epoch; `fit_input` is what `fit` and
 `evaluate` iterate: the batches themselves (on JAX), under TensorFlow the same
@@ -11,6 +12,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from brainprop.data.mapped import release_pages
 from brainprop.utils.backend import import_tensorflow
 from brainprop.utils.compat import OnePassAtATime
 from brainprop.utils.errors import BrainPropError
@@ -22,7 +24,10 @@ PREFETCH_BATCHES = 2
 class ImageBatches(keras.utils.PyDataset):
     """Batches of (images scaled to float32 [0,1], int32 labels) from uint8 arrays.
 
-    Each batch is scaled when it is indexed; no float copy of all images is made.
+    Each batch is scaled when it is indexed; no float copy of all images is made.  Images
+    mapped from a cache (`brainprop.data.mapped`) are read a batch at a time: the pages a
+    batch was gathered from are released once it is copied out, so resident memory holds
+    the batches in flight, not the data set.
 
     The last batch may be smaller than `batch_size`.  With `shuffle`, the order of each
     epoch is the permutation drawn from `np.random.default_rng((seed, epoch))`, where
@@ -81,7 +86,9 @@ class ImageBatches(keras.utils.PyDataset):
         order = self.order()
         if order is not None:
             rows = order[rows]
-        return self.images[rows], self.labels[rows]
+        images = self.images[rows]
+        release_pages(self.images)
+        return images, self.labels[rows]
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         images, labels = self.rows(index)

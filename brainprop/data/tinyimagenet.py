@@ -8,8 +8,8 @@ or one read from a file, for weights trained with it); the number of classes, of
 and the image size are read from the data.  Grayscale images become three channels.
 
 The first load decodes every JPEG (in parallel, with progress) and writes
-`brainprop-cache.npz` into the folder; later loads read that cache if it still matches
-the folder's files (see `brainprop.data.imagecache`).
+`brainprop-cache.npz` into the folder; later loads map that cache (read a batch at a
+time) if it still matches the folder's files (see `brainprop.data.imagecache`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from brainprop.data.checks import Read
-from brainprop.data.imagecache import fingerprint, holds_images, load_cache, save_cache
+from brainprop.data.imagecache import fingerprint, holds_images, load_cache, save_and_map
 from brainprop.utils.errors import BrainPropError, one_line
 
 FOLDER = "tiny-imagenet-200"
@@ -91,7 +91,8 @@ def read_tinyimagenet(data_dir: str | os.PathLike | None, class_order: str = "so
             "x_test": images[len(listing.train) :],
             "y_test": listing.y_test,
         }
-        save_cache(cache, key, arrays)
+        del images
+        arrays = save_and_map(cache, key, arrays)
     # Sorted position -> output unit.
     unit = np.array([classes.index(wnid) for wnid in listing.classes], np.int32)
     splits = (arrays["x_train"], unit[arrays["y_train"]], arrays["x_test"], unit[arrays["y_test"]])
@@ -212,36 +213,51 @@ def _annotated(folder: Path, index: dict[str, int], redo: str) -> tuple[list[Pat
 REDECODE = f"extract {ZIP_NAME} again"
 
 
-def decode_images(paths: list[Path], remedy: str = REDECODE) -> np.ndarray:
-    """All `paths` as one uint8 array (N, H, W, 3), H and W from the first image.
+def decode_images(paths: list[Path], remedy: str = REDECODE,
+                  size: tuple[int, int] | None = None, mixed_sizes: str = "") -> np.ndarray:
+    """All `paths` as one uint8 array (N, H, W, 3).
 
-    Large sets are decoded by worker processes (Pillow holds the GIL, so threads would
-    not help), a chunk at a time, with a progress bar.  An image that cannot be decoded,
-    or differs in size from the first, ends it in one line that says `remedy`.
+    With `size` (H, W) every image is resized to it (`resize`); without, H and W are the
+    first image's, and an image of another size ends it in one line that adds `mixed_sizes`
+    (what to do about it).  Large sets are decoded by worker processes (Pillow holds the
+    GIL, so threads would not help), a chunk at a time, with a progress bar.  An image
+    that cannot be decoded ends it in one line that says `remedy`.
     """
-    height, width = _decode(paths[0], remedy).shape[:2]
-    images = np.empty((len(paths), height, width, 3), np.uint8)
+    resize = size is not None
+    if size is None:
+        size = _decode(paths[0], remedy).shape[:2]
+    decoding = Decoding((int(size[0]), int(size[1])), resize, remedy, mixed_sizes)
+    images = np.empty((len(paths), *decoding.size, 3), np.uint8)
     starts = range(0, len(paths), CHUNK)
     # A bar on a terminal; nothing in a log file, where redraws would pile up.
     with tqdm(total=len(paths), unit="image", desc="Decoding", disable=None) as progress:
-        _decode_into(images, paths, starts, progress, remedy)
+        _decode_into(images, paths, starts, progress, decoding)
     return images
 
 
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+    """How a chunk of images is decoded: to `size` (H, W), resized to it or refused when
+    of another size; `remedy` and `mixed_sizes` end the one-line errors."""
+
+    size: tuple[int, int]
+    resize: bool = False
+    remedy: str = REDECODE
+    mixed_sizes: str = ""
+
+
 def _decode_into(images: np.ndarray, paths: list[Path], starts: range, progress,
-                 remedy: str) -> None:
-    size = images.shape[1:3]
+                 decoding: Decoding) -> None:
     workers = _workers()
     if len(paths) < POOL_MIN or workers < 2:
         for start in starts:
-            images[start : start + CHUNK] = decode_chunk(paths[start : start + CHUNK], size,
-                                                         remedy)
+            images[start : start + CHUNK] = decode_chunk(paths[start : start + CHUNK], decoding)
             progress.update(min(CHUNK, len(paths) - start))
         return
     # spawn: forking a process that already runs a backend's threads can deadlock.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        tasks = {pool.submit(decode_chunk, paths[start : start + CHUNK], size, remedy): start
+        tasks = {pool.submit(decode_chunk, paths[start : start + CHUNK], decoding): start
                  for start in starts}
         try:
             for task in as_completed(tasks):
@@ -253,28 +269,43 @@ def _decode_into(images: np.ndarray, paths: list[Path], starts: range, progress,
             raise
 
 
-def decode_chunk(paths: list[Path], size: tuple[int, int], remedy: str = REDECODE) -> np.ndarray:
-    """`paths` decoded as uint8 (N, H, W, 3); every image must be `size` (H, W)."""
-    chunk = np.empty((len(paths), *size, 3), np.uint8)
+def decode_chunk(paths: list[Path], decoding: Decoding) -> np.ndarray:
+    """`paths` decoded as uint8 (N, H, W, 3) of `decoding.size`."""
+    height, width = decoding.size
+    chunk = np.empty((len(paths), height, width, 3), np.uint8)
     for i, path in enumerate(paths):
-        image = _decode(path, remedy)
-        if image.shape[:2] != size:
+        image = _decode(path, decoding.remedy, decoding.size if decoding.resize else None)
+        if image.shape[:2] != decoding.size:
             raise BrainPropError(
                 f"{path} is {image.shape[1]}x{image.shape[0]} pixels, the others "
-                f"{size[1]}x{size[0]}; all images must have one size"
+                f"{width}x{height} (width x height); all images must have one size"
+                f"{decoding.mixed_sizes}"
             )
         chunk[i] = image
     return chunk
 
 
-def _decode(path: Path, remedy: str) -> np.ndarray:
+def _decode(path: Path, remedy: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The image at `path` as uint8 (H, W, 3); with `size` (H, W), resized to it."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))  # grayscale (mode L) -> 3 channels
+            image = image.convert("RGB")  # grayscale (mode L) -> 3 channels
+            if size is not None and image.size != (size[1], size[0]):
+                image = resize(image, size)
+            return np.asarray(image)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise BrainPropError(
             f"cannot decode {path} ({type(exc).__name__}: {one_line(exc)}); {remedy}"
         ) from exc
+
+
+def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image` stretched to `size` (H, W), whatever its aspect ratio: nothing is cropped.
+
+    Pillow's bilinear filter; shrinking, it averages over every source pixel a target
+    pixel covers, so small images of large photos do not alias.
+    """
+    return image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
 
 
 def _workers() -> int:

@@ -34,6 +34,7 @@ from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.nets.weights import check_weight_file, load_weights
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError, Parser, run_command
+from brainprop.utils.invocation import invoked_as, module_invocation
 
 # The only architecture the paper trained on Tiny ImageNet.
 DATASET, ARCHITECTURE = "TinyImageNet", "deep"
@@ -107,9 +108,14 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# How this command can be started, and what its errors say when it was not started so.
+STARTED_AS = ("brainprop-classorder", "brainprop.classorder", "brainprop.runs.classorder")
+CLASSORDER = module_invocation("classorder", "brainprop.classorder")
+
+
+def build_parser(prog: str = "python -m brainprop.classorder") -> argparse.ArgumentParser:
     parser = Parser(
-        prog="python -m brainprop.classorder",
+        prog=prog,
         description="Recover the class order a Tiny ImageNet weight file (deep network, "
         "either rule; the release's TinyImageNet_BrainProp_weights.h5 or a file of -s) "
         "was trained with, from its predictions on the training images; write it as a "
@@ -163,13 +169,14 @@ def recover_and_write(args: argparse.Namespace) -> RecoveredOrder:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    invoked = invoked_as(STARTED_AS, CLASSORDER)
+    args = build_parser(invoked.name).parse_args(argv)
 
     def recover() -> int:
         recover_and_write(args)
         return 0
 
-    return run_command("classorder", recover)
+    return run_command(invoked.name, recover)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,18 @@ import shlex
 import sys
 
 from brainprop.runs.run import describe, run_all
-from brainprop.runs.runconfig import RunConfig, combinations_text, parse_seeds
+from brainprop.runs.runconfig import MAIN_PY, RunConfig, combinations_text, parse_seeds
 from brainprop.utils.errors import Parser, run_command
+from brainprop.utils.invocation import invoked_as
 from brainprop.utils.signals import stop_signals
 
-PROG = "main.py"
+# How this command can be started: `python main.py`, `brainprop`, `python -m brainprop.runs.cli`.
+STARTED_AS = ("main.py", "brainprop", "brainprop.runs.cli")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = MAIN_PY.name) -> argparse.ArgumentParser:
     parser = Parser(
-        prog=PROG,
+        prog=prog,
         description="Train or evaluate a network with BrainProp or error backpropagation "
         f"(Pozzi, Bohte & Roelfsema, NeurIPS 2020). Combinations: {combinations_text()}.",
     )
@@ -52,18 +54,19 @@ def configs_from(args: argparse.Namespace) -> list[RunConfig]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)  # a bad argument exits here, in one line
+    invoked = invoked_as(STARTED_AS, MAIN_PY)
+    args = build_parser(invoked.name).parse_args(argv)  # a bad argument exits here, in one line
 
     def start() -> int:
         # From here a Ctrl-C is noted, not raised wherever Python happens to be (an
         # import of a backend could swallow it), and acted on at the next safe point.
         with stop_signals():
             if args.print_config:
-                print(json.dumps(describe(configs_from(args)), indent=2))
+                print(json.dumps(describe(configs_from(args), invoked), indent=2))
                 return 0
-            return run_all(configs_from(args), command=shlex.join(["python", PROG, *argv]))
+            return run_all(configs_from(args), shlex.join(invoked.command(argv)), invoked)
 
-    return run_command(PROG, start)
+    return run_command(invoked.name, start)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from brainprop.runs.outputs import find_unfinished
+from brainprop.runs.outputs import RunFiles, find_unfinished, run_holder
 from brainprop.utils import signals
 from brainprop.utils.errors import BrainPropError, one_line
 
@@ -68,6 +68,27 @@ class PlannedRun:
         except BrainPropError:
             return list(self.argv)
         return [*self.argv, "--resume"]
+
+    def trained_by(self) -> str | None:
+        """Who trains this run right now, when another process does (`process 1234`):
+        a process that holds its unfinished run, such as one left by a driver that was
+        killed."""
+        try:
+            files = find_unfinished(Path(self.output_dir), self.name)
+        except BrainPropError:
+            return None
+        held = run_holder(files)
+        if held is None:
+            return None
+        return f"process {held.pid}" if held.pid else "another process"
+
+    def finished(self) -> bool:
+        """Whether the run is complete: its summary written and no backup left to resume."""
+        try:
+            find_unfinished(Path(self.output_dir), self.name)
+        except BrainPropError:
+            return RunFiles(Path(self.output_dir) / self.name).summary.is_file()
+        return False
 
     def command(self, cores: Sequence[int] | None = None) -> list[str]:
         where = ",".join(map(str, cores)) if cores else "-"
@@ -197,6 +218,15 @@ class Progress:
     def start(self, run: PlannedRun) -> None:
         self.running[run.name] = (run.kind, time.monotonic())
 
+    def finished_elsewhere(self, run: PlannedRun) -> None:
+        """Count `run`, which another process trained to its end, done (its time unknown)."""
+        self.running.pop(run.name)
+        self.done += 1
+
+    def forget(self, run: PlannedRun) -> None:
+        """No longer count `run` running: it waits to be started here."""
+        self.running.pop(run.name)
+
     def finish(self, run: PlannedRun, ok: bool, stopped: bool = False) -> float:
         """Count `run` done (`ok`), stopped by a signal (`stopped`: it resumes) or failed."""
         kind, started = self.running.pop(run.name)
@@ -285,10 +315,13 @@ def run_locally(
     """Run every run, `jobs` at a time, each in its own process; the failures.
 
     Process k of the pool (its slot) uses GPU `gpus[k % len(gpus)]`, or, without GPUs,
-    the k-th share of the cores.  Ctrl-C (or SIGTERM to this process) stops every run
-    at the end of its batch (each keeps its backup for `--resume`) and starts no more;
-    a run that ends complete all the same counts as done.  KeyboardInterrupt then, unless
-    every run was done (or failed) by the time they all ended.
+    the k-th share of the cores.  A run that another process trains right now (one
+    left running by a driver that was killed) is waited for, without a slot, and
+    counted by how it ends: done when complete, else started here (and so resumed).
+    Ctrl-C (or SIGTERM to this process) stops every run at the end of its batch (each
+    keeps its backup for `--resume`), starts no more and stops waiting; a run that ends
+    complete all the same counts as done.  KeyboardInterrupt then, unless every run was
+    done (or failed) by the time they all ended.
     """
     if jobs < 1:
         raise BrainPropError(f"--jobs {jobs}: give 1 or more processes")
@@ -298,6 +331,7 @@ def run_locally(
     waiting = list(runs)
     free_slots = list(range(jobs))
     running: dict[int, tuple[PlannedRun, subprocess.Popen, object]] = {}
+    elsewhere: list[PlannedRun] = []  # trained by another process, waited for
     failures: list[Failure] = []
     stopping, stopped = None, 0
 
@@ -309,9 +343,17 @@ def run_locally(
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while (waiting and stopping is None) or running:
+        while ((waiting or elsewhere) and stopping is None) or running:
             while waiting and free_slots and stopping is None:
-                slot, run = free_slots.pop(0), waiting.pop(0)
+                run = waiting.pop(0)
+                trainer = run.trained_by()
+                if trainer is not None:
+                    elsewhere.append(run)
+                    progress.start(run)
+                    display.event(f"waiting for {run.name}, which {trainer} is training "
+                                  f"right now; log: {run.log}", [r.kind for r in waiting])
+                    continue
+                slot = free_slots.pop(0)
                 gpu = gpus[slot % len(gpus)] if gpus else None
                 run.log.parent.mkdir(parents=True, exist_ok=True)
                 log = open(run.log, "ab")
@@ -328,6 +370,16 @@ def run_locally(
                 where = f"GPU {gpu}" if gpu is not None else f"cores {_ranges(cores[slot])}"
                 display.event(f"started {run.name} on {where}", [r.kind for r in waiting])
             time.sleep(poll_seconds)
+            for run in [r for r in elsewhere if r.trained_by() is None]:
+                elsewhere.remove(run)
+                if run.finished():
+                    progress.finished_elsewhere(run)
+                    message = f"finished {run.name} (trained by another process)"
+                else:  # stopped or crashed there: started here, resuming it
+                    progress.forget(run)
+                    waiting.insert(0, run)
+                    message = f"{run.name} is no longer trained by another process"
+                display.event(message, [r.kind for r in waiting])
             for slot, (run, process, log) in list(running.items()):
                 status = process.poll()
                 if status is None:
@@ -352,7 +404,7 @@ def run_locally(
         for s, handler in previous.items():
             signal.signal(s, handler)
         display.close()
-    if stopping is not None and (waiting or stopped):
+    if stopping is not None and (waiting or elsewhere or stopped):
         raise KeyboardInterrupt
     return failures
 

@@ -170,21 +170,30 @@ def hold_run(files: RunFiles) -> Iterator[None]:
         raise _being_trained(files, held) from None
 
 
+def run_holder(files: RunFiles) -> LockHeld | None:
+    """The process that holds the run (`hold_run`) right now, as LockHeld (its `pid`
+    when it recorded one), or None when none does; writes nothing."""
+    lock = files.backup / LOCK_FILE
+    if not lock.is_file():
+        return None
+    try:
+        with exclusive(lock, record_pid=False):
+            pass
+    except LockHeld as held:
+        return held
+    except OSError:  # unreadable: hold_run, which opens it for writing, says why
+        pass
+    return None
+
+
 def check_not_held(files: RunFiles) -> None:
     """BrainPropError if a process holds the run (`hold_run`) right now; writes nothing.
 
     For `--resume` to refuse before loading data, as `hold_run` refuses later.
     """
-    lock = files.backup / LOCK_FILE
-    if not lock.is_file():
-        return
-    try:
-        with exclusive(lock, record_pid=False):
-            pass
-    except LockHeld as held:
-        raise _being_trained(files, held) from None
-    except OSError:  # unreadable: hold_run, which opens it for writing, says why
-        pass
+    held = run_holder(files)
+    if held is not None:
+        raise _being_trained(files, held)
 
 
 def _being_trained(files: RunFiles, held: LockHeld) -> BrainPropError:

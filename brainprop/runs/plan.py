@@ -11,18 +11,21 @@ No Keras here: a run is planned, and refused in one line, before a backend start
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from brainprop.data import DatasetSpec, check_data_options, dataset_spec
+from brainprop.data.own import parse_image_size
 from brainprop.model.feedback import DEFAULT_FEEDBACK, get_feedback
 from brainprop.model.rules import Rule, get_rule
 from brainprop.nets.architectures import ARCHITECTURES, Architecture
-from brainprop.runs.runconfig import LOAD_ALONE, RunConfig
+from brainprop.runs.runconfig import LOAD_ALONE, MAIN_PY, RunConfig
 from brainprop.train.schedule import LR_SCHEDULE
 from brainprop.train.trainingconfig import TrainingConfig
 from brainprop.utils.errors import BrainPropError
+from brainprop.utils.invocation import Invocation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Hyperparameters:
     epsilon: float | None  # the rule's exploration rate; None: it never explores
     validation_split: float | None
     feedback: str = DEFAULT_FEEDBACK  # a kind of brainprop.model.feedback
+    image_size: str | None = None  # `HxW` every image was resized to; None: as found
 
     @classmethod
     def resolve(cls, config: RunConfig, architecture: Architecture, rule: Rule,
@@ -63,6 +67,7 @@ class Hyperparameters:
             epsilon=rule.epsilon,
             validation_split=config.validation_split,
             feedback=get_feedback(rule.feedback).name,
+            image_size=config.image_size,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -101,6 +106,7 @@ class Hyperparameters:
         return {"epochs": training.epochs, "patience": training.patience,
                 "batch_size": training.batch_size, "learning_rate": training.learning_rate,
                 "validation_split": self.validation_split, "init_std": self.init_std,
+                "image_size": self.image_size,
                 # Recorded only when not the paper's: backups from before it still resume.
                 **({"feedback": self.feedback} if self.feedback != DEFAULT_FEEDBACK else {}),
                 **({"batchnorm_statistics": training.batchnorm_statistics}
@@ -124,6 +130,8 @@ class RunPlan:
     hyperparameters: Hyperparameters
     command: str  # the command line the summary records
     output_dir: Path | None  # where -s writes the run's files; None: nothing is written
+    image_size: tuple[int, int] | None = None  # (H, W) every image is resized to
+    invocation: Invocation = MAIN_PY  # how the command was started: `brainprop`, `python main.py`
 
     @property
     def name(self) -> str:
@@ -132,17 +140,25 @@ class RunPlan:
         return (f"{self.dataset.name}_{self.config.architecture}_{self.rule.name}"
                 f"_seed{self.config.seed}")
 
+    def resume_command(self) -> str:
+        """The command that continues this run once interrupted, as it was started, and
+        runnable from any folder: every path in it absolute."""
+        resumed = dataclasses.replace(self.config, resume=True).with_absolute_paths()
+        return shlex.join(self.invocation.command_anywhere(resumed.argv()))
+
     @property
     def paper_combination(self) -> bool:
         """Whether the paper trained this network on this data set."""
         return self.config.architecture in self.dataset.paper_architectures
 
 
-def plan_run(config: RunConfig, command: str | None = None) -> RunPlan:
+def plan_run(config: RunConfig, command: str | None = None,
+             invocation: Invocation = MAIN_PY) -> RunPlan:
     """The plan of `config`; BrainPropError, in one line, for a run that cannot be made.
 
     `command` is the command line the summary records (default: the one that runs
-    `config` alone).
+    `config` alone); `invocation`, how that command was started (`brainprop`, `python
+    main.py`, ...), which the command that resumes the run repeats.
     """
     config.check()
     # The rule with the feedback its weight layers send the learning signal down through.
@@ -151,7 +167,8 @@ def plan_run(config: RunConfig, command: str | None = None) -> RunPlan:
     if config.init_std is not None:
         architecture = dataclasses.replace(architecture, init_std=config.init_std)
     dataset = dataset_spec(config.dataset)
-    check_data_options(dataset, config.data_dir, config.class_order)
+    image_size = parse_image_size(config.image_size) if config.image_size else None
+    check_data_options(dataset, config.data_dir, config.class_order, image_size)
     saves = config.saves and not config.load
     return RunPlan(
         config=config,
@@ -159,16 +176,19 @@ def plan_run(config: RunConfig, command: str | None = None) -> RunPlan:
         architecture=architecture,
         dataset=dataset,
         hyperparameters=Hyperparameters.resolve(config, architecture, rule, dataset),
-        command=command or config.command(),
+        command=command or config.command(invocation),
         output_dir=Path(config.output_dir) if saves else None,
+        image_size=image_size,
+        invocation=invocation,
     )
 
 
-def plan_runs(configs: Sequence[RunConfig], command: str | None = None) -> list[RunPlan]:
+def plan_runs(configs: Sequence[RunConfig], command: str | None = None,
+              invocation: Invocation = MAIN_PY) -> list[RunPlan]:
     """The plans of `configs`, the seeds of one command; BrainPropError unless every one
     can run and they can run together (`-l` evaluates one file, alone: one seed, no
     held-out split, nothing to resume)."""
-    plans = [plan_run(config, command) for config in configs]
+    plans = [plan_run(config, command, invocation) for config in configs]
     first = configs[0]
     if first.load and (len(configs) > 1 or first.validation_split or first.resume):
         raise BrainPropError(LOAD_ALONE)

@@ -11,7 +11,6 @@ No Keras here: `--print-config` and every refusal come before a backend starts.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,9 +26,10 @@ from brainprop.runs.outputs import (
     find_unfinished,
 )
 from brainprop.runs.plan import RunPlan, plan_runs
-from brainprop.runs.runconfig import RunConfig
+from brainprop.runs.runconfig import MAIN_PY, RunConfig
 from brainprop.utils import backend
 from brainprop.utils.errors import BrainPropError
+from brainprop.utils.invocation import Invocation
 from brainprop.utils.placement import check_can_distribute
 from brainprop.utils.signals import EXIT_CODES, raise_if_stopped
 from brainprop.utils.stats import mean_std
@@ -40,17 +40,19 @@ def run_one(config: RunConfig, command: str | None = None) -> int:
     return run_all([config], command)
 
 
-def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
+def run_all(configs: Sequence[RunConfig], command: str | None = None,
+            invocation: Invocation = MAIN_PY) -> int:
     """Run `configs` (the seeds of one dataset, architecture and rule) one after another.
 
     `command` is recorded in each summary as the command line that started the runs
-    (default: the one that runs each config alone).  Stops at the first interrupted
+    (default: the one that runs each config alone), `invocation` says how it was
+    started (`brainprop`, `python main.py`, ...).  Stops at the first interrupted
     run and returns the exit status of its signal, after saying how to continue it;
     0 when every run is complete, even if a signal came while the last one was saved.
     """
-    if len({(c.dataset, c.data_dir, c.class_order) for c in configs}) > 1:
+    if len({(c.dataset, c.data_dir, c.class_order, c.image_size) for c in configs}) > 1:
         raise ValueError("run_all runs the seeds of one data set")
-    plans = plan_runs(configs, command)
+    plans = plan_runs(configs, command, invocation)
     note = check_backend(plans)
     if note:
         print(note, flush=True)
@@ -63,10 +65,12 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
         check_writable(first.output_dir)
         if first.config.resume:
             _check_resumable(plans)
+        else:
+            _say_which_can_be_resumed(plans)
 
     # Through the package: `brainprop.data`'s public surface, resolved at the call.
     data = brainprop.data.load_dataset(first.dataset, first.config.data_dir,
-                                       first.config.class_order)
+                                       first.config.class_order, first.image_size)
     check_input(first.config.architecture, data.input_shape, data.n_classes)  # before training
     backend.start()  # Keras starts here, with its start-up messages filtered
     # Imported once the backend has started: the module that builds and trains imports Keras.
@@ -92,12 +96,24 @@ def run_all(configs: Sequence[RunConfig], command: str | None = None) -> int:
 
 def _say_how_to_continue(plan: RunPlan, resumable: bool) -> None:
     if resumable:
-        resume = dataclasses.replace(plan.config, resume=True)
-        print(f"Interrupted. To continue: {resume.command()}", flush=True)
+        print(f"Interrupted. To continue: {plan.resume_command()}", flush=True)
     elif plan.config.saves:
         print("Interrupted before the first epoch ended; nothing was saved", flush=True)
     else:
         print("Interrupted; nothing was saved (run with -s to be able to resume)", flush=True)
+
+
+def _say_which_can_be_resumed(plans: Sequence[RunPlan]) -> None:
+    """One line for each run started anew although an interrupted run of its name waits
+    (no process training it): how to continue that one instead.  Both are kept."""
+    for plan in plans:
+        try:
+            files = find_unfinished(plan.output_dir, plan.name)
+            check_not_held(files)
+        except BrainPropError:  # none waits, or a process trains it now
+            continue
+        print(f"{files.stem.name} in {files.stem.parent} was interrupted and can be resumed "
+              f"with: {plan.resume_command()}; starting a new run beside it", flush=True)
 
 
 def check_backend(plans: Sequence[RunPlan]) -> str | None:
@@ -138,13 +154,14 @@ def _check_tensorboard() -> None:
                              "backend: pip install tensorflow (or drop --tensorboard)")
 
 
-def describe(configs: Sequence[RunConfig]) -> dict:
-    """Every hyperparameter and path the runs of `configs` would use (`--print-config`).
+def describe(configs: Sequence[RunConfig], invocation: Invocation = MAIN_PY) -> dict:
+    """Every hyperparameter and path the runs of `configs` would use (`--print-config`),
+    their commands as `invocation` starts them.
 
     Checks what can be checked without reading data; writes nothing.  The note on the
     backend picked, if any, goes to stderr: stdout is the JSON alone.
     """
-    plans = plan_runs(configs)
+    plans = plan_runs(configs, invocation=invocation)
     note = check_backend(plans)
     if note:
         print(note, file=sys.stderr, flush=True)
@@ -173,6 +190,7 @@ def describe(configs: Sequence[RunConfig]) -> dict:
         "backend": keras.backend.backend(),
         "hyperparameters": first.hyperparameters.as_dict(),
         "class_order": options.class_order,
+        "image_size": options.image_size,
         "validation": f"{options.validation_split:g} of the training set held out"
         if options.validation_split else "test set",
         "data": absolute(options.data_dir) or (

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import shlex
 from typing import Any, Callable
 
 from brainprop.data.datasets import DATASETS, dataset_spec, paper_combinations
-from brainprop.data.own import is_path
+from brainprop.data.own import is_path, parse_image_size
 from brainprop.model.feedback import DEFAULT_FEEDBACK, FEEDBACK
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
@@ -31,11 +32,20 @@ from brainprop.train.trainingconfig import (
     MIN_DELTA,
 )
 from brainprop.utils.errors import BrainPropError
+from brainprop.utils.invocation import Invocation, default_invocation
 
 LOAD_AND_SAVE = (
     "-s saves what training produces and -l evaluates weights without training: drop -s "
     "(or -l to train)"
 )
+# `main.py` when this process was not started as it (its `main` called from Python, or
+# a child process of `reproduce`).
+MAIN_PY = default_invocation("main.py", "brainprop.runs.cli")
+# The options that name a file or folder, beside a dataset given as a path.
+PATH_OPTIONS = ("load", "output_dir", "data_dir", "tensorboard")
+# The values of --class-order that name no file.
+CLASS_ORDERS = ("sorted", "listdir")
+
 LOAD_ALONE = (
     "-l evaluates one weight file on the test set: drop --seeds, --validation-split and --resume"
 )
@@ -146,6 +156,15 @@ def check_combination(dataset: str, architecture: str, beyond_paper: bool = Fals
         f"{dataset} with {architecture} is not a combination of the paper; "
         f"allowed: {combinations_text()}; add --beyond-paper to train it anyway"
     )
+
+
+def image_size_argument(text: str) -> str:
+    """An argparse type: `HxW` or one number (a square), written back as `HxW`."""
+    try:
+        height, width = parse_image_size(text)
+    except BrainPropError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return f"{height}x{width}"
 
 
 def dataset_argument(text: str) -> str:
@@ -282,6 +301,13 @@ class RunConfig:
         help="where -s writes its files; created if needed, checked before training",
     )
     data_dir: str | None = option("--data-dir", help=_data_dir_help)
+    image_size: str | None = option(
+        "--image-size", type=image_size_argument, metavar="HxW",
+        shown_default="the images' own size, which must be one",
+        help="an image folder: resize every image to this height x width (or one number: a "
+        "square) as it is decoded, stretched whatever its aspect ratio; each size is "
+        "cached apart (see docs/data.md)",
+    )
     validation_split: float | None = option(
         "--validation-split", type=fraction, metavar="F",
         shown_default="validate on the test set, as the paper did",
@@ -360,9 +386,20 @@ class RunConfig:
                 words += [flags[0]] if value is True else [flags[0], str(value)]
         return words
 
-    def command(self) -> str:
-        """The shell command that runs this configuration."""
-        return shlex.join(["python", "main.py", *self.argv()])
+    def command(self, invocation: Invocation = MAIN_PY) -> str:
+        """The shell command that runs this configuration, as `invocation` starts it."""
+        return shlex.join(invocation.command(self.argv()))
+
+    def with_absolute_paths(self) -> RunConfig:
+        """The same run with every file and folder it names given by its absolute path
+        (the output folder too, where it is the default), so that its command runs the
+        same from any folder."""
+        changes = {name: _absolute(getattr(self, name)) for name in PATH_OPTIONS}
+        if is_path(self.dataset):
+            changes["dataset"] = _absolute(self.dataset)
+        if self.class_order not in (None, *CLASS_ORDERS):
+            changes["class_order"] = _absolute(self.class_order)
+        return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -410,3 +447,7 @@ class RunConfig:
         """The values of the options passed on to child runs, from parsed arguments."""
         return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
                 if f.metadata["flags"] and f.metadata["forward"]}
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(os.path.expanduser(path))

@@ -33,6 +33,7 @@ from brainprop.runs.runconfig import MAX_SEED
 from brainprop.utils import safepickle
 from brainprop.utils.stats import mean_std
 from brainprop.utils.errors import BrainPropError, Parser, one_line, plural, run_command
+from brainprop.utils.invocation import invoked_as, module_invocation
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
 from brainprop.tables.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
@@ -551,9 +552,14 @@ def write_report(
     return written
 
 
-def build_parser() -> argparse.ArgumentParser:
+# How this command can be started, and what its errors say when it was not started so.
+STARTED_AS = ("brainprop-report", "brainprop.report", "brainprop.tables.report")
+REPORT = module_invocation("report", "brainprop.report")
+
+
+def build_parser(prog: str = "python -m brainprop.report") -> argparse.ArgumentParser:
     parser = Parser(
-        prog="python -m brainprop.report",
+        prog=prog,
         description="Tables 1 and 2 and Figure 5 of the paper from a folder of runs "
         "(the *_summary.json and *_history.pkl that main.py -s writes).",
     )
@@ -566,14 +572,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    invoked = invoked_as(STARTED_AS, REPORT)
+    args = build_parser(invoked.name).parse_args(argv)
 
     def report() -> int:
         written = write_report(args.runs_dir, args.out, args.class_run)
         print(f"Report: {', '.join(p.name for p in written)} in {written[0].parent}")
         return 0
 
-    return run_command("report", report)
+    return run_command(invoked.name, report)
 
 
 if __name__ == "__main__":

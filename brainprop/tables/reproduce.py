@@ -44,8 +44,13 @@ from brainprop.runs.runconfig import RunConfig, parse_seeds, positive
 from brainprop.tables.paper import TABLES
 from brainprop.tables.report import load_runs, write_report
 from brainprop.utils.errors import EXIT_INTERRUPTED, BrainPropError, Parser, plural, run_command
+from brainprop.utils.invocation import invoked_as, module_invocation
 
 Config = tuple[str, str, str]  # dataset, architecture, algorithm
+
+# How this command can be started, and what its errors say when it was not started so.
+STARTED_AS = ("brainprop-reproduce", "brainprop.reproduce", "brainprop.tables.reproduce")
+REPRODUCE = module_invocation("reproduce", "brainprop.reproduce")
 
 
 def configurations(table: str, only: list[str] | None = None) -> list[Config]:
@@ -218,9 +223,9 @@ def _on_slurm(args: argparse.Namespace, runs: list, runs_dir: Path):
         raise SystemExit(EXIT_INTERRUPTED) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m brainprop.reproduce") -> argparse.ArgumentParser:
     parser = Parser(
-        prog="python -m brainprop.reproduce",
+        prog=prog,
         description="Run every configuration of Table 1 or 2 of the paper for the given "
         "seeds (skipping runs already in --runs-dir), then write the report.",
     )
@@ -268,8 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_command("reproduce", lambda: reproduce(args))
+    invoked = invoked_as(STARTED_AS, REPRODUCE)
+    args = build_parser(invoked.name).parse_args(argv)
+    return run_command(invoked.name, lambda: reproduce(args))
 
 
 if __name__ == "__main__":

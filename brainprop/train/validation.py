@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from brainprop.data.datasets import Dataset
+from brainprop.data.mapped import take_rows
 from brainprop.train.training import evaluate
 from brainprop.utils.errors import BrainPropError
 
@@ -28,7 +29,8 @@ def hold_out(data: Dataset, fraction: float, seed: int = SPLIT_SEED) -> Dataset:
     """`data` with a random `fraction` of its training images moved to a validation split.
 
     The returned Dataset trains on the rest and validates on the held-out images; its
-    test split is untouched.  The same `seed` gives the same split.
+    test split is untouched.  The same `seed` gives the same split.  Images mapped from a
+    cache stay there: both parts are rows of the mapped array, gathered a batch at a time.
     """
     n = len(data.y_train)
     n_held = int(round(n * fraction))
@@ -42,9 +44,9 @@ def hold_out(data: Dataset, fraction: float, seed: int = SPLIT_SEED) -> Dataset:
     held, kept = np.sort(order[:n_held]), np.sort(order[n_held:])
     return dataclasses.replace(
         data,
-        x_train=data.x_train[kept],
+        x_train=take_rows(data.x_train, kept),
         y_train=data.y_train[kept],
-        x_val=data.x_train[held],
+        x_val=take_rows(data.x_train, held),
         y_val=data.y_train[held],
     )
 
