@@ -318,7 +318,8 @@ def test_print_config_shows_every_hyperparameter_and_path_then_exits(tmp_path, c
         "batch_size": 32, "learning_rate": 0.05, "lr_schedule":
         "learning_rate * 0.5 ** (epoch // 100)", "max_epochs": 500, "patience": 45,
         "min_delta": 0.001, "init_std": 0.005, "l2": 0.0, "padding": "valid",
-        "optimizer": "SGD, no momentum", "epsilon": 0.02}
+        "optimizer": "SGD, no momentum", "epsilon": 0.02, "feedback": "symmetric",
+        "batchnorm_statistics": "release"}
     assert config["data"] == str(tmp_path / "data") and config["validation"] == "test set"
     assert [run["seed"] for run in config["runs"]] == [3, 5]
     assert config["runs"][1]["files"]["weights"] == str(

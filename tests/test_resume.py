@@ -104,6 +104,33 @@ def test_interrupted_then_resumed_run_equals_uninterrupted_run(
     assert not list(tmp_path.glob(".*.backup"))  # a finished run leaves no backup
 
 
+EPOCH_STATISTICS = ("--batchnorm-statistics", "epoch")
+
+
+def test_a_run_with_epoch_statistics_resumes_as_it_would_have_run(
+    data_dir, tmp_path, monkeypatch, capsys
+):
+    whole = tmp_path / "whole"
+    assert main(command(data_dir, whole, *EPOCH_STATISTICS)) == 0
+    expected, expected_history = run_summary(whole)
+    assert expected["hyperparameters"]["batchnorm_statistics"] == "epoch"
+
+    out = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        send_signal_at(patch, signal.SIGINT, 2)
+        assert main(command(data_dir, out, *EPOCH_STATISTICS)) == 130
+    # The resume command carries the choice; without it the run is refused in one line.
+    assert " ".join(EPOCH_STATISTICS) in capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(command(data_dir, out, "--resume")) != 0
+    assert "--batchnorm-statistics" in capsys.readouterr().err
+    assert main(command(data_dir, out, *EPOCH_STATISTICS, "--resume")) == 0
+    resumed, resumed_history = run_summary(out)
+    for key in ("epochs_run", "best_epoch", "stop_reason", "best_val_accuracy"):
+        assert resumed[key] == expected[key], key
+    for key, values in expected_history.items():
+        np.testing.assert_allclose(resumed_history[key], values, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 BFLOAT16 = ("--mixed-precision", "bfloat16")
 
 

@@ -47,9 +47,10 @@ class Hyperparameters:
     image_size: str | None = None  # `HxW` every image was resized to; None: as found
 
     @classmethod
-    def resolve(cls, config: RunConfig, architecture: Architecture, rule: Rule) -> Hyperparameters:
+    def resolve(cls, config: RunConfig, architecture: Architecture, rule: Rule,
+                dataset: DatasetSpec) -> Hyperparameters:
         """The options of `config` where given, else the architecture's (its `init_std`
-        already the option's, if given) and the rule's."""
+        already the option's, if given), the rule's and the data set's."""
         return cls(
             training=TrainingConfig(
                 batch_size=config.batch_size or architecture.batch_size,
@@ -57,6 +58,8 @@ class Hyperparameters:
                 epochs=config.epochs,
                 patience=config.patience,
                 seed=config.seed,
+                batchnorm_statistics=config.batchnorm_statistics
+                or default_batchnorm_statistics(dataset),
             ),
             init_std=architecture.init_std,
             l2=architecture.l2,
@@ -82,6 +85,7 @@ class Hyperparameters:
             "optimizer": "SGD, no momentum",
             "epsilon": self.epsilon,
             "feedback": self.feedback,
+            "batchnorm_statistics": training.batchnorm_statistics,
         }
 
     def line(self) -> str:
@@ -90,9 +94,11 @@ class Hyperparameters:
         training = self.training
         explores = f", epsilon {self.epsilon}" if self.epsilon is not None else ""
         feedback = f", feedback {self.feedback}" if self.feedback != DEFAULT_FEEDBACK else ""
+        statistics = ("" if training.batchnorm_statistics == "release"
+                      else f", batchnorm statistics {training.batchnorm_statistics}")
         return (f"batch {training.batch_size}, learning rate {training.learning_rate}, "
                 f"init std {self.init_std}, L2 {self.l2}, at most {training.epochs} epochs, "
-                f"patience {training.patience}{explores}{feedback}")
+                f"patience {training.patience}{explores}{feedback}{statistics}")
 
     def settings(self) -> dict[str, Any]:
         """What a resumed run must share with the interrupted one, by `RunConfig` field."""
@@ -102,7 +108,15 @@ class Hyperparameters:
                 "validation_split": self.validation_split, "init_std": self.init_std,
                 "image_size": self.image_size,
                 # Recorded only when not the paper's: backups from before it still resume.
-                **({"feedback": self.feedback} if self.feedback != DEFAULT_FEEDBACK else {})}
+                **({"feedback": self.feedback} if self.feedback != DEFAULT_FEEDBACK else {}),
+                **({"batchnorm_statistics": training.batchnorm_statistics}
+                   if training.batchnorm_statistics != "release" else {})}
+
+
+def default_batchnorm_statistics(dataset: DatasetSpec) -> str:
+    """The release's statistics for a data set of the paper (its runs stay the release's),
+    statistics in step with the epoch for the others (FashionMNIST, your own)."""
+    return "release" if dataset.paper_architectures else "epoch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +175,7 @@ def plan_run(config: RunConfig, command: str | None = None,
         rule=rule,
         architecture=architecture,
         dataset=dataset,
-        hyperparameters=Hyperparameters.resolve(config, architecture, rule),
+        hyperparameters=Hyperparameters.resolve(config, architecture, rule, dataset),
         command=command or config.command(invocation),
         output_dir=Path(config.output_dir) if saves else None,
         image_size=image_size,

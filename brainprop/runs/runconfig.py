@@ -25,7 +25,12 @@ from brainprop.model.feedback import DEFAULT_FEEDBACK, FEEDBACK
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.train.schedule import LR_HALVING_EPOCHS
-from brainprop.train.trainingconfig import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_DELTA
+from brainprop.train.trainingconfig import (
+    BATCHNORM_STATISTICS,
+    DEFAULT_EPOCHS,
+    DEFAULT_PATIENCE,
+    MIN_DELTA,
+)
 from brainprop.utils.errors import BrainPropError
 from brainprop.utils.invocation import Invocation, default_invocation
 
@@ -343,6 +348,16 @@ class RunConfig:
         help="compute in float16 or bfloat16 with float32 weights, output layer, rule and "
         "loss (Keras' mixed_float16 policy, with dynamic loss scaling, or mixed_bfloat16, "
         "without); float16 for GPUs, bfloat16 for GPUs and CPUs that have it (see docs/gpus.md)",
+    )
+
+    batchnorm_statistics: str | None = option(
+        "--batchnorm-statistics", choices=BATCHNORM_STATISTICS,
+        shown_default="release for the paper's data sets, epoch for FashionMNIST and your own",
+        help="the moving statistics of BatchNormalization that evaluation uses: release, "
+        "momentum 0.99 as the release (right for the paper's data sets, whose epochs are "
+        "hundreds of steps), or epoch, a momentum in step with the epoch's length, so that "
+        "validation reflects the trained network from the first epoch on a small data set "
+        "(see docs/hyperparameters.md)",
     )
 
     @property

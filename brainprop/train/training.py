@@ -131,6 +131,9 @@ def train(
     None picks 1 on a terminal and 2 otherwise.  With `chance_hint_classes`
     (the number of classes), a validation accuracy at chance in the first
     epochs is explained once (the plateau BrainProp starts with).
+    With `config.batchnorm_statistics` "epoch", the BatchNormalization layers' momentum
+    follows the epoch's length (`set_batchnorm_momentum`); the weights saved for the best
+    epoch hold the statistics it was validated with.
     """
     files = files or TrainingFiles()
     verbose = default_verbosity() if verbose is None else verbose
@@ -146,6 +149,9 @@ def train(
             data.x_train, data.y_train, config.batch_size, shuffle=True, seed=config.seed
         )
         val_batches = ImageBatches(*data.validation, config.batch_size)
+        momentum = config.batchnorm_momentum(len(train_batches))
+        if momentum is not None:
+            set_batchnorm_momentum(model, momentum)
 
         backup, completed, epochs = _resume_point(
             work if files.backup_dir is not None else None, config, train_batches)
@@ -157,6 +163,27 @@ def train(
         _publish({working["weights"]: files.best_weights, working["log"]: files.csv_log})
     logged = backup.history if backup is not None else model.history.history
     return _result(logged, callbacks, interrupted_by)
+
+
+def set_batchnorm_momentum(model: keras.Model, momentum: float) -> None:
+    """Every BatchNormalization layer of `model`, nested models' included, moves its
+    moving statistics by `momentum` (the fraction of their old value each step keeps).
+
+    A model that has trained already makes its training step again: the compiled step
+    reads the momentum when it is made.
+    """
+    for layer in _layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+    if model.train_function is not None:
+        model.make_train_function(force=True)
+
+
+def _layers(layer: keras.layers.Layer):
+    """`layer` and every layer inside it, depth first."""
+    yield layer
+    for inner in getattr(layer, "layers", ()):
+        yield from _layers(inner)
 
 
 def _resume_point(backup_dir: Path | None, config: TrainingConfig,
