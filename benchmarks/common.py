@@ -84,7 +84,7 @@ def median(values: list[float]) -> float:
 
 def ratio(times: dict[str, list[float]], numerator: str, denominator: str) -> float:
     """Median over steps of the per-step ratio of two interleaved contenders."""
-    return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))
+    return statistics.median(a / b for a, b in zip(times[numerator], times[denominator], strict=True))
 
 
 def progress(message: str) -> None:

@@ -51,12 +51,12 @@ def child(mode: str, architecture: str, images: int, epochs: int, out: str) -> N
     import keras
     import numpy as np
 
+    from brainprop.data.pipeline import ImageBatches
     from brainprop.model.rules import RULES
     from brainprop.nets.architectures import ARCHITECTURES
     from brainprop.nets.build import build_model, compile_model
-    from brainprop.utils.devices import placement
-    from brainprop.data.pipeline import ImageBatches
     from brainprop.train.training import EpochTimer
+    from brainprop.utils.devices import placement
 
     arch = ARCHITECTURES[architecture]
     shape = common.INPUT_SHAPES[architecture]

@@ -107,10 +107,10 @@ def measure(architecture: str, policy: str, jit: str, images: int, epochs: int,
     trains it (the policy set while the model is built, as `--mixed-precision` does)."""
     import keras
 
+    from brainprop.data.pipeline import ImageBatches, fit_input
     from brainprop.model.rules import RULES
     from brainprop.nets.architectures import ARCHITECTURES
     from brainprop.nets.build import build_model, compile_model
-    from brainprop.data.pipeline import ImageBatches, fit_input
     from brainprop.train.training import EpochTimer
 
     arch = ARCHITECTURES[architecture]

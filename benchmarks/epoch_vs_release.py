@@ -330,13 +330,13 @@ def summarize(runs: dict, rows, contenders) -> list[dict]:
             release = runs.get((arch, rule, "release"))
             if contender != "release" and release:
                 row["ratio"] = statistics.median(
-                    r["total"] / b["total"] for r, b in zip(rounds, release))
+                    r["total"] / b["total"] for r, b in zip(rounds, release, strict=True))
                 row["cpu_ratio"] = statistics.median(
-                    r["cpu"] / b["cpu"] for r, b in zip(rounds, release))
+                    r["cpu"] / b["cpu"] for r, b in zip(rounds, release, strict=True))
             tensorflow = runs.get((arch, rule, "ours-tensorflow"))
             if contender not in ("release", "ours-tensorflow") and tensorflow:
                 row["tensorflow_ratio"] = statistics.median(
-                    r["total"] / t["total"] for r, t in zip(rounds, tensorflow))
+                    r["total"] / t["total"] for r, t in zip(rounds, tensorflow, strict=True))
             float32 = runs.get((arch, rule, contender.removesuffix(BFLOAT16)))
             if contender.endswith(BFLOAT16) and float32:
                 row["float32_ratio"] = statistics.median(

@@ -201,7 +201,6 @@ def _keras2_loccon_network():
 def networks(batch: int, steps: int, warmup: int, jit_compile) -> dict:
     """loccon / conv (BrainProp and EBP), and Keras 2's loccon / ours (EBP)."""
     import keras
-
     from train_step import build
 
     x, y = common.synthetic_batch(common.INPUT_SHAPES["loccon"], batch)

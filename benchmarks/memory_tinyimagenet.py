@@ -90,10 +90,10 @@ def child(approach: str, data_dir: str, steps: int) -> dict:
     load_seconds = time.perf_counter() - started
     import keras
 
+    from brainprop.data.pipeline import ImageBatches
     from brainprop.model.rules import RULES
     from brainprop.nets.architectures import ARCHITECTURES
     from brainprop.nets.build import build_model, compile_model
-    from brainprop.data.pipeline import ImageBatches
 
     keras.utils.set_random_seed(1)
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test

@@ -31,8 +31,9 @@ def batch_iterator(images: np.ndarray, labels: np.ndarray, batch_size: int):
 
 
 def measure(architecture: str, steps: int, warmup: int) -> dict:
-    from brainprop.nets.architectures import ARCHITECTURES
     from train_step import build
+
+    from brainprop.nets.architectures import ARCHITECTURES
 
     batch = ARCHITECTURES[architecture].batch_size
     shape = common.INPUT_SHAPES[architecture]

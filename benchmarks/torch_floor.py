@@ -62,7 +62,7 @@ def plain_torch_network(architecture: str, input_shape, n_classes: int):
                 if spec.padding == "same":
                     pads = [same_padding(n, 3, strides) for n in (rows, cols)]
                     modules.append(SamePad(*pads))
-                    rows, cols = (n + sum(p) for n, p in zip((rows, cols), pads))
+                    rows, cols = (n + sum(p) for n, p in zip((rows, cols), pads, strict=True))
                 modules.append(nn.Conv2d(channels, filters, 3, stride=strides, bias=False))
             rows, cols = ((n - 3) // strides + 1 for n in (rows, cols))
             channels = filters
@@ -98,8 +98,8 @@ def child(contender: str, architecture: str, steps: int) -> list[float]:
     keras = start()
     import numpy as np
 
-    from brainprop.nets.architectures import ARCHITECTURES as SPECS
     from brainprop.model.rules import RULES
+    from brainprop.nets.architectures import ARCHITECTURES as SPECS
     from brainprop.nets.build import build_model, compile_model
 
     shape, batch = common.INPUT_SHAPES[architecture], SPECS[architecture].batch_size

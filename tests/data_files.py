@@ -52,7 +52,7 @@ def idx_bytes(array: np.ndarray) -> bytes:
 def write_mnist_idx(folder: Path, gz=(False,) * 4, n_train=7, n_test=3, **override) -> dict:
     """The four files as the MNIST distribution has them (each gzipped where `gz` says)."""
     arrays = mnist_arrays(n_train, n_test, 5, **override)
-    for (key, name), zipped in zip(MNIST_IDX_FILES.items(), gz):
+    for (key, name), zipped in zip(MNIST_IDX_FILES.items(), gz, strict=True):
         content = idx_bytes(arrays[key])
         if zipped:
             (folder / f"{name}.gz").write_bytes(gzip.compress(content))
@@ -80,7 +80,7 @@ def write_cifar10(folder: Path, sizes=(3, 1, 4, 2, 5), n_test=3) -> dict:
     directory = folder / "cifar-10-batches-py"
     directory.mkdir()
     x_parts, y_parts = [], []
-    for i, (name, n) in enumerate(zip(CIFAR10_TRAIN + ("test_batch",), sizes + (n_test,))):
+    for i, (name, n) in enumerate(zip(CIFAR10_TRAIN + ("test_batch",), sizes + (n_test,), strict=True)):
         x, y = images(n, (32, 32, 3), 10 + i), labels(n, 10, 20 + i)
         entries = {"batch_label": b"batch", "data": cifar_rows(x), "labels": y.tolist()}
         entries["filenames"] = [b"f.png"] * n

@@ -37,14 +37,14 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
+from synthetic import SHAPE, bright_rows  # noqa: E402
 
-from brainprop.utils import devices  # noqa: E402
+from brainprop.data.pipeline import ImageBatches  # noqa: E402
+from brainprop.model import select_action  # noqa: E402
 from brainprop.model.rules import RULES  # noqa: E402
 from brainprop.nets.architectures import ARCHITECTURES  # noqa: E402
 from brainprop.nets.build import build_model, compile_model  # noqa: E402
-from brainprop.model import select_action  # noqa: E402
-from brainprop.data.pipeline import ImageBatches  # noqa: E402
-from synthetic import SHAPE, bright_rows  # noqa: E402
+from brainprop.utils import devices  # noqa: E402
 
 BATCH = 64
 CLASSES = 10
@@ -77,7 +77,7 @@ def train(distribute: bool, algorithm: str, epochs: int, epsilon: float | None =
 
 
 def max_difference(a, b) -> float:
-    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
 
 
 def same_epoch(algorithm: str, epsilon: float | None = None) -> dict:

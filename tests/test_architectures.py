@@ -6,6 +6,8 @@ import keras
 import numpy as np
 import pytest
 
+from brainprop.data.datasets import paper_combinations
+from brainprop.model import BrainProp
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import (
     ARCHITECTURES,
@@ -16,11 +18,9 @@ from brainprop.nets.architectures import (
     weight_sizes,
 )
 from brainprop.nets.build import build_model, compile_model
-from brainprop.data.datasets import paper_combinations
-from brainprop.utils.errors import BrainPropError
 from brainprop.nets.layers import LocallyConnected2D
-from brainprop.model import BrainProp
 from brainprop.nets.weights import weighted_layers
+from brainprop.utils.errors import BrainPropError
 from brainprop.utils.exports import resolve
 
 BN = lambda c: [(c,), (c,), (c,), (c,)]  # noqa: E731  gamma, beta, moving mean, variance
@@ -194,7 +194,7 @@ def test_same_seed_builds_identical_weights():
     a = build_model(ARCHITECTURES["conv"], RULES["BrainProp"], (28, 28, 1), 10).get_weights()
     keras.utils.set_random_seed(7)
     b = build_model(ARCHITECTURES["conv"], RULES["BrainProp"], (28, 28, 1), 10).get_weights()
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _fit_two_epochs(algorithm, steps_per_execution):
@@ -227,7 +227,7 @@ def test_steps_per_execution_trains_exactly_as_one_step_per_call(algorithm):
     assert set(one_history) == set(many_history)
     for key, values in one_history.items():
         np.testing.assert_array_equal(many_history[key], values, err_msg=key)
-    for one, many in zip(one_weights, many_weights):
+    for one, many in zip(one_weights, many_weights, strict=True):
         np.testing.assert_array_equal(many, one)
 
 
@@ -243,7 +243,7 @@ def test_parameter_counts_in_the_docs_are_those_of_the_networks():
         if not line.startswith("|"):
             break
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        for dataset, cell in zip(shapes, cells[1:]):
+        for dataset, cell in zip(shapes, cells[1:], strict=True):
             if cell:
                 documented[(dataset, cells[0])] = int(cell.replace(",", ""))
     assert set(documented) == {(d, a) for d, archs in paper_combinations().items() for a in archs}

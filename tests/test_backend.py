@@ -10,10 +10,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from test_cli import write_learnable_mnist
 
 from brainprop.utils import backend
 from brainprop.utils.errors import BrainPropError
-from test_cli import write_learnable_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[")

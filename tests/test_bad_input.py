@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_cli import write_learnable_mnist
 
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.nets.build import build_model
 from brainprop.runs.cli import main
-from test_cli import write_learnable_mnist
 
 
 def saved_weights(model, path):

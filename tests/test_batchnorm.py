@@ -67,9 +67,9 @@ def test_outputs_gradients_and_moving_statistics_equal_keras_layer(shape, traini
         reference, x, training
     )
 
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * np.max(np.abs(b)))
-    for a, b in zip(ours.non_trainable_variables, reference.non_trainable_variables):
+    for a, b in zip(ours.non_trainable_variables, reference.non_trainable_variables, strict=True):
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-6
         )
@@ -143,7 +143,7 @@ def test_images_of_any_memory_order_give_keras_results(training):
     x = keras.ops.transpose(keras.ops.convert_to_tensor(images((4, 5, 6, 3))), (2, 1, 0, 3))
 
     for a, b in zip(outputs_and_gradients(ours, x, training),
-                    outputs_and_gradients(reference, x, training)):
+                    outputs_and_gradients(reference, x, training), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * np.max(np.abs(b)))
 
 

@@ -97,7 +97,6 @@ import torch_floor  # noqa: E402
 @pytest.mark.parametrize("architecture", torch_floor.ARCHITECTURES)
 def test_plain_pytorch_network_has_the_same_layers_and_weights_as_ours(architecture):
     pytest.importorskip("torch")
-    import keras
 
     shape = (28, 28, 1) if architecture == "dense" else (32, 32, 3)
     ours = build_model(ARCHITECTURES[architecture], RULES["EBP"], shape, 10)

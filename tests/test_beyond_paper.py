@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_files import idx_bytes
 from PIL import Image
+from test_own import pattern, write_npz
+from test_resume import send_signal_at
 
 from brainprop.data.standard import MNIST_IDX_FILES
 from brainprop.runs.cli import main
 from brainprop.tables import report
-from data_files import idx_bytes
-from test_own import pattern, write_npz
-from test_resume import send_signal_at
 
 
 def write_fashion_idx(data_dir: Path, n_train=384, n_test=96) -> Path:

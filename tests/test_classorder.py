@@ -6,11 +6,11 @@ import re
 import h5py
 import numpy as np
 import pytest
+from tinyimagenet_files import write_tiny_imagenet
 
 from brainprop.runs import classorder
 from brainprop.runs.classorder import confusion_matrix, first_per_class, recover_order
 from brainprop.runs.cli import main
-from tinyimagenet_files import write_tiny_imagenet
 
 CLASSES = ["n01", "n02", "n03", "n04", "n05"]
 

@@ -381,7 +381,7 @@ def test_the_same_seed_trains_the_same_run_bit_for_bit_and_another_seed_does_not
     other_history, _ = run(2, "other")
     assert again_history == history
     assert [name for name, _ in again_weights] == [name for name, _ in weights]
-    for (_, again), (_, first) in zip(again_weights, weights):
+    for (_, again), (_, first) in zip(again_weights, weights, strict=True):
         np.testing.assert_array_equal(again, first)
     assert other_history["accuracy"] != history["accuracy"]
 

@@ -137,7 +137,7 @@ def test_several_steps_per_call_on_torch_are_the_steps_of_one_per_call_and_predi
         model.fit(x, y, batch_size=2, epochs=2, shuffle=False, verbose=0)
         weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
         predictions.append(model.predict(x, batch_size=2, verbose=0))
-    for many, one in zip(weights[1], weights[0]):
+    for many, one in zip(weights[1], weights[0], strict=True):
         np.testing.assert_array_equal(many, one)
     np.testing.assert_array_equal(predictions[1], predictions[0])
     assert predictions[1].shape == (10, 1)

@@ -95,10 +95,10 @@ def test_tensorboard_gets_every_epoch_number_each_class_and_the_learning_rate(tm
     import pytest
 
     event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from brainprop.data.datasets import build_dataset
     from brainprop.model.rules import RULES
     from brainprop.nets.architectures import ARCHITECTURES
     from brainprop.nets.build import build_model, compile_model
-    from brainprop.data.datasets import build_dataset
     from brainprop.train.training import TrainingConfig, TrainingFiles, train
 
     rng = np.random.default_rng(0)

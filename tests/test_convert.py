@@ -66,7 +66,7 @@ def test_converted_classifier_outputs_the_logits_with_the_classifiers_own_weight
     assert isinstance(model, BrainProp) and model.batch_size == 16
     assert model.output_shape == (None, N_CLASSES)
     assert len(model.weights) == len(classifier.weights)
-    assert all(ours is theirs for ours, theirs in zip(model.weights, classifier.weights))
+    assert all(ours is theirs for ours, theirs in zip(model.weights, classifier.weights, strict=True))
     q = ops.convert_to_numpy(model(x))
     probabilities = ops.convert_to_numpy(classifier(x))
     if head == "logits":
@@ -85,7 +85,7 @@ def test_training_the_converted_model_trains_the_classifier(batch):
     before = [ops.convert_to_numpy(w) for w in classifier.trainable_weights]
     model.fit(x, labels, batch_size=BATCH, epochs=3, verbose=0)
     after = [ops.convert_to_numpy(w) for w in classifier.trainable_weights]
-    assert all(np.abs(a - b).max() > 0 for a, b in zip(after, before))
+    assert all(np.abs(a - b).max() > 0 for a, b in zip(after, before, strict=True))
     np.testing.assert_array_equal(np.argmax(model.predict(x, verbose=0), axis=-1),
                                   np.argmax(classifier.predict(x, verbose=0), axis=-1))
 

@@ -15,14 +15,14 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+from synthetic import SHAPE, bright_rows
 
-from brainprop.utils import devices, placement
+from brainprop.data.pipeline import ImageBatches
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.nets.build import build_model, compile_model
+from brainprop.utils import devices, placement
 from brainprop.utils.errors import BrainPropError
-from brainprop.data.pipeline import ImageBatches
-from synthetic import SHAPE, bright_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = Path(__file__).with_name("distributed_checks.py")
@@ -295,8 +295,9 @@ def test_the_gpu_is_where_the_model_computes():
 @needs_gpu
 @pytest.mark.parametrize("mixed", [None, "float16", "bfloat16"])
 def test_a_run_on_the_gpu_learns_and_records_the_gpu(tmp_path, mixed):
-    from brainprop.runs.cli import main
     from test_cli import write_learnable_mnist
+
+    from brainprop.runs.cli import main
 
     data = write_learnable_mnist(tmp_path / "data", n_train=2048, n_test=512)
     argv = ["MNIST", "conv", "BrainProp", "-s", "--epochs", "3", "--data-dir", str(data),

@@ -7,10 +7,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from tinyimagenet_files import write_tiny_imagenet, zip_folder
 
 from brainprop.data.datasets import dataset_spec, load_dataset
 from brainprop.data.extract import main
-from tinyimagenet_files import write_tiny_imagenet, zip_folder
 
 pytestmark = pytest.mark.backend_independent
 

@@ -19,13 +19,13 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from fuzzing import JSON_VALUES, Reader, byte_damage, check_reader, on_file
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from brainprop.nets.weights import load_weights
 from brainprop.train.resume import BACKUP_FILE, PREVIOUS_FILE, RunBackup
 from brainprop.utils.errors import BrainPropError
-from fuzzing import JSON_VALUES, Reader, byte_damage, check_reader, on_file
 
 ARRAYS = hnp.arrays(st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_,
                                      "S3", np.complex64]),
@@ -59,11 +59,11 @@ def unchanged_model(read):
         try:
             read(folder)
         except BrainPropError:
-            for weight, value in zip(model().weights, before):
+            for weight, value in zip(model().weights, before, strict=True):
                 np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), value)
             raise
         finally:
-            for weight, value in zip(model().weights, before):
+            for weight, value in zip(model().weights, before, strict=True):
                 weight.assign(value)
     return checked
 
@@ -132,7 +132,7 @@ def write_legacy(folder: Path) -> None:
             group = f.create_group(name)
             weights = [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
             group.attrs["weight_names"] = np.asarray(weights)
-            for weight_name, weight in zip(weights, layer.weights):
+            for weight_name, weight in zip(weights, layer.weights, strict=True):
                 group.create_dataset(weight_name.decode(), data=keras.ops.convert_to_numpy(weight))
         f.attrs["layer_names"] = np.asarray(names)
         f.attrs["keras_version"] = b"2.3.0-tf"

@@ -22,17 +22,25 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from data_files import idx_bytes, tar_folder, write_cifar10, write_cifar100, write_mnist, write_mnist_idx
+from fuzzing import (
+    HOSTILE_NAMES,
+    JSON_VALUES,
+    MARKER,
+    NUMBERS,
+    Reader,
+    byte_damage,
+    check_reader,
+    on_file,
+    writes,
+)
+from hostile import Payload
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from tinyimagenet_files import smooth_image, write_tiny_imagenet
 
 from brainprop.data.datasets import dataset_spec, load_dataset
 from brainprop.data.standard import MNIST_IDX_FILES
-from data_files import idx_bytes, tar_folder, write_cifar10, write_cifar100, write_mnist, \
-    write_mnist_idx
-from fuzzing import HOSTILE_NAMES, JSON_VALUES, MARKER, NUMBERS, Reader, byte_damage, \
-    check_reader, on_file, writes
-from hostile import Payload
-from tinyimagenet_files import save_jpeg, smooth_image, write_tiny_imagenet
 
 pytestmark = pytest.mark.backend_independent
 

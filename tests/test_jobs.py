@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from brainprop.utils.errors import BrainPropError
 from brainprop.runs.jobs import (
     SHARED_GPU_ENVIRONMENT,
-    Progress,
     PlannedRun,
+    Progress,
     format_duration,
     parse_gpus,
     run_locally,
     share_cores,
     visible_gpus,
 )
+from brainprop.utils.errors import BrainPropError
 
 pytestmark = pytest.mark.backend_independent
 

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from test_layers import input_and_weight_gradients
 
 from brainprop.nets import kernels, layers
-from test_layers import input_and_weight_gradients
 
 TORCH = keras.backend.backend() == "torch"
 
@@ -32,7 +32,7 @@ def assert_same_outputs_and_gradients(ours, theirs, x):
                                rtol=1e-5, atol=1e-5)
     upstream = images(expected.shape, seed=2)
     for got, want in zip(input_and_weight_gradients(ours, x, upstream),
-                         input_and_weight_gradients(theirs, x, upstream)):
+                         input_and_weight_gradients(theirs, x, upstream), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 

@@ -179,7 +179,7 @@ def test_one_sgd_step_changes_the_kernel():
 
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
 
-    for old, new in zip(before, model.get_weights()):
+    for old, new in zip(before, model.get_weights(), strict=True):
         assert not np.allclose(old, new)
 
 
@@ -287,7 +287,7 @@ def reference_gradients(x, kernel, upstream, kernel_size, strides, use_bias):
 
 GRADIENT_CASES = [
     (shape, 3, kernel_size, strides, use_bias)
-    for (shape, kernel_size, strides), use_bias in zip(PATCH_CASES, [False, True] * 3)
+    for (shape, kernel_size, strides), use_bias in zip(PATCH_CASES, [False, True] * 3, strict=True)
 ] + [((30, 30, 4), 5, 3, 2, False)]
 
 
@@ -306,5 +306,5 @@ def test_input_and_weight_gradients_equal_per_position_reference(
         x, layer.get_weights()[0], upstream, pair(kernel_size), pair(strides), use_bias
     )
     assert [a.shape for a in actual] == [e.shape for e in expected]
-    for a, e in zip(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
         np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4)

@@ -44,7 +44,7 @@ def test_history_holds_one_class_accuracy_vector_per_epoch(algorithm):
     # The test split has 3 examples of classes 0-2 and 3 of every other: the
     # class-weighted mean of the per-class accuracy is the overall accuracy.
     counts = np.bincount(y[:30], minlength=10)
-    for epoch, accuracy in zip(per_class, result.history["val_accuracy"]):
+    for epoch, accuracy in zip(per_class, result.history["val_accuracy"], strict=True):
         assert np.dot(epoch, counts) / 30 == pytest.approx(accuracy, abs=1e-6)
     assert isinstance(result.history["val_accuracy"][0], float)
 

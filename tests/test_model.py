@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
-
-from brainprop.nets.layers import LocallyConnected2D
-from brainprop.model import BrainProp, brainprop_loss, reward_for, select_action
 from test_convert import converted_classifier
+
+from brainprop.model import BrainProp, brainprop_loss, reward_for, select_action
+from brainprop.nets.layers import LocallyConnected2D
 
 N_CLASSES = 5
 BATCH = 8
@@ -66,7 +66,7 @@ def batch():
 
 def assert_gradients_equal(actual, expected):
     assert len(actual) == len(expected)
-    for a, e in zip(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
         scale = max(np.abs(e).max(), 1e-6)
         np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5 * scale)
 
@@ -107,7 +107,7 @@ def test_brainprop_gradients_summed_over_all_choices_equal_full_mse_gradient(net
     for s in range(N_CLASSES):
         selected = np.full(BATCH, s, dtype="int32")
         g = grad(model, x, brainprop_objective(labels, selected))
-        total = g if total is None else [t + gi for t, gi in zip(total, g)]
+        total = g if total is None else [t + gi for t, gi in zip(total, g, strict=True)]
 
     targets = ops.convert_to_tensor(np.eye(N_CLASSES, dtype="float32")[labels])
 
@@ -225,7 +225,7 @@ def test_train_step_applies_sgd_on_the_selected_unit_gradient(grad):
     expected_grad = grad(model, x, brainprop_objective(y, selected))
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
     after = [ops.convert_to_numpy(v) for v in model.trainable_variables]
-    for b, a, g in zip(before, after, expected_grad):
+    for b, a, g in zip(before, after, expected_grad, strict=True):
         np.testing.assert_allclose(a, b - 0.5 * g, rtol=1e-5, atol=1e-6)
 
 
@@ -261,9 +261,9 @@ def test_partial_last_batch_steps_by_the_release_formula(grad):
     weights = [ops.convert_to_numpy(v) for v in model.trainable_variables]
     for rows in (slice(0, 16), slice(16, 21)):
         gradient = release_loss(x[rows], y[rows])
-        weights = [w - 0.5 * g for w, g in zip(weights, gradient)]
+        weights = [w - 0.5 * g for w, g in zip(weights, gradient, strict=True)]
         model.fit(x[rows], y[rows], batch_size=16, epochs=1, verbose=0, shuffle=False)
-        for expected, variable in zip(weights, model.trainable_variables):
+        for expected, variable in zip(weights, model.trainable_variables, strict=True):
             np.testing.assert_allclose(
                 ops.convert_to_numpy(variable), expected, rtol=1e-5, atol=1e-6
             )
@@ -336,7 +336,7 @@ def test_numpy_arrays_a_pydataset_tf_data_and_a_torch_loader_train_alike():
         feeds["torch DataLoader"] = lambda x, y: (
             DataLoader(TensorDataset(*map(torch_tensor, (x, y))), batch_size=8), {})
     for feed in feeds.values():
-        for got, want in zip(weights_after_one_epoch(feed), expected):
+        for got, want in zip(weights_after_one_epoch(feed), expected, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     assert np.abs(expected[-1]).max() > 0
 

@@ -13,8 +13,8 @@ from PIL import Image
 
 from brainprop.data import own
 from brainprop.data.datasets import dataset_spec, load_dataset
-from brainprop.runs.plan import plan_run
 from brainprop.runs.cli import main
+from brainprop.runs.plan import plan_run
 from brainprop.runs.runconfig import RunConfig, dataset_argument
 from brainprop.utils.errors import BrainPropError
 
@@ -42,7 +42,7 @@ def write_folder(root: Path, counts=None, size=(12, 10), gray=False, suffix=".pn
     expected = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
     seed = 0
     for name in counts:
-        for split, n in zip(("train", "test"), counts[name]):
+        for split, n in zip(("train", "test"), counts[name], strict=True):
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):

@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from brainprop.utils.errors import BrainPropError
-from brainprop.utils.compat import OnePassAtATime, run_steps_per_execution_on_torch
 from brainprop.data.mapped import load_mapped
 from brainprop.data.pipeline import ImageBatches, fit_input
+from brainprop.utils.compat import OnePassAtATime, run_steps_per_execution_on_torch
+from brainprop.utils.errors import BrainPropError
 
 
 def numbered(n: int):
@@ -184,7 +184,7 @@ def test_training_through_fit_input_is_training_on_the_batches():
     direct_history, direct_weights = _train(lambda batches: batches, 1)
     history, weights = _train(fit_input, 2)
     assert history == direct_history
-    for got, want in zip(weights, direct_weights):
+    for got, want in zip(weights, direct_weights, strict=True):
         np.testing.assert_array_equal(got, want)
 
 

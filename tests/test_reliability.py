@@ -14,11 +14,11 @@ from pathlib import Path
 
 import keras
 import pytest
-
-from brainprop.runs.cli import main
 from filesystems import small_filesystem
 from test_cli import write_learnable_mnist
 from test_resume import send_signal_at
+
+from brainprop.runs.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,8 @@ import pickle
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from filesystems import read_only_folder
+from PIL import Image
 
 from brainprop.tables.report import curve_band, load_runs, main, write_report
 from brainprop.utils.errors import BrainPropError

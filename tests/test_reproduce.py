@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from brainprop.utils.errors import BrainPropError
-from brainprop.tables.reproduce import configurations, main
 from test_cli import write_learnable_mnist
+
+from brainprop.tables.reproduce import configurations, main
+from brainprop.utils.errors import BrainPropError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,10 +7,10 @@ import signal
 
 import numpy as np
 import pytest
+from test_cli import write_learnable_mnist
 
 from brainprop.runs.cli import main
 from brainprop.train.training import EpochTimer
-from test_cli import write_learnable_mnist
 
 
 @pytest.fixture(scope="module")
@@ -373,9 +373,9 @@ def test_a_backup_with_variables_of_another_type_is_refused_before_any_is_assign
     resumed.set_model(model)
     with pytest.raises(BrainPropError, match="does not fit this run"):
         resumed.on_train_begin()
-    for variable, value in zip(model.variables, changed):  # the model's variables untouched
+    for variable, value in zip(model.variables, changed, strict=True):  # the model's variables untouched
         np.testing.assert_array_equal(np.array(variable), value)
-    assert not all(np.array_equal(a, b) for a, b in zip(before, changed))
+    assert not all(np.array_equal(a, b) for a, b in zip(before, changed, strict=True))
 
 
 @pytest.mark.parametrize("kind", ["kolen-pollack", "direct"])

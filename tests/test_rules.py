@@ -7,7 +7,6 @@ import json
 import matplotlib.axes
 import numpy as np
 import pytest
-
 from synthetic import bright_rows
 
 from brainprop.model.rules import RULES, Rule, get_rule, register

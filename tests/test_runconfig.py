@@ -10,19 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brainprop.tables import reproduce
-from brainprop.data.datasets import paper_combinations
+from brainprop.data.datasets import build_dataset, paper_combinations
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.nets.build import build_model
 from brainprop.runs.cli import build_parser, configs_from
-from brainprop.runs.runconfig import RunConfig, check_combination, help_of, option, positive
-from brainprop.data.datasets import build_dataset
 from brainprop.runs.execution import Run, summary
 from brainprop.runs.plan import plan_run
-from brainprop.utils.placement import Placement
-from brainprop.utils.errors import BrainPropError
+from brainprop.runs.runconfig import RunConfig, check_combination, help_of, option, positive
+from brainprop.tables import reproduce
 from brainprop.train.training import TrainingResult
+from brainprop.utils.errors import BrainPropError
+from brainprop.utils.placement import Placement
 
 pytestmark = pytest.mark.backend_independent
 

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_cli import write_learnable_mnist
 
 from brainprop.tables.reproduce import main
-from test_cli import write_learnable_mnist
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.backend_independent]
 

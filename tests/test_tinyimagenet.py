@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from tinyimagenet_files import WNIDS, save_jpeg, smooth_image, write_tiny_imagenet
 
 from brainprop.data import imagecache, tinyimagenet
-from brainprop.runs.cli import main
 from brainprop.data.datasets import dataset_spec, load_dataset
+from brainprop.runs.cli import main
 from brainprop.utils.errors import BrainPropError
-from tinyimagenet_files import WNIDS, save_jpeg, smooth_image, write_tiny_imagenet
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-
-from brainprop.runs.cli import main
-from brainprop.data.datasets import build_dataset
-from brainprop.utils.errors import BrainPropError
-from brainprop.train.validation import hold_out
 from test_cli import write_learnable_mnist
+
+from brainprop.data.datasets import build_dataset
+from brainprop.runs.cli import main
+from brainprop.train.validation import hold_out
+from brainprop.utils.errors import BrainPropError
 
 
 def _data(n_train=50):

@@ -11,8 +11,8 @@ import pytest
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.nets.build import build_model
-from brainprop.utils.errors import BrainPropError
 from brainprop.nets.weights import load_weights, weighted_layers
+from brainprop.utils.errors import BrainPropError
 
 # Keras 2 (TF 2.x) class names as Sequential auto-named them.
 KERAS2_NAMES = {
@@ -56,7 +56,7 @@ def write_legacy_h5(model: keras.Model, path, algorithm="BrainProp", as_full_mod
             short = KERAS2_WEIGHT_NAMES.get(kind, ["kernel"])[: len(layer.weights)]
             names = [f"{name}/{w}:0".encode() for w in short]
             group.attrs["weight_names"] = np.asarray(names)  # fixed-length bytes, as Keras 2
-            for weight_name, weight in zip(names, layer.weights):
+            for weight_name, weight in zip(names, layer.weights, strict=True):
                 group.create_dataset(weight_name.decode(), data=keras.ops.convert_to_numpy(weight))
         root.attrs["layer_names"] = np.asarray(layer_names)
         root.attrs["backend"] = b"tensorflow"
@@ -152,7 +152,7 @@ def test_own_weight_file_round_trips(tmp_path):
     assert path.exists() and not list(tmp_path.glob(".*partial*"))
     target = build_model(ARCHITECTURES["loccon"], RULES["EBP"], (28, 28, 1), 10)
     load_weights(target, path)
-    for a, b in zip(source.get_weights(), target.get_weights()):
+    for a, b in zip(source.get_weights(), target.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -162,7 +162,7 @@ def one_line_error(model, path) -> str:
         load_weights(model, path)
     message = str(error.value)
     assert "\n" not in message
-    for a, b in zip(before, model.get_weights()):  # nothing half-loaded
+    for a, b in zip(before, model.get_weights(), strict=True):  # nothing half-loaded
         np.testing.assert_array_equal(a, b)
     return message
 

@@ -134,7 +134,7 @@ def torch_conv2d(layer: keras.layers.Conv2D, inputs, kernel):
         (top, bottom), (left, right) = (
             compat.same_padding(size, (window - 1) * dilation + 1, stride)
             for size, window, stride, dilation in zip(
-                images.shape[2:], layer.kernel_size, layer.strides, layer.dilation_rate))
+                images.shape[2:], layer.kernel_size, layer.strides, layer.dilation_rate, strict=True))
         if top == bottom and left == right:
             padding = (top, left)
         else:

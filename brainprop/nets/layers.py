@@ -101,7 +101,7 @@ def window_patches(
     def paste(upstream: Any) -> Any:
         upstream = ops.reshape(upstream, (out_rows, out_cols, -1, kh * kw * channels))
         phases: dict[tuple[int, int], Any] = {}
-        for (i, j), piece in zip(offsets, ops.split(upstream, kh * kw, axis=-1)):
+        for (i, j), piece in zip(offsets, ops.split(upstream, kh * kw, axis=-1), strict=True):
             top, left = i // sh, j // sw
             placed = ops.pad(
                 piece,

@@ -113,7 +113,7 @@ def _load_own(model: keras.Model, path: Path, stored: list[tuple[int, ...]]) -> 
             warnings.simplefilter("ignore")  # Keras warns about each layer it skips
             model.load_weights(path)
     except (ValueError, KeyError, OSError) as error:
-        for weight, value in zip(model.weights, before):
+        for weight, value in zip(model.weights, before, strict=True):
             weight.assign(value)
         raise BrainPropError(_mismatch(model, path, str(error))) from None
 
@@ -152,7 +152,7 @@ def _check_fits(
             f"{path.name} holds weights for {len(groups)} layers but this "
             f"architecture has {len(layers)}: it was saved for another architecture"
         )
-    for index, (layer, (stored_name, arrays)) in enumerate(zip(layers, groups), 1):
+    for index, (layer, (stored_name, arrays)) in enumerate(zip(layers, groups, strict=True), 1):
         expected = [tuple(w.shape) for w in layer.weights]
         found = [tuple(a.shape) for a in arrays]
         if expected != found:
@@ -206,5 +206,5 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
         _load_own(model, path, stored)
         return
     _check_fits(model, groups, path)
-    for layer, (_, arrays) in zip(weighted_layers(model), groups):
+    for layer, (_, arrays) in zip(weighted_layers(model), groups, strict=True):
         layer.set_weights(arrays)

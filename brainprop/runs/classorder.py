@@ -63,7 +63,7 @@ def recover_order(counts: np.ndarray, classes: list[str]) -> RecoveredOrder:
     maximising the number of images whose unit is assigned their class."""
     units, columns = linear_sum_assignment(counts, maximize=True)
     total = int(counts.sum())
-    order = [classes[column] for _, column in sorted(zip(units, columns))]
+    order = [classes[column] for _, column in sorted(zip(units, columns, strict=True))]
     assigned = counts[units, columns]
     return RecoveredOrder(
         classes=order,

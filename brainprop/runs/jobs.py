@@ -597,7 +597,7 @@ def wait_for_slurm(
     """
     progress = Progress(len(runs), jobs=parallelism or len(runs))
     display = _Display(progress, prefix)
-    pending = {job.job_id: (run, job) for run, job in zip(runs, jobs)}
+    pending = {job.job_id: (run, job) for run, job in zip(runs, jobs, strict=True)}
     failures: list[Failure] = []
     try:
         while pending:

@@ -30,13 +30,13 @@ import numpy as np
 
 from brainprop.model.rules import RULES
 from brainprop.runs.runconfig import MAX_SEED
+from brainprop.tables.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
 from brainprop.utils import safepickle
-from brainprop.utils.stats import mean_std
+from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError, Parser, one_line, plural, run_command
 from brainprop.utils.invocation import invoked_as, module_invocation
-from brainprop.utils.atomic import write_atomically
 from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt, save_figure
-from brainprop.tables.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
+from brainprop.utils.stats import mean_std
 
 if TYPE_CHECKING:
     import keras
@@ -415,7 +415,7 @@ def plot_figure5(runs: list[SavedRun], out_dir: Path) -> list[Path]:
     rows = -(-len(keys) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(max(4.6 * columns, 6), 3.6 * rows + 0.4),
                              squeeze=False, layout="constrained")
-    for ax, key in zip(axes.flat, keys):
+    for ax, key in zip(axes.flat, keys, strict=False):
         for algorithm in sorted(panels[key], key=_algorithm_rank):
             curves = panels[key][algorithm]
             epochs, mean, std = curve_band(curves)

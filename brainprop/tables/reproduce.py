@@ -11,8 +11,8 @@ Runs every configuration of the table (both rules) for every seed, each run its 
 RUNS_DIR/logs/), `--jobs` of them at once, or as one SLURM job array (`brainprop.runs.jobs`).
 Every option of `main.py` that is not about which run or where (`--epochs`, `--data-dir`,
 ...) is passed on to every run.  A run whose summary is already in the runs folder is
-skipped, and an interrupted one resumed: stop and start again at will.  Every data set is read once before the first
-run starts; a failing run does not stop the others.
+skipped, and an interrupted one resumed: stop and start again at will.  Every data set is
+read once before the first run starts; a failing run does not stop the others.
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ class RunBackup(keras.callbacks.Callback):
                       for variables, group in ((self.model.variables, "model"),
                                                (optimizer.variables, "optimizer"))]
         for variables, values in groups:  # only once every value fits
-            for variable, value in zip(variables, values):
+            for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
         self.history = state["history"]
         self._restore_callbacks(state)

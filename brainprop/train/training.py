@@ -23,10 +23,8 @@ from pathlib import Path
 import h5py
 import keras
 
-from brainprop.train.schedule import learning_rate_at
-from brainprop.utils.atomic import write_atomically
-from brainprop.utils.backend import import_tensorflow
-from brainprop.train.trainingconfig import TrainingConfig
+from brainprop.data.datasets import Dataset
+from brainprop.data.pipeline import ImageBatches, fit_input
 from brainprop.train.console import (
     ChanceHint,
     CSVLog,
@@ -34,16 +32,18 @@ from brainprop.train.console import (
     TensorBoardLog,
     default_verbosity,
 )
-from brainprop.data.datasets import Dataset
-from brainprop.utils.errors import BrainPropError, one_line
-from brainprop.data.pipeline import ImageBatches, fit_input
 from brainprop.train.resume import (
     RunBackup,
     StopOnSignal,
     TrainingInterrupted,
-    catch_stop_signals,
     as_python,
+    catch_stop_signals,
 )
+from brainprop.train.schedule import learning_rate_at
+from brainprop.train.trainingconfig import TrainingConfig
+from brainprop.utils.atomic import write_atomically
+from brainprop.utils.backend import import_tensorflow
+from brainprop.utils.errors import BrainPropError, one_line
 
 
 @dataclasses.dataclass
@@ -318,7 +318,7 @@ def _publish(files: dict[Path, str | os.PathLike | None]) -> None:
     """Copy each working file that exists to where the caller wants it (atomically)."""
     for working_file, final in files.items():
         if final is not None and working_file.exists():
-            write_atomically(final, lambda partial: shutil.copy(working_file, partial))
+            write_atomically(final, lambda partial, source=working_file: shutil.copy(source, partial))
 
 
 def _write_failure(error: OSError) -> str:
