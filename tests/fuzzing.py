@@ -130,7 +130,7 @@ def _truncate(path: Path, fraction: float) -> None:
 
 def _flip(path: Path, positions: list[float], values: list[int]) -> None:
     data = bytearray(path.read_bytes())
-    for position, value in zip(positions, values, strict=True):
+    for position, value in zip(positions, values, strict=False):  # drawn apart
         if data:
             data[int(position * (len(data) - 1))] = value
     path.write_bytes(bytes(data))
