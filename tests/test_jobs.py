@@ -250,3 +250,31 @@ def test_ctrl_c_while_a_run_saves_its_last_file_reports_it_done(tmp_path, monkey
     assert "1/1 runs done, 0 running, 0 failed, 0 left" in progress
     summary = json.loads((tmp_path / "out" / f"{run.name}_summary.json").read_text())
     assert summary["stop_reason"] == "max_epochs" and not summary["interrupted"]
+
+
+def test_a_run_that_ends_is_never_seen_unheld_with_its_backup(tmp_path, monkeypatch):
+    """While a finished run drops its backup, a driver waiting for it must see it either
+    held or gone: never a backup without its lock, which it would take for a crash and
+    resume (a second `--resume` that then finds nothing)."""
+    from brainprop.runs import outputs
+
+    run = PlannedRun(name="MNIST_dense_EBP_seed1", argv=(), output_dir=tmp_path,
+                     log=tmp_path / "log")
+    files = outputs.reserve_run_files(tmp_path, run.name)
+    (files.backup / "backup.npz").write_bytes(b"\0" * 64)
+    seen = []
+    delete = shutil.rmtree
+
+    def rmtree(path, *args, **kwargs):  # what a waiting driver sees after each file
+        for inside in sorted(Path(path).rglob("*"), reverse=True):
+            inside.unlink() if inside.is_file() else inside.rmdir()
+            seen.append((run.trained_by(), run.finished(), run.main_argv()))
+        delete(path, *args, **kwargs)
+
+    monkeypatch.setattr(outputs.shutil, "rmtree", rmtree)
+    with outputs.hold_run(files):
+        assert run.trained_by() == f"process {os.getpid()}"
+        files.summary.write_text("{}")
+        outputs.drop_backup(files)
+    assert seen and all(state == (None, True, []) for state in seen), seen
+    assert not files.backup.exists() and list(tmp_path.iterdir()) == [files.summary]

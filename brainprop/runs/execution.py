@@ -12,7 +12,6 @@ import dataclasses
 import datetime
 import math
 import platform
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -230,5 +229,5 @@ def _save(run: Run, model: keras.Model, result: TrainingResult,
     outputs.write_summary(files.summary, record)
     if result.interrupted_by is None:
         # Only now is the run complete: until here a crash leaves it resumable.
-        shutil.rmtree(files.backup, ignore_errors=True)
+        outputs.drop_backup(files)
     print(f"Saved {', '.join(record['files'].values())} in {files.stem.parent}")

@@ -149,7 +149,22 @@ def release_run_files(files: RunFiles) -> None:
     is worth keeping, and the next run takes the name."""
     for path in files.outputs().values():
         path.unlink(missing_ok=True)
-    shutil.rmtree(files.backup, ignore_errors=True)
+    drop_backup(files)
+
+
+def drop_backup(files: RunFiles) -> None:
+    """Delete the run's backup folder, gone at once for every other process.
+
+    It is renamed away before it is emptied: deleted file by file, it would lose its lock
+    while the backup was still there, and a process waiting for the run (`reproduce`
+    after its driver was killed) would take a finished run for an interrupted one.
+    """
+    if not files.backup.is_dir():
+        return
+    doomed = files.backup.with_name(f"{files.backup.name}.removed-{os.getpid()}")
+    shutil.rmtree(doomed, ignore_errors=True)  # left by a crash of a process of this id
+    files.backup.rename(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 LOCK_FILE = "lock"
