@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brainprop.data.datasets import build_dataset, paper_combinations
+from brainprop.model.feedback import FEEDBACK
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.nets.build import build_model
@@ -194,6 +195,18 @@ def test_only_the_papers_combinations_are_allowed(dataset, architecture, algorit
         check_combination(dataset, architecture)
     message = str(error.value)
     assert "\n" not in message and "MNIST: dense, loccon, conv" in message
+
+
+def test_a_run_with_feedback_names_its_kind_before_the_seed():
+    paper = RunConfig("MNIST", "conv", "BrainProp", seed=3)
+    assert plan_run(paper).name == "MNIST_conv_BrainProp_seed3"
+    assert plan_run(dataclasses.replace(paper, feedback="symmetric")).name == "MNIST_conv_BrainProp_seed3"
+    others = [kind for kind in FEEDBACK if kind != "symmetric"]
+    assert others == ["random", "sign", "kolen-pollack", "direct"]
+    for kind in others:
+        plan = plan_run(dataclasses.replace(paper, feedback=kind, save=True))
+        assert plan.name == f"MNIST_conv_BrainProp_{kind}_seed3"
+        assert f"--feedback {kind}" in plan.resume_command()
 
 
 def test_the_hyperparameters_are_resolved_once_from_the_options_architecture_and_rule():

@@ -139,7 +139,7 @@ def find_unfinished(output_dir: Path, base: str) -> RunFiles:
     if unfinished is None:
         raise BrainPropError(
             f"no interrupted run {base} in {output_dir} to resume: "
-            "start it without --resume (or give the --output-dir and --seed it used)"
+            "start it without --resume (or give the --output-dir, --seed and --feedback it used)"
         )
     return unfinished
 

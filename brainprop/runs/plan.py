@@ -136,8 +136,13 @@ class RunPlan:
     @property
     def name(self) -> str:
         """The stem of the run's files: `MNIST_dense_BrainProp_seed1`; for a path, the
-        file's or folder's name stands for the data set (`images_conv_EBP_seed1`)."""
-        return (f"{self.dataset.name}_{self.config.architecture}_{self.rule.name}"
+        file's or folder's name stands for the data set (`images_conv_EBP_seed1`).  A
+        feedback other than the paper's is named before the seed
+        (`MNIST_conv_BrainProp_kolen-pollack_seed1`), so that runs of several kinds share
+        a folder."""
+        feedback = self.hyperparameters.feedback
+        kind = "" if feedback == DEFAULT_FEEDBACK else f"_{feedback}"
+        return (f"{self.dataset.name}_{self.config.architecture}_{self.rule.name}{kind}"
                 f"_seed{self.config.seed}")
 
     def resume_command(self) -> str:
