@@ -1,4 +1,6 @@
-"""The paper's results (Tables 1 and 2 of Pozzi, Bohte & Roelfsema, 2020), as data.
+"""The paper's results (Tables 1 and 2 of Pozzi, Bohte & Roelfsema, 2020), as data, and
+the tables `reproduce` runs and the report shows (`TABLE_SPECS`): the paper's two and the
+comparison of feedback kinds.
 
 Every figure is mean(std) over 10 seeds.  The paper's "Epochs [#]" and "Accuracy [%]"
 were both read off the validation curve, which was the test set.
@@ -56,10 +58,44 @@ PAPER_RESULTS: dict[tuple[str, str], dict[str, PaperResult]] = {
     },
 }
 
-# The networks of each table of the paper, in its row order within a data set.
-TABLE_ARCHITECTURES: dict[str, tuple[str, ...]] = {
-    "table1": ("dense", "conv", "loccon"),
-    "table2": ("deep",),
+FEEDBACK_TABLE = "feedback"
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSpec:
+    """A table that `reproduce` runs and the report shows."""
+
+    title: str  # the report's heading
+    contents: str  # what it holds, for `reproduce --help`
+    # The paper's networks in it, in its row order within a data set; None: one data set
+    # and network of the user's choice (`--only DATASET/ARCH`), its columns the kinds of
+    # feedback.
+    architectures: tuple[str, ...] | None
+
+    @property
+    def compares_feedback(self) -> bool:
+        return self.architectures is None
+
+
+# Every table, declared once: `reproduce`'s choices and help, the report's sections.
+TABLE_SPECS: dict[str, TableSpec] = {
+    "table1": TableSpec(
+        title="Table 1: fully connected (dense), convolutional (conv) and locally "
+        "connected (loccon) networks",
+        contents="dense, conv, loccon on MNIST, CIFAR10, CIFAR100",
+        architectures=("dense", "conv", "loccon"),
+    ),
+    "table2": TableSpec(
+        title="Table 2: the deep convolutional network",
+        contents="deep on CIFAR10, CIFAR100, TinyImageNet",
+        architectures=("deep",),
+    ),
+    FEEDBACK_TABLE: TableSpec(
+        title="Feedback: each rule with each kind of feedback (--feedback)",
+        contents="both rules with every kind of --feedback (--feedback-kinds), on the data "
+        "set and network --only DATASET/ARCH names",
+        architectures=None,
+    ),
 }
 
 
@@ -73,14 +109,11 @@ def _rows(architectures: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 # Which (dataset, architecture) rows make up each table of the paper, in its order.
 TABLES: dict[str, tuple[tuple[str, str], ...]] = {
-    table: _rows(architectures) for table, architectures in TABLE_ARCHITECTURES.items()
+    table: _rows(spec.architectures) for table, spec in TABLE_SPECS.items()
+    if spec.architectures is not None
 }
 
-TABLE_TITLES = {
-    "table1": "Table 1: fully connected (dense), convolutional (conv) and locally "
-    "connected (loccon) networks",
-    "table2": "Table 2: the deep convolutional network",
-}
+TABLE_TITLES = {table: spec.title for table, spec in TABLE_SPECS.items()}
 
 
 def table_of(dataset: str, architecture: str) -> str | None:

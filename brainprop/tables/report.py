@@ -9,7 +9,13 @@ into `RUNS_DIR/report` or `--out DIR`:
 * `figure5.png` and `.pdf`: validation accuracy against epoch, mean +-1 std over seeds,
   BrainProp against EBP, one panel per dataset/architecture;
 * `class_discovery.png` and `.pdf`: the validation accuracy of each class per epoch for
-  one BrainProp run (the classes found one at a time, Section 3 of the paper).
+  one BrainProp run (the classes found one at a time, Section 3 of the paper);
+* where runs sent the learning signal down through another feedback than the paper's
+  (`--feedback`): a section "Feedback" in `tables.md` (rules x feedback kinds, mean(std)
+  accuracy and epochs over seeds), `feedback.csv`, and `feedback_angles.png` and `.pdf`
+  (the angles `weight_angle/<layer>` and `update_angle/<layer>` per epoch, mean over seeds).
+
+The paper's tables and Figure 5 count only runs with the paper's (symmetric) feedback.
 
 Report files are derived from the runs, so writing the report again replaces them.
 """
@@ -28,9 +34,10 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
+from brainprop.model.feedback import DEFAULT_FEEDBACK, FEEDBACK
 from brainprop.model.rules import RULES
 from brainprop.runs.runconfig import MAX_SEED
-from brainprop.tables.paper import PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
+from brainprop.tables.paper import FEEDBACK_TABLE, PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
 from brainprop.utils import safepickle
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError, Parser, one_line, plural, run_command
@@ -53,6 +60,17 @@ class SavedRun:
         return (self.summary["dataset"], self.summary["architecture"], self.summary["algorithm"])
 
     @property
+    def feedback(self) -> str:
+        """The kind of feedback the run sent its learning signal down through; a summary
+        that names none is of the paper's (symmetric) feedback."""
+        return recorded_feedback(self.summary)
+
+    @property
+    def identity(self) -> tuple:
+        """What tells runs apart: (dataset, architecture, algorithm, feedback, seed)."""
+        return (*self.config, self.feedback, self.summary["seed"])
+
+    @property
     def accuracy(self) -> float:
         """Percent: test accuracy at the best epoch when validation was held out; NaN
         for a run that diverged before any epoch had a finite validation accuracy."""
@@ -72,8 +90,17 @@ class SavedRun:
         return math.isnan(self.accuracy)
 
 
+def recorded_feedback(summary: dict) -> str:
+    """The feedback a run summary records (its own "feedback", else its hyperparameters'
+    or config's), the paper's (symmetric) where it records none."""
+    for record in (summary, summary.get("hyperparameters", {}), summary.get("config", {})):
+        if "feedback" in record:
+            return record["feedback"]
+    return DEFAULT_FEEDBACK
+
+
 def load_runs(runs_dir: str | Path) -> list[SavedRun]:
-    """Every run in `runs_dir`, one per (dataset, architecture, algorithm, seed).
+    """Every run in `runs_dir`, one per (dataset, architecture, algorithm, feedback, seed).
 
     When a seed was run twice (`..._seed1` and `..._seed1_2`), the first run (the
     unnumbered stem) counts and the others are reported on stderr.
@@ -89,7 +116,7 @@ def load_runs(runs_dir: str | Path) -> list[SavedRun]:
             print(f"report: {path.name} is an interrupted run (resume it); ignored",
                   file=sys.stderr)
             continue
-        key = (*run.config, run.summary["seed"])
+        key = run.identity
         if key in runs:
             print(f"report: {path.name} repeats {runs[key].path.name}; ignored", file=sys.stderr)
             continue
@@ -140,9 +167,14 @@ def _check_summary(summary: object, path: Path) -> None:
         value = summary.get(key)
         if value is not None and not _is_accuracy(value):
             refuse(f"{key} is {one_line(repr(value))}, not an accuracy from 0 to 1 or null")
-    for key in ("files", "hyperparameters"):
+    for key in ("files", "hyperparameters", "config"):
         if not isinstance(summary.get(key, {}), dict):
             refuse(f"{key} is not a mapping")
+    for place, record in (("", summary), ("hyperparameters.", summary.get("hyperparameters", {})),
+                          ("config.", summary.get("config", {}))):
+        kind = record.get("feedback", DEFAULT_FEEDBACK)
+        if not isinstance(kind, str) or not kind:
+            refuse(f"{place}feedback is {one_line(repr(kind))}, not the name of a kind of feedback")
     max_epochs = summary.get("hyperparameters", {}).get("max_epochs")
     if max_epochs is not None and (type(max_epochs) is not int or not 0 < max_epochs <= MAX_EPOCHS):
         refuse(f"hyperparameters.max_epochs is {one_line(repr(max_epochs))}, not a number "
@@ -211,12 +243,19 @@ def _checked_history(history: object, path: Path) -> dict[str, list]:
     return checked
 
 
+# The alignment a run with feedback records per epoch and weight layer, in degrees, as
+# `weight_angle/<layer>` (between W and B) and `update_angle/<layer>` (between the update
+# made and exact backpropagation's).
+ANGLES = ("weight_angle", "update_angle")
+
+
 def _checked_metric(key: str, values: object, path: Path) -> list:
     def refuse(problem: str):
         raise BrainPropError(f"{path} is not a run history (metric {one_line(repr(key))} "
                              f"{problem}); move it away")
 
     per_class = key.endswith("class_accuracy")
+    angle = key.split("/")[0] in ANGLES
     shape = "a list of lists of numbers, one per class" if per_class else "a list of numbers"
     if not isinstance(values, (list, tuple)):
         refuse(f"is a {type(values).__name__}, not {shape}")
@@ -231,6 +270,8 @@ def _checked_metric(key: str, values: object, path: Path) -> list:
     known = array[~np.isnan(array)]
     if key.endswith("accuracy") and not np.all((known >= 0) & (known <= 1)):
         refuse("holds accuracies outside 0 to 1")
+    if angle and not np.all((known >= 0) & (known <= 180)):
+        refuse("holds angles outside 0 to 180 degrees")
     return array.tolist()
 
 
@@ -254,6 +295,7 @@ class Row:
     stopped: tuple[float, float]  # epochs run: mean, std
     accuracy: tuple[float, float]  # percent
     accuracy_on: str
+    feedback: str = DEFAULT_FEEDBACK
 
     @property
     def paper(self):
@@ -271,33 +313,48 @@ def _paper_rank(config: tuple[str, ...]) -> tuple:
 
 def table_rows(runs: list[SavedRun]) -> list[Row]:
     """One row per dataset/architecture/algorithm, in the paper's order (the rules in
-    the order they were declared)."""
+    the order they were declared), of the runs with the paper's (symmetric) feedback."""
     groups: dict[tuple[str, str, str], list[SavedRun]] = {}
     for run in runs:
-        groups.setdefault(run.config, []).append(run)
+        if run.feedback == DEFAULT_FEEDBACK:
+            groups.setdefault(run.config, []).append(run)
     rows = []
-    for (dataset, architecture, algorithm), group in sorted(
-        groups.items(), key=lambda item: (_paper_rank(item[0][:2]), _algorithm_rank(item[0][2]),
-                                          item[0][2])
-    ):
-        group.sort(key=lambda run: run.summary["seed"])
-        held_out = {run.summary.get("test_accuracy_at_best_epoch") is not None for run in group}
-        accuracy_on = {frozenset([True]): "test, best epoch on held-out validation",
-                       frozenset([False]): "validation = test set (as the paper)"}.get(
-            frozenset(held_out), "MIXED: some runs held out validation, some did not")
-        rows.append(Row(
-            table=(table_of(dataset, architecture) if all(run.in_paper for run in group)
-                   else None) or BEYOND,
-            dataset=dataset,
-            architecture=architecture,
-            algorithm=algorithm,
-            seeds=[run.summary["seed"] for run in group],
-            epochs=mean_std([run.summary["best_epoch"] for run in group]),
-            stopped=mean_std([run.summary["epochs_run"] for run in group]),
-            accuracy=mean_std([run.accuracy for run in group]),
-            accuracy_on=accuracy_on,
-        ))
+    for config in sorted(groups, key=_row_rank):
+        group = groups[config]
+        table = (table_of(*config[:2]) if all(run.in_paper for run in group) else None) or BEYOND
+        rows.append(_row(table, config, group))
     return rows
+
+
+def _row(table: str, key: tuple[str, ...], group: list[SavedRun]) -> Row:
+    """The row of `group`, the runs of `key` (dataset, architecture, algorithm[, feedback]):
+    means and sample stds over their seeds."""
+    group = sorted(group, key=lambda run: run.summary["seed"])
+    held_out = {run.summary.get("test_accuracy_at_best_epoch") is not None for run in group}
+    accuracy_on = {frozenset([True]): "test, best epoch on held-out validation",
+                   frozenset([False]): "validation = test set (as the paper)"}.get(
+        frozenset(held_out), "MIXED: some runs held out validation, some did not")
+    return Row(
+        table=table,
+        dataset=key[0],
+        architecture=key[1],
+        algorithm=key[2],
+        seeds=[run.summary["seed"] for run in group],
+        epochs=mean_std([run.summary["best_epoch"] for run in group]),
+        stopped=mean_std([run.summary["epochs_run"] for run in group]),
+        accuracy=mean_std([run.accuracy for run in group]),
+        accuracy_on=accuracy_on,
+        feedback=key[3] if len(key) > 3 else DEFAULT_FEEDBACK,
+    )
+
+
+def _row_rank(key: tuple[str, ...]) -> tuple:
+    """Sort key of (dataset, architecture, algorithm[, feedback]): the paper's order, the
+    rules' declared order, the kinds' declared order."""
+    kinds = list(FEEDBACK)
+    feedback = key[3] if len(key) > 3 else DEFAULT_FEEDBACK
+    return (_paper_rank(key[:2]), _algorithm_rank(key[2]), key[2],
+            kinds.index(feedback) if feedback in kinds else len(kinds), feedback)
 
 
 def _mean_std_text(pair: tuple[float, float], digits: int) -> str:
@@ -371,6 +428,74 @@ def csv_tables(rows: list[Row]) -> str:
     return text.getvalue()
 
 
+# --- the feedback comparison --------------------------------------------------------------
+
+
+def feedback_rows(runs: list[SavedRun]) -> list[Row]:
+    """One row per dataset/architecture/algorithm/feedback, for each data set and network
+    that has runs with a feedback other than the paper's (its symmetric runs included);
+    in the paper's order, then the rules' and the kinds' declared order."""
+    compared = {run.config[:2] for run in runs if run.feedback != DEFAULT_FEEDBACK}
+    groups: dict[tuple[str, str, str, str], list[SavedRun]] = {}
+    for run in runs:
+        if run.config[:2] in compared:
+            groups.setdefault((*run.config, run.feedback), []).append(run)
+    return [_row(FEEDBACK_TABLE, key, groups[key]) for key in sorted(groups, key=_row_rank)]
+
+
+def _feedback_cell(row: Row, show_seeds: bool) -> str:
+    """`98.00(1.00) / 20.0(10.0)`: accuracy % / epoch of best accuracy, as Table 1 writes
+    them; `[3]` after it, the number of seeds, where the cells' numbers differ."""
+    seeds = f" [{len(row.seeds)}]" if show_seeds else ""
+    return f"{_mean_std_text(row.accuracy, 2)} / {_mean_std_text(row.epochs, 1)}{seeds}"
+
+
+def markdown_feedback(rows: list[Row]) -> str:
+    """The feedback comparison as Markdown: a row per dataset/architecture/rule, a column
+    per kind of feedback (in their declared order), each cell accuracy / epochs."""
+    kinds = [kind for kind in FEEDBACK if any(row.feedback == kind for row in rows)]
+    kinds += sorted({row.feedback for row in rows} - set(kinds))
+    counts = {len(row.seeds) for row in rows}
+    seeds = (f"mean(std) over {plural(counts.pop(), 'seed')}" if len(counts) == 1
+             else "mean(std) over the seeds in brackets")
+    on = "; ".join(sorted({row.accuracy_on for row in rows}))
+    lines = [f"## {TABLE_TITLES[FEEDBACK_TABLE]}", "",
+             f"Each cell: accuracy % / epoch of best validation accuracy, {seeds} (sample "
+             f"std; none for one seed). Accuracy on: {on}. See docs/feedback.md for the "
+             "kinds.", "",
+             "| dataset | architecture | rule | " + " | ".join(kinds) + " |",
+             "| --- | --- | --- |" + " --- |" * len(kinds)]
+    cells: dict[tuple[str, str, str], dict[str, Row]] = {}
+    for row in rows:
+        cells.setdefault((row.dataset, row.architecture, row.algorithm), {})[row.feedback] = row
+    for key, by_kind in cells.items():
+        lines.append("| " + " | ".join([*key, *(_feedback_cell(by_kind[kind], len(counts) > 1)
+                                                 if kind in by_kind else "" for kind in kinds)])
+                     + " |")
+    return "\n".join([*lines, ""])
+
+
+FEEDBACK_CSV_FIELDS = [
+    "dataset", "architecture", "algorithm", "feedback", "n_seeds", "seeds",
+    "accuracy_mean", "accuracy_std", "best_epoch_mean", "best_epoch_std",
+    "epochs_run_mean", "epochs_run_std", "accuracy_on",
+]
+
+
+def csv_feedback(rows: list[Row]) -> str:
+    """The feedback comparison as CSV, one line per dataset/architecture/rule/kind (full
+    precision; accuracy in percent; empty where unknown)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(FEEDBACK_CSV_FIELDS)
+    for row in rows:
+        values = [row.dataset, row.architecture, row.algorithm, row.feedback, len(row.seeds),
+                  " ".join(map(str, row.seeds)), *row.accuracy, *row.epochs, *row.stopped,
+                  row.accuracy_on]
+        writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in values])
+    return text.getvalue()
+
+
 # --- figures ------------------------------------------------------------------------------
 
 
@@ -398,11 +523,12 @@ def _save_figure(fig, out_dir: Path, name: str) -> list[Path]:
 
 
 def plot_figure5(runs: list[SavedRun], out_dir: Path) -> list[Path]:
-    """Validation accuracy per epoch, mean +-1 std over seeds, one panel per network."""
+    """Validation accuracy per epoch, mean +-1 std over seeds, one panel per network, of
+    the runs with the paper's (symmetric) feedback."""
     panels: dict[tuple[str, str], dict[str, list]] = {}
     beyond = set()  # panels of runs the paper did not do
     for run in runs:
-        if run.history and run.history.get("val_accuracy"):
+        if run.history and run.history.get("val_accuracy") and run.feedback == DEFAULT_FEEDBACK:
             dataset, architecture, algorithm = run.config
             panel = panels.setdefault((dataset, architecture), {})
             panel.setdefault(algorithm, []).append(run.history["val_accuracy"])
@@ -442,8 +568,9 @@ def _algorithm_rank(algorithm: str) -> int:
 
 def class_discovery_run(runs: list[SavedRun], stem: str | None = None) -> SavedRun | None:
     """The run to show per class: the one named by `stem`, else one of a rule that
-    discovers the classes one at a time (BrainProp) on the first network of the
-    paper's order (MNIST dense first), lowest seed."""
+    discovers the classes one at a time (BrainProp) with the paper's feedback where
+    there is one, on the first network of the paper's order (MNIST dense first), lowest
+    seed."""
     usable = [run for run in runs if run.history and run.history.get("val_class_accuracy")
               and run.history.get("val_accuracy")]
     if stem is not None:
@@ -456,7 +583,9 @@ def class_discovery_run(runs: list[SavedRun], stem: str | None = None) -> SavedR
         )
     discovering = [run for run in usable
                    if run.config[2] in RULES and RULES[run.config[2]].discovers_classes]
-    return min(discovering or usable, key=lambda r: (_paper_rank(r.config), r.summary["seed"]), default=None)
+    return min(discovering or usable, default=None,
+               key=lambda r: (r.feedback != DEFAULT_FEEDBACK, _row_rank((*r.config, r.feedback)),
+                              r.summary["seed"]))
 
 
 def plot_class_discovery(run: SavedRun, out_dir: Path) -> list[Path]:
@@ -509,6 +638,55 @@ def class_discovery_figure(history: Mapping | keras.callbacks.History, title: st
     return fig
 
 
+def plot_feedback_angles(runs: list[SavedRun], out_dir: Path) -> list[Path]:
+    """The angles of the runs with feedback per epoch, mean over seeds: for each
+    dataset/architecture/rule/kind whose histories hold them, a panel of the weight
+    angles and one of the update angles, one line per layer.  No file when no run has
+    angles."""
+    groups: dict[tuple[str, str, str, str], list[dict]] = {}
+    for run in runs:
+        if run.history and any(key.split("/")[0] in ANGLES and values
+                               for key, values in run.history.items()):
+            groups.setdefault((*run.config, run.feedback), []).append(run.history)
+    if not groups:
+        return []
+    keys = sorted(groups, key=_row_rank)
+    fig, axes = plt.subplots(len(keys), len(ANGLES), figsize=(11, 3.8 * len(keys) + 0.4),
+                             squeeze=False, layout="constrained")
+    for row, key in zip(axes, keys, strict=True):
+        histories = groups[key]
+        for ax, angle, what in zip(row, ANGLES, ("weights W and feedback B",
+                                                 "update and backpropagation's"), strict=True):
+            _plot_angle(ax, histories, angle)
+            ax.set(title=f"{' '.join(key)} ({plural(len(histories), 'seed')}): {what}",
+                   ylabel=f"{angle.replace('_', ' ')} (degrees)")
+            ax.title.set_fontsize("medium")
+    fig.suptitle("Alignment with the paper's symmetric feedback, mean over seeds (0: aligned)")
+    return _save_figure(fig, out_dir, "feedback_angles")
+
+
+def _plot_angle(ax, histories: list[dict], angle: str) -> None:
+    """One line per layer: `angle/<layer>` per epoch, mean over the histories that hold it."""
+    layers = list(dict.fromkeys(key.split("/", 1)[1] for history in histories
+                                for key, values in history.items()
+                                if key.startswith(f"{angle}/") and values))
+    length = 1
+    for layer in layers:
+        curves = [history[f"{angle}/{layer}"] for history in histories
+                  if history.get(f"{angle}/{layer}")]
+        epochs, mean, _ = curve_band(curves)
+        length = max(length, len(epochs))
+        ax.plot(epochs, mean, linewidth=1.2, label=layer, **curve_style(len(epochs)))
+    epoch_axis(ax, length)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    if layers:
+        legend_below(ax, ncols=min(4, len(layers)))
+    else:  # `direct` has no B to compare with W
+        ax.text(0.5, 0.5, "not measured for this kind", ha="center", va="center",
+                transform=ax.transAxes)
+
+
 # --- the command --------------------------------------------------------------------------
 
 
@@ -532,18 +710,24 @@ def write_report(
     out = Path(out_dir) if out_dir is not None else Path(runs_dir) / "report"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        rows = table_rows(runs)
+        rows, compared = table_rows(runs), feedback_rows(runs)
         written = [out / "tables.md", out / "tables.csv"]
         markdown = markdown_tables(rows)
+        if compared:
+            markdown += "\n" + markdown_feedback(compared)
         if diverged:
             names = ", ".join(run.path.name.removesuffix("_summary.json") for run in diverged)
             markdown += f"\nLeft out: {names} (diverged, no finite validation accuracy).\n"
         write_atomically(written[0], lambda p: p.write_text(markdown))
         write_atomically(written[1], lambda p: p.write_text(csv_tables(rows)))
+        if compared:
+            written.append(out / "feedback.csv")
+            write_atomically(written[-1], lambda p: p.write_text(csv_feedback(compared)))
         written += plot_figure5(runs, out)
         chosen = class_discovery_run(runs, class_run)
         if chosen is not None:
             written += plot_class_discovery(chosen, out)
+        written += plot_feedback_angles(runs, out)
     except OSError as error:
         raise BrainPropError(
             f"cannot write the report into {out} ({error.strerror or error}): "
@@ -561,7 +745,8 @@ def build_parser(prog: str = "python -m brainprop.report") -> argparse.ArgumentP
     parser = Parser(
         prog=prog,
         description="Tables 1 and 2 and Figure 5 of the paper from a folder of runs "
-        "(the *_summary.json and *_history.pkl that main.py -s writes).",
+        "(the *_summary.json and *_history.pkl that main.py -s writes), and the comparison "
+        "of feedback kinds where runs used --feedback.",
     )
     parser.add_argument("runs_dir", help="the folder of runs")
     parser.add_argument("--out", help="where to write the report (default: RUNS_DIR/report)")

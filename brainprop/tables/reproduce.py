@@ -2,11 +2,14 @@
 
     python -m brainprop.reproduce table1 --seeds 1-10 --runs-dir runs [--data-dir D]
     python -m brainprop.reproduce table2 --seeds 1-10 --runs-dir runs --only CIFAR10/deep
+    python -m brainprop.reproduce feedback --only MNIST/conv --feedback-kinds symmetric,random
 
     python -m brainprop.reproduce table1 --jobs 4 --gpus 0,1      # 4 runs at once, 2 GPUs
     python -m brainprop.reproduce table2 --executor slurm --gpus-per-run 1 --time-limit 240
 
-Runs every configuration of the table (both rules) for every seed, each run its own
+Runs every configuration of the table (both rules; for the feedback table, both rules
+with every kind of feedback asked for, on one data set and network) for every seed,
+each run its own
 `main.py -s` process (so each run writes its usual files, and its output goes to
 RUNS_DIR/logs/), `--jobs` of them at once, or as one SLURM job array (`brainprop.runs.jobs`).
 Every option of `main.py` that is not about which run or where (`--epochs`, `--data-dir`,
@@ -24,7 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from brainprop.data import DatasetSpec, load_dataset
+from brainprop.model.feedback import DEFAULT_FEEDBACK, FEEDBACK
 from brainprop.model.rules import RULES
+from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.runs.jobs import (
     PlannedRun,
     Progress,
@@ -41,7 +46,7 @@ from brainprop.runs.outputs import check_writable, find_unfinished
 from brainprop.runs.plan import RunPlan, plan_run
 from brainprop.runs.run import check_backend
 from brainprop.runs.runconfig import RunConfig, parse_seeds, positive
-from brainprop.tables.paper import TABLES
+from brainprop.tables.paper import FEEDBACK_TABLE, TABLE_SPECS, TABLES
 from brainprop.tables.report import load_runs, write_report
 from brainprop.utils.errors import EXIT_INTERRUPTED, BrainPropError, Parser, plural, run_command
 from brainprop.utils.invocation import invoked_as, module_invocation
@@ -58,7 +63,10 @@ def configurations(table: str, only: list[str] | None = None) -> list[Config]:
 
     `only` keeps those matching one of its entries, `DATASET/ARCH/RULE` or
     `DATASET/ARCH` (every rule); an entry matching nothing in the table is an error.
+    The feedback table is every rule on the one `DATASET/ARCH` that `only` must name.
     """
+    if TABLE_SPECS[table].compares_feedback:
+        return [(*chosen_row(table, only), algorithm) for algorithm in RULES]
     configs = [(d, a, alg) for d, a in TABLES[table] for alg in RULES]
     if not only:
         return configs
@@ -76,8 +84,49 @@ def configurations(table: str, only: list[str] | None = None) -> list[Config]:
     return [c for c in configs if c in kept]
 
 
+def chosen_row(table: str, only: list[str] | None) -> tuple[str, str]:
+    """The (dataset, architecture) of a table of the user's choice: `only`'s one entry
+    `DATASET/ARCH` (a data set given as a path may hold slashes)."""
+    example = "give one --only DATASET/ARCH, e.g. --only MNIST/conv"
+    if not only or len(only) != 1:
+        given = f"--only {' '.join(only)}" if only else "no --only"
+        raise BrainPropError(f"{table} compares the kinds of feedback on one data set and "
+                             f"network, and {given} names {len(only or [])}: {example}")
+    dataset, _, architecture = only[0].rpartition("/")
+    if not dataset or architecture not in ARCHITECTURES:
+        raise BrainPropError(f"--only {only[0]} is not DATASET/ARCH ({table} runs every rule): "
+                             f"{example}, ARCH one of {', '.join(ARCHITECTURES)}")
+    return dataset, architecture
+
+
+def parse_feedback_kinds(text: str) -> list[str]:
+    """An argparse type: kinds of feedback, `symmetric,random` (each once, in that order)."""
+    kinds = [kind.strip() for kind in text.split(",")]
+    for kind in kinds:
+        if kind not in FEEDBACK:
+            raise argparse.ArgumentTypeError(
+                f"{kind!r} is not a kind of feedback: give some of {','.join(FEEDBACK)}")
+    return list(dict.fromkeys(kinds))
+
+
+def feedback_kinds(args: argparse.Namespace) -> list[str]:
+    """The kinds of feedback the table's runs use: those `--feedback-kinds` names (default
+    every one) for the feedback table, the one `--feedback` names for the paper's."""
+    if TABLE_SPECS[args.table].compares_feedback:
+        if args.feedback != DEFAULT_FEEDBACK:
+            raise BrainPropError(f"{args.table} runs the kinds --feedback-kinds names (default: "
+                                 f"all of them), not --feedback: drop --feedback {args.feedback}")
+        return args.feedback_kinds or list(FEEDBACK)
+    if args.feedback_kinds:
+        raise BrainPropError(f"--feedback-kinds is for the {FEEDBACK_TABLE} table; {args.table} "
+                             "runs the one kind --feedback names (default: symmetric)")
+    return [args.feedback]
+
+
 def _done_runs(runs_dir) -> dict[tuple, dict]:
-    return {(*run.config, run.summary["seed"]): run.summary for run in load_runs(runs_dir)}
+    """The summaries of the finished runs, by (dataset, architecture, algorithm, feedback,
+    seed)."""
+    return {run.identity: run.summary for run in load_runs(runs_dir)}
 
 
 SLURM_OPTIONS = ("partition", "time_limit", "gpus_per_run", "cpus_per_run",
@@ -109,17 +158,22 @@ def check_data(datasets: Sequence[DatasetSpec], data_dir: str | None) -> None:
         load_dataset(dataset, data_dir, None)
 
 
-def _child(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path) -> RunConfig:
+def _child(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path,
+           feedback: str | None = None) -> RunConfig:
     """The run of `config` and `seed`, saved in the runs folder, with every option given
-    to reproduce that main.py takes."""
+    to reproduce that main.py takes; with `feedback`, that kind instead of --feedback's."""
     dataset, architecture, algorithm = config
+    options = RunConfig.forwarded(args)
+    if feedback is not None:
+        options["feedback"] = feedback
     return RunConfig(dataset, architecture, algorithm, save=True, seed=seed,
-                     output_dir=str(runs_dir), **RunConfig.forwarded(args))
+                     output_dir=str(runs_dir), **options)
 
 
-def child_config(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path) -> RunConfig:
+def child_config(args: argparse.Namespace, config: Config, seed: int, runs_dir: Path,
+                 feedback: str | None = None) -> RunConfig:
     """The run of `config` and `seed` (`_child`), resumed if unfinished."""
-    child = _child(args, config, seed, runs_dir)
+    child = _child(args, config, seed, runs_dir, feedback)
     return dataclasses.replace(child, resume=_unfinished(plan_run(child)))
 
 
@@ -132,13 +186,19 @@ def _unfinished(plan: RunPlan) -> bool:
     return True
 
 
-def _job_run(args: argparse.Namespace, runs_dir: Path, config: Config, seed: int) -> PlannedRun:
+def _job_run(args: argparse.Namespace, runs_dir: Path, config: Config, feedback: str,
+             seed: int) -> PlannedRun:
     """The run as `brainprop.runs.jobs` takes it: whether it resumes is decided each time it
     starts (a SLURM task requeued mid-run resumes)."""
-    child = _child(args, config, seed, runs_dir)
+    child = _child(args, config, seed, runs_dir, feedback)
     name = plan_run(child).name
     return PlannedRun(name, tuple(child.argv()), runs_dir, runs_dir / "logs" / f"{name}.log",
-                      kind=" ".join(config))
+                      kind=_described(config, feedback))
+
+
+def _described(config: Config, feedback: str) -> str:
+    """`MNIST conv BrainProp`, and the kind of feedback where it is not the paper's."""
+    return " ".join([*config, *([feedback] if feedback != DEFAULT_FEEDBACK else [])])
 
 
 def reproduce(args: argparse.Namespace) -> int:
@@ -148,6 +208,7 @@ def reproduce(args: argparse.Namespace) -> int:
     """
     # Every run starts the backend settled here (a picked one through KERAS_BACKEND).
     configs = configurations(args.table, args.only)
+    kinds = feedback_kinds(args)
     rows = {config: plan_run(RunConfig(*config, save=True, **RunConfig.forwarded(args)))
             for config in configs}
     note = check_backend(list(rows.values()))
@@ -157,18 +218,19 @@ def reproduce(args: argparse.Namespace) -> int:
     runs_dir = check_writable(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     done = _done_runs(runs_dir)
-    plan = [(config, seed) for seed in args.seeds for config in configs]
-    todo = [(config, seed) for config, seed in plan if (*config, seed) not in done]
-    for config, seed in plan:
-        kept = done.get((*config, seed))
+    plan = [(config, kind, seed) for seed in args.seeds for config in configs for kind in kinds]
+    todo = [(config, kind, seed) for config, kind, seed in plan
+            if (*config, kind, seed) not in done]
+    for config, kind, seed in plan:
+        kept = done.get((*config, kind, seed))
         ran = kept and kept.get("hyperparameters", {}).get("max_epochs")
         if ran and ran != args.epochs:
-            print(f"[reproduce] keeping {' '.join(config)} seed {seed}, which ran with at most "
-                  f"{ran} epochs (asked: {args.epochs}); use another --runs-dir to redo it")
+            print(f"[reproduce] keeping {_described(config, kind)} seed {seed}, which ran with "
+                  f"at most {ran} epochs (asked: {args.epochs}); use another --runs-dir to redo it")
     print(f"[reproduce] {args.table}: {plural(len(plan), 'run')}, {len(plan) - len(todo)} already done",
           flush=True)
-    check_data([rows[config].dataset for config, _ in todo], args.data_dir)
-    runs = [_job_run(args, runs_dir, config, seed) for config, seed in todo]
+    check_data([rows[config].dataset for config, _, _ in todo], args.data_dir)
+    runs = [_job_run(args, runs_dir, config, kind, seed) for config, kind, seed in todo]
     if args.executor == "slurm":
         failures = _on_slurm(args, runs, runs_dir)
         if failures is None:
@@ -226,18 +288,22 @@ def _on_slurm(args: argparse.Namespace, runs: list, runs_dir: Path):
 def build_parser(prog: str = "python -m brainprop.reproduce") -> argparse.ArgumentParser:
     parser = Parser(
         prog=prog,
-        description="Run every configuration of Table 1 or 2 of the paper for the given "
-        "seeds (skipping runs already in --runs-dir), then write the report.",
+        description="Run every configuration of Table 1 or 2 of the paper, or of the "
+        "comparison of feedback kinds, for the given seeds (skipping runs already in "
+        "--runs-dir), then write the report.",
     )
-    parser.add_argument("table", choices=list(TABLES), help="table1: dense, conv, loccon on "
-                        "MNIST, CIFAR10, CIFAR100; table2: deep on CIFAR10, CIFAR100, "
-                        "TinyImageNet")
+    parser.add_argument("table", choices=list(TABLE_SPECS), help="; ".join(
+        f"{table}: {spec.contents}" for table, spec in TABLE_SPECS.items()))
     parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("1-10"),
                         help="seeds: 1-10, 1,3,5 or 7 (default: 1-10, as the paper)")
     parser.add_argument("--runs-dir", default="runs",
                         help="where the runs write and are looked for (default: runs)")
     parser.add_argument("--only", nargs="+", metavar="DATASET/ARCH[/RULE]",
-                        help="run only these rows of the table, e.g. CIFAR10/conv/BrainProp")
+                        help="run only these rows of the table, e.g. CIFAR10/conv/BrainProp; "
+                        f"for {FEEDBACK_TABLE}, the one data set and network, e.g. MNIST/conv")
+    parser.add_argument("--feedback-kinds", type=parse_feedback_kinds, metavar="KIND,...",
+                        help=f"{FEEDBACK_TABLE}: the kinds of feedback to compare, of "
+                        f"{','.join(FEEDBACK)} (default: all)")
     parser.add_argument("--report-dir", help="where the report goes (default: RUNS_DIR/report)")
     parser.add_argument("--no-report", action="store_true", help="run, but write no report")
     passed_on = parser.add_argument_group("options passed on to every run (see main.py --help)")
