@@ -17,14 +17,18 @@ pytestmark = pytest.mark.backend_independent
 
 
 def write_run(folder, dataset, architecture, algorithm, seed, best_epoch, accuracy,
-              epochs_run, stem_suffix="", test_accuracy=None, n_classes=10):
-    """A summary and history pickle as main.py -s writes them, with chosen numbers."""
-    stem = f"{dataset}_{architecture}_{algorithm}_seed{seed}{stem_suffix}"
+              epochs_run, stem_suffix="", test_accuracy=None, n_classes=10, feedback=None,
+              more_history=None):
+    """A summary and history pickle as main.py -s writes them, with chosen numbers; with
+    `feedback`, recorded as main.py records it (and named in the stem unless symmetric)."""
+    kind = f"_{feedback}" if feedback not in (None, "symmetric") else ""
+    stem = f"{dataset}_{architecture}_{algorithm}{kind}_seed{seed}{stem_suffix}"
     curve = [accuracy * (e + 1) / best_epoch if e < best_epoch else accuracy
              for e in range(epochs_run)]
     history = {
         "accuracy": curve, "val_accuracy": curve, "loss": [0.1] * epochs_run,
         "val_class_accuracy": [[min(1.0, v * (k + 1) / 5) for k in range(n_classes)] for v in curve],
+        **(more_history or {}),
     }
     with open(folder / f"{stem}_history.pkl", "wb") as f:
         pickle.dump([dataset, algorithm, history], f)
@@ -35,6 +39,9 @@ def write_run(folder, dataset, architecture, algorithm, seed, best_epoch, accura
     }
     if test_accuracy is not None:
         summary["test_accuracy_at_best_epoch"] = test_accuracy
+    if feedback is not None:
+        summary["hyperparameters"] = {"feedback": feedback}
+        summary["config"] = {"feedback": feedback}
     (folder / f"{stem}_summary.json").write_text(json.dumps(summary))
 
 
@@ -192,6 +199,7 @@ def test_foreign_or_truncated_history_pickle_is_refused_in_one_line(tmp_path, ca
     ("best_val_accuracy", 1e308), ("best_val_accuracy", float("nan")),
     ("test_accuracy_at_best_epoch", 1.5), ("best_epoch", "two"), ("epochs_run", 10**400),
     ("files", ["history"]), ("hyperparameters", {"max_epochs": "many"}),
+    ("hyperparameters", {"feedback": 3}), ("config", {"feedback": ""}), ("config", "random"),
 ], ids=lambda value: type(value).__name__ if not isinstance(value, str) else value or "empty")
 def test_summary_with_a_value_of_the_wrong_type_is_refused_in_one_line(
     tmp_path, capsys, key, value
@@ -412,3 +420,167 @@ def test_class_discovery_names_the_classes_a_summary_names():
         "0: ant", "1: moth", "2: zebra", "all classes"]
     numbered = class_discovery_figure(history)
     assert numbered.axes[0].get_legend_handles_labels()[1][:3] == ["class 0", "class 1", "class 2"]
+
+
+# --- the feedback comparison --------------------------------------------------------------
+
+
+def angles(epochs, start, layers=("conv2d", "dense"), weight=True):
+    """`weight_angle/<layer>` and `update_angle/<layer>` as a run with feedback records
+    them: one value per epoch, in degrees."""
+    kinds = ("weight_angle", "update_angle") if weight else ("update_angle",)
+    return {f"{kind}/{layer}": [start - 2.0 * e - i for e in range(epochs)]
+            for kind in kinds for i, layer in enumerate(layers)}
+
+
+# (rule, kind): [(seed, best epoch, accuracy, epochs run)], all on MNIST conv.
+COMPARED = {
+    ("BrainProp", "symmetric"): [(1, 10, 0.99, 12), (2, 12, 0.98, 14)],
+    ("BrainProp", "random"): [(1, 20, 0.95, 22), (2, 22, 0.96, 24), (3, 30, 0.97, 32)],
+    ("BrainProp", "kolen-pollack"): [(1, 11, 0.985, 13), (2, 13, 0.975, 15)],
+    ("EBP", "symmetric"): [(1, 5, 0.992, 7)],
+    ("EBP", "direct"): [(1, 9, 0.93, 11), (2, 8, 0.94, 10)],
+}
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("compared")
+    for (rule, kind), seeds in COMPARED.items():
+        for seed, best, accuracy, ran in seeds:
+            more = {} if kind == "symmetric" else angles(ran, 80.0 + seed, weight=kind != "direct")
+            # A symmetric run written before feedback existed records none.
+            write_run(runs, "MNIST", "conv", rule, seed, best, accuracy, ran,
+                      feedback=None if (rule, kind, seed) == ("EBP", "symmetric", 1) else kind,
+                      more_history=more)
+    # Another network without feedback: in Table 1, not in the comparison.
+    write_run(runs, "MNIST", "dense", "BrainProp", 1, 10, 0.97, 12)
+    written = write_report(runs)
+    return runs, written
+
+
+def _feedback_csv(out):
+    rows = list(csv.DictReader(io.StringIO((out / "feedback.csv").read_text())))
+    return {(r["dataset"], r["architecture"], r["algorithm"], r["feedback"]): r for r in rows}
+
+
+def _expected(rule, kind):
+    """Mean and sample std over the seeds written: accuracy % and best epoch."""
+    seeds = COMPARED[(rule, kind)]
+    accuracy = np.array([100 * float(a) for _, _, a, _ in seeds])
+    epochs = np.array([float(b) for _, b, _, _ in seeds])
+    spread = (lambda x: float(np.std(x, ddof=1))) if len(seeds) > 1 else (lambda x: None)
+    return (float(np.mean(accuracy)), spread(accuracy), float(np.mean(epochs)), spread(epochs),
+            [seed for seed, *_ in seeds])
+
+
+def test_each_run_of_another_kind_of_feedback_is_a_run_of_its_own(compared):
+    runs = load_runs(compared[0])
+    assert len(runs) == sum(map(len, COMPARED.values())) + 1
+    assert {run.feedback for run in runs if run.config[:2] == ("MNIST", "dense")} == {"symmetric"}
+    seed_1 = {run.feedback for run in runs if run.config == ("MNIST", "conv", "BrainProp")
+              and run.summary["seed"] == 1}
+    assert seed_1 == {"symmetric", "random", "kolen-pollack"}
+
+
+def test_feedback_table_cells_are_mean_and_std_over_the_seeds(compared):
+    rows = _feedback_csv(compared[0] / "report")
+    assert sorted(rows) == sorted(("MNIST", "conv", rule, kind) for rule, kind in COMPARED)
+    for (rule, kind) in COMPARED:
+        row = rows[("MNIST", "conv", rule, kind)]
+        accuracy, accuracy_std, epochs, epochs_std, seeds = _expected(rule, kind)
+        assert float(row["accuracy_mean"]) == accuracy and float(row["best_epoch_mean"]) == epochs
+        assert (float(row["accuracy_std"]) if row["accuracy_std"] else None) == accuracy_std
+        assert (float(row["best_epoch_std"]) if row["best_epoch_std"] else None) == epochs_std
+        assert (row["n_seeds"], row["seeds"]) == (str(len(seeds)), " ".join(map(str, seeds)))
+    assert float(rows[("MNIST", "conv", "BrainProp", "random")]["epochs_run_mean"]) == 26
+
+
+def _cell(rule, kind):
+    accuracy, accuracy_std, epochs, epochs_std, seeds = _expected(rule, kind)
+    if accuracy_std is None:
+        return f"{accuracy:.2f} / {epochs:.1f} [{len(seeds)}]"
+    return f"{accuracy:.2f}({accuracy_std:.2f}) / {epochs:.1f}({epochs_std:.1f}) [{len(seeds)}]"
+
+
+def test_feedback_table_has_a_column_per_kind_and_a_row_per_rule(compared):
+    markdown = (compared[0] / "report" / "tables.md").read_text()
+    section = markdown[markdown.index("## Feedback"):]
+    assert "| dataset | architecture | rule | symmetric | random | kolen-pollack | direct |" in section
+    assert (f"| MNIST | conv | BrainProp | {_cell('BrainProp', 'symmetric')} | "
+            f"{_cell('BrainProp', 'random')} | {_cell('BrainProp', 'kolen-pollack')} |  |"
+            in section)
+    assert f"| MNIST | conv | EBP | {_cell('EBP', 'symmetric')} |  |  | {_cell('EBP', 'direct')} |" in section
+    assert "| MNIST | dense |" not in section
+    assert markdown.index("## Table 1") < markdown.index("## Feedback")
+
+
+def test_feedback_table_gives_the_seeds_once_when_every_cell_has_as_many(tmp_path):
+    for seed, accuracy in [(1, 0.9), (2, 0.8)]:
+        for kind in ("symmetric", "sign"):
+            write_run(tmp_path, "FashionMNIST", "dense", "EBP", seed, 3, accuracy, 5, feedback=kind)
+    write_report(tmp_path)
+    section = (tmp_path / "report" / "tables.md").read_text().split("## Feedback")[1]
+    assert "mean(std) over 2 seeds" in section and "[2]" not in section
+    spread = np.std([90.0, 80.0], ddof=1)
+    cell = f"85.00({spread:.2f}) / 3.0(0.0)"
+    assert f"| FashionMNIST | dense | EBP | {cell} | {cell} |" in section
+
+
+def test_the_papers_tables_and_figure_5_count_only_symmetric_runs(compared, monkeypatch):
+    from brainprop.tables.report import plot_figure5
+
+    rows = _csv_rows(compared[0] / "report")
+    brainprop = rows[("MNIST", "conv", "BrainProp")]
+    accuracy, accuracy_std, epochs, _, seeds = _expected("BrainProp", "symmetric")
+    assert (brainprop["table"], brainprop["seeds"]) == ("table1", "1 2")
+    assert float(brainprop["accuracy_mean"]) == accuracy
+    assert float(brainprop["best_epoch_mean"]) == epochs
+    assert rows[("MNIST", "conv", "EBP")]["seeds"] == "1"
+    fig = _figure_of(monkeypatch, plot_figure5, load_runs(compared[0]), compared[0])
+    conv = next(ax for ax in fig.axes if ax.get_title() == "MNIST conv")
+    assert [t.get_text() for t in conv.get_legend().get_texts()] == ["BrainProp (2 seeds)",
+                                                                    "EBP (1 seed)"]
+
+
+def test_angles_figure_is_written_from_the_histories_with_angles(compared):
+    out, written = compared[0] / "report", compared[1]
+    assert {p.name for p in written} >= {"feedback.csv", "feedback_angles.png",
+                                         "feedback_angles.pdf"}
+    with Image.open(out / "feedback_angles.png") as image:
+        image.verify()
+        assert image.format == "PNG" and image.size[0] >= 500
+
+
+def test_angles_figure_shows_the_mean_over_seeds_per_layer(compared, monkeypatch):
+    from brainprop.tables.report import plot_feedback_angles
+
+    fig = _figure_of(monkeypatch, plot_feedback_angles, load_runs(compared[0]), compared[0])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 6 and titles[2].startswith("MNIST conv BrainProp kolen-pollack (2 seeds)")
+    random_weights = fig.axes[0]
+    assert random_weights.get_title().startswith("MNIST conv BrainProp random (3 seeds): weights")
+    lines = {line.get_label(): line.get_ydata() for line in random_weights.get_lines()}
+    # Seeds 1-3 start at 81, 82, 83 degrees; runs of 22, 24 and 32 epochs.
+    np.testing.assert_allclose(lines["conv2d"][:2], [82.0, 80.0])
+    np.testing.assert_allclose(lines["dense"][-1], 83.0 - 2.0 * 31 - 1)
+    direct_weights, direct_updates = fig.axes[4], fig.axes[5]
+    assert not direct_weights.get_lines() and len(direct_updates.get_lines()) == 2
+
+
+def test_no_angles_figure_without_angles_and_no_comparison_without_feedback(report, tmp_path):
+    names = {p.name for p in report[1]}
+    assert not names & {"feedback.csv", "feedback_angles.png", "feedback_angles.pdf"}
+    assert "## Feedback" not in (report[0] / "tables.md").read_text()
+    write_run(tmp_path, "MNIST", "dense", "EBP", 1, 3, 0.9, 5, feedback="random")
+    written = {p.name for p in write_report(tmp_path)}
+    assert "feedback.csv" in written and not any("angles" in name for name in written)
+    assert not (tmp_path / "report" / "feedback_angles.png").exists()
+
+
+def test_history_with_angles_outside_0_to_180_degrees_is_refused_in_one_line(tmp_path, capsys):
+    write_run(tmp_path, "MNIST", "dense", "EBP", 1, 2, 0.9, 2, feedback="random",
+              more_history={"weight_angle/dense": [45.0, 181.0]})
+    assert main([str(tmp_path)]) == 2
+    line = _one_error(capsys)
+    assert "weight_angle/dense" in line and "angles outside 0 to 180 degrees" in line
