@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from test_cli import write_learnable_mnist
+from test_report import write_run
 
+import brainprop.tables.reproduce as reproduce_module
 from brainprop.tables.reproduce import configurations, main
 from brainprop.utils.errors import BrainPropError
 
@@ -265,3 +267,118 @@ def test_runs_of_a_killed_driver_are_waited_for_and_counted_by_how_they_end(tmp_
         f"{brainprop}_summary.json", f"{ebp}_summary.json"]
     rows = (runs / "report" / "tables.csv").read_text().splitlines()[1:]
     assert [row.split(",")[3] for row in rows] == ["BrainProp", "EBP"]
+
+
+# --- the feedback table -------------------------------------------------------------------
+
+
+@pytest.mark.backend_independent
+def test_the_feedback_table_is_every_rule_on_the_one_row_given():
+    assert configurations("feedback", ["MNIST/dense"]) == [("MNIST", "dense", "BrainProp"),
+                                                           ("MNIST", "dense", "EBP")]
+    assert configurations("feedback", ["FashionMNIST/conv"])[1] == ("FashionMNIST", "conv", "EBP")
+    assert configurations("feedback", ["data/pets/conv"])[0] == ("data/pets", "conv", "BrainProp")
+
+
+@pytest.mark.backend_independent
+def test_reproduce_feedback_plans_rules_by_kinds_by_seeds_and_skips_those_done(
+        tmp_path, capsys, monkeypatch):
+    data = write_learnable_mnist(tmp_path / "data", n_train=100, n_test=50)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    write_run(runs, "MNIST", "dense", "EBP", 2, 1, 0.5, 1, feedback="random")  # done
+    write_run(runs, "MNIST", "dense", "EBP", 2, 1, 0.5, 1, feedback="sign", stem_suffix="_2")
+    started = []
+    monkeypatch.setattr(reproduce_module, "run_locally",
+                        lambda planned, *args, **kwargs: started.extend(planned) or [])
+    assert main(["feedback", "--only", "MNIST/dense", "--feedback-kinds", "symmetric,random,sign",
+                 "--seeds", "1-2", "--runs-dir", str(runs), "--data-dir", str(data),
+                 "--epochs", "3", "--no-report"]) == 0
+    assert "feedback: 12 runs, 2 already done" in capsys.readouterr().out
+    expected = [f"MNIST_dense_{rule}{'' if kind == 'symmetric' else '_' + kind}_seed{seed}"
+                for seed in (1, 2) for rule in ("BrainProp", "EBP")
+                for kind in ("symmetric", "random", "sign")
+                if (rule, seed) != ("EBP", 2) or kind == "symmetric"]
+    assert [run.name for run in started] == expected
+    for run in started:
+        argv = list(run.argv)
+        assert argv[:3] == ["MNIST", "dense", run.name.split("_")[2]]
+        assert argv[argv.index("--epochs") + 1] == "3" and "-s" in argv
+        kind = run.name.split("_")[3]
+        if kind.startswith("seed"):  # the paper's feedback: the option left out, as table1's
+            assert "--feedback" not in argv
+        else:
+            assert argv[argv.index("--feedback") + 1] == kind
+        assert run.log == runs / "logs" / f"{run.name}.log"
+
+
+@pytest.mark.backend_independent
+def test_the_paper_tables_skip_only_runs_of_the_feedback_they_run(tmp_path, capsys, monkeypatch):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    data = write_learnable_mnist(tmp_path / "data", n_train=100, n_test=50)
+    write_run(runs, "MNIST", "dense", "EBP", 1, 1, 0.5, 1, feedback="random")
+    started = []
+    monkeypatch.setattr(reproduce_module, "run_locally",
+                        lambda planned, *args, **kwargs: started.extend(planned) or [])
+    argv = ["table1", "--only", "MNIST/dense/EBP", "--seeds", "1", "--runs-dir", str(runs),
+            "--data-dir", str(data), "--no-report"]
+    assert main(argv) == 0
+    assert [run.name for run in started] == ["MNIST_dense_EBP_seed1"]
+    started.clear()
+    assert main([*argv, "--feedback", "random"]) == 0
+    assert started == [] and "table1: 1 run, 1 already done" in capsys.readouterr().out
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("options, message", [
+    (["feedback"], "reproduce: error: feedback compares the kinds of feedback on one data set "
+     "and network: give one --only DATASET/ARCH, e.g. --only MNIST/conv"),
+    (["feedback", "--only", "MNIST/dense", "MNIST/conv"],
+     "reproduce: error: --only MNIST/dense MNIST/conv names 2 rows; feedback compares"),
+    (["feedback", "--only", "MNIST/dense/EBP"],
+     "reproduce: error: --only MNIST/dense/EBP is not DATASET/ARCH (feedback runs every rule)"),
+    (["feedback", "--only", "MNIST"], "reproduce: error: --only MNIST is not DATASET/ARCH"),
+    (["feedback", "--only", "MNIST/dense", "--feedback", "random"],
+     "reproduce: error: feedback runs the kinds --feedback-kinds names (default: all of them), "
+     "not --feedback: drop --feedback random"),
+    (["table1", "--feedback-kinds", "random"],
+     "reproduce: error: --feedback-kinds is for the feedback table; table1 runs the one kind "
+     "--feedback names"),
+    (["feedback", "--only", "MNIST/dense", "--feedback-kinds", "random,hebbian"],
+     "argument --feedback-kinds: 'hebbian' is not a kind of feedback: give some of "
+     "symmetric,random,sign,kolen-pollack,direct"),
+])
+def test_the_feedback_table_refuses_what_it_cannot_run_in_one_line(tmp_path, capsys, options,
+                                                                  message):
+    try:
+        status = main([*options, "--runs-dir", str(tmp_path / "runs")])
+    except SystemExit as exit:  # argparse's own checks
+        status = exit.code
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.backend_independent
+@pytest.mark.slow
+def test_reproduce_feedback_trains_each_kind_and_reports_the_comparison(tmp_path):
+    data = write_learnable_mnist(tmp_path / "data", n_train=200, n_test=100)
+    runs = tmp_path / "runs"
+    assert main(["feedback", "--only", "MNIST/dense", "--feedback-kinds", "symmetric,random",
+                 "--seeds", "1", "--epochs", "1", "--runs-dir", str(runs), "--data-dir", str(data),
+                 "--jobs", "2"]) == 0
+    assert sorted(p.name.removesuffix("_summary.json") for p in runs.glob("*_summary.json")) == [
+        "MNIST_dense_BrainProp_random_seed1", "MNIST_dense_BrainProp_seed1",
+        "MNIST_dense_EBP_random_seed1", "MNIST_dense_EBP_seed1"]
+    summary = json.loads((runs / "MNIST_dense_EBP_random_seed1_summary.json").read_text())
+    assert summary["hyperparameters"]["feedback"] == "random"
+    feedback = (runs / "report" / "feedback.csv").read_text().splitlines()
+    assert [row.split(",")[2:5] for row in feedback[1:]] == [
+        ["BrainProp", "symmetric", "1"], ["BrainProp", "random", "1"],
+        ["EBP", "symmetric", "1"], ["EBP", "random", "1"]]
+    markdown = (runs / "report" / "tables.md").read_text()
+    assert "| dataset | architecture | rule | symmetric | random |" in markdown
+    assert [row.split(",")[3] for row in (runs / "report" / "tables.csv").read_text().splitlines()[1:]] == [
+        "BrainProp", "EBP"]

@@ -88,10 +88,11 @@ def chosen_row(table: str, only: list[str] | None) -> tuple[str, str]:
     """The (dataset, architecture) of a table of the user's choice: `only`'s one entry
     `DATASET/ARCH` (a data set given as a path may hold slashes)."""
     example = "give one --only DATASET/ARCH, e.g. --only MNIST/conv"
-    if not only or len(only) != 1:
-        given = f"--only {' '.join(only)}" if only else "no --only"
-        raise BrainPropError(f"{table} compares the kinds of feedback on one data set and "
-                             f"network, and {given} names {len(only or [])}: {example}")
+    which = f"{table} compares the kinds of feedback on one data set and network"
+    if not only:
+        raise BrainPropError(f"{which}: {example}")
+    if len(only) > 1:
+        raise BrainPropError(f"--only {' '.join(only)} names {len(only)} rows; {which}: {example}")
     dataset, _, architecture = only[0].rpartition("/")
     if not dataset or architecture not in ARCHITECTURES:
         raise BrainPropError(f"--only {only[0]} is not DATASET/ARCH ({table} runs every rule): "
