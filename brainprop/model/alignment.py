@@ -34,6 +34,7 @@ import numpy as np
 from keras import ops
 
 from brainprop.model.attention_gated import BrainProp, brainprop_loss, reward_for, select_action
+from brainprop.model.feedback import UPDATE_ANGLE, WEIGHT_ANGLE
 from brainprop.model.pathway import (
     FeedbackPath,
     feedback_weights,
@@ -43,8 +44,6 @@ from brainprop.model.pathway import (
 )
 from brainprop.utils.gradients import gradients
 
-WEIGHT_ANGLE = "weight_angle"
-UPDATE_ANGLE = "update_angle"
 # The fixed batch: the first images of the training set, at most this many.
 ALIGNMENT_IMAGES = 256
 # The seed of BrainProp's choices on the fixed batch (the paper's year).
