@@ -316,7 +316,8 @@ def without_feedback(model: keras.Model) -> keras.Model:
     functional model sharing every layer, and so every weight, with `model` (its feedback
     layers left out): the same outputs for the same inputs; only the signal sent down
     differs.  The inverse of `with_feedback`, for networks built by `Pathway` too."""
-    graph = keras.Model(model.input, model.output)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.input
+    graph = keras.Model(inputs, model.output)
     clone = keras.models.clone_model(graph, clone_function=lambda layer: layer,
                                      call_function=_exact, recursive=True)
     return keras.Model(clone.input, clone.output, name=f"{model.name}_exact")
