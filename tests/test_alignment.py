@@ -225,3 +225,14 @@ def test_a_symmetric_run_gains_no_angle_and_no_angles_plot(tiny_npz, tmp_path):
     assert not [key for key in [*history, *log[0]] if "angle" in key]
     assert not {"angles_png", "angles_pdf"} & set(summary["files"])
     assert not list(out.glob("*_angles.*"))
+
+
+@pytest.mark.parametrize("feedback,angles", [("symmetric", False), ("sign", True)])
+def test_print_config_names_the_angles_plot_of_a_run_with_feedback_only(
+        tmp_path, capsys, feedback, angles):
+    assert main(["MNIST", "dense", "EBP", "-s", "--feedback", feedback, "--output-dir",
+                 str(tmp_path / "out"), "--print-config"]) == 0
+    files = json.loads(capsys.readouterr().out)["runs"][0]["files"]
+    assert ("angles_png" in files) is angles
+    if angles:
+        assert files["angles_png"] == str(tmp_path / "out" / "MNIST_dense_EBP_seed1_angles.png")
