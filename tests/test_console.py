@@ -21,10 +21,11 @@ def test_default_verbosity_is_a_bar_on_a_terminal_and_a_line_per_epoch_in_a_file
     assert default_verbosity(io.StringIO()) == 2
 
 
-def test_epoch_line_is_one_plain_line_without_per_class_lists():
+def test_epoch_line_is_one_plain_line_without_per_class_lists_or_angles():
     logs = {"val_accuracy": 0.25, "accuracy": 0.5, "loss": 0.125, "val_loss": 0.0625,
             "learning_rate": 0.05, "epoch_seconds": 2.26, "class_accuracy": [0.1, 0.9],
-            "val_class_accuracy": [0.2, 0.8]}
+            "val_class_accuracy": [0.2, 0.8], "weight_angle/conv_1": 85.5,
+            "update_angle/output": 0.0}
     assert epoch_line(3, 500, logs) == (
         "Epoch 3/500 - 2.3s - loss: 0.1250 - accuracy: 0.5000 - val_loss: 0.0625 - "
         "val_accuracy: 0.2500 - learning_rate: 0.05"

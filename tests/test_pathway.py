@@ -12,7 +12,14 @@ from keras import ops
 
 from brainprop.model.attention_gated import brainprop_loss
 from brainprop.model.feedback import FEEDBACK, get_feedback
-from brainprop.model.pathway import DirectFeedback, FeedbackPath, StopSignal, with_feedback
+from brainprop.model.pathway import (
+    DirectFeedback,
+    FeedbackPath,
+    StopSignal,
+    has_feedback,
+    with_feedback,
+    without_feedback,
+)
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.nets.build import build_model, compile_model
@@ -320,3 +327,23 @@ def test_every_kind_trains_the_papers_networks_with_their_forward_pass_unchanged
     np.testing.assert_array_equal(ops.convert_to_numpy(model(x)), ops.convert_to_numpy(plain(x)))
     weights = fit_a_little(model)
     assert all(np.isfinite(w).all() for w in weights)
+
+
+@pytest.mark.parametrize("kind", [k for k in FEEDBACK if k != "symmetric"])
+def test_without_feedback_is_the_same_network_sharing_its_weights_trained_by_backpropagation(
+        kind):
+    plain = paper_network("conv", "symmetric")
+    model = paper_network("conv", kind)
+    exact = without_feedback(model)
+    assert has_feedback(model) and not has_feedback(exact) and not has_feedback(plain)
+    assert not any(isinstance(layer, StopSignal) for layer in exact.layers)
+    assert {id(w) for w in exact.weights} <= {id(w) for w in model.weights}
+    assert [w.path for w in exact.weights] == [w.path for w in plain.weights]
+    x = np.random.default_rng(6).random((2, 8, 8, 1)).astype("float32")
+    np.testing.assert_array_equal(ops.convert_to_numpy(exact(x)), ops.convert_to_numpy(model(x)))
+    # Its gradients are backpropagation's: those of the network built without feedback.
+    upstream = np.random.default_rng(7).standard_normal((2, 4)).astype("float32")
+    readout = lambda y: ops.sum(y * ops.convert_to_tensor(upstream))  # noqa: E731
+    for ours, plains in zip(gradients(exact, x, readout), gradients(plain, x, readout),
+                            strict=True):
+        np.testing.assert_allclose(ours, plains, rtol=1e-5, atol=1e-7)

@@ -1,5 +1,6 @@
 """Interrupted runs stop cleanly and resume exactly where they would have been."""
 
+import csv
 import json
 import os
 import pickle
@@ -401,3 +402,16 @@ def test_a_run_with_feedback_weights_resumes_as_it_would_have_run(
     assert set(resumed_history) == set(expected_history)
     for key, values in expected_history.items():
         np.testing.assert_allclose(resumed_history[key], values, rtol=1e-5, atol=1e-6, err_msg=key)
+    # The angles with backpropagation, every epoch, the same in the history and the log.
+    angles = [key for key in expected_history if key.startswith(("weight_angle/", "update_angle/"))]
+    assert len(angles) == (4 if kind == "direct" else 8)  # conv: 4 weight layers
+    assert len(expected_history[angles[0]]) == expected["epochs_run"]
+    expected_log, resumed_log = (angle_columns(folder, summary, angles)
+                                 for folder, summary in ((whole, expected), (out, resumed)))
+    np.testing.assert_allclose(resumed_log, expected_log, rtol=1e-5, atol=1e-6)
+
+
+def angle_columns(out, summary, keys):
+    """The CSV log's columns `keys`, epoch by epoch."""
+    with open(out / summary["files"]["log"], newline="") as f:
+        return [[float(row[key]) for key in keys] for row in csv.DictReader(f)]

@@ -78,6 +78,12 @@ FEEDBACK: dict[str, FeedbackKind] = {kind.name: kind for kind in (
 
 DEFAULT_FEEDBACK = "symmetric"
 
+# What a network with feedback weights logs every epoch, per weight layer, in degrees
+# (`brainprop.model.alignment`): `weight_angle/<layer>`, between W and B, and
+# `update_angle/<layer>`, between the update made and exact backpropagation's.
+WEIGHT_ANGLE = "weight_angle"
+UPDATE_ANGLE = "update_angle"
+
 
 def get_feedback(kind: str | FeedbackKind) -> FeedbackKind:
     """The kind called `kind` (a `FeedbackKind` is returned as it is); BrainPropError

@@ -282,3 +282,42 @@ def with_feedback(model: keras.Model, feedback: str | FeedbackKind,
     clone = keras.models.clone_model(model, clone_function=lambda layer: layer,
                                      call_function=pathway)
     return keras.Model(clone.inputs, pathway.finish(clone.outputs[0]), name=model.name)
+
+
+def layers_of(model: keras.Model):
+    """Every layer of `model`, those of the models nested in it included, depth first."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from layers_of(layer)
+
+
+def has_feedback(model: keras.Model) -> bool:
+    """Whether `model` sends a learning signal through feedback weights (any kind but
+    `symmetric`)."""
+    return any(getattr(layer, "feeds_back", False) for layer in layers_of(model))
+
+
+def _exact(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
+    """A layer's call in the network without feedback: the feedback layers let their
+    forward value through (which is the weight layer's own), the rest are called."""
+    if isinstance(layer, StopSignal):
+        return args[0]
+    if isinstance(layer, FeedbackPath):
+        return args[1]
+    if isinstance(layer, DirectFeedback):
+        return args[0]
+    return layer(*args, **kwargs)
+
+
+def without_feedback(model: keras.Model) -> keras.Model:
+    """`model`'s network as exact backpropagation trains it: every weight layer sends the
+    learning signal down through its own weights W, as without feedback weights.  A new
+    functional model sharing every layer, and so every weight, with `model` (its feedback
+    layers left out): the same outputs for the same inputs; only the signal sent down
+    differs.  The inverse of `with_feedback`, for networks built by `Pathway` too."""
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.input
+    graph = keras.Model(inputs, model.output)
+    clone = keras.models.clone_model(graph, clone_function=lambda layer: layer,
+                                     call_function=_exact, recursive=True)
+    return keras.Model(clone.input, clone.output, name=f"{model.name}_exact")

@@ -67,7 +67,8 @@ def run_seed(plan: RunPlan, data: Dataset) -> tuple[TrainingResult | None, bool]
 
         # The run's name is claimed only now that every check passed, just before training.
         claim = outputs.find_unfinished if config.resume else outputs.reserve_run_files
-        run = dataclasses.replace(run, files=claim(plan.output_dir, plan.name))
+        files = dataclasses.replace(claim(plan.output_dir, plan.name), angles=plan.alignment)
+        run = dataclasses.replace(run, files=files)
         with outputs.hold_run(run.files):
             return _train_and_save(run, model)
 
@@ -214,6 +215,14 @@ def _save(run: Run, model: keras.Model, result: TrainingResult,
         files.plot_pdf,
         files.plot_png,
     )
+    if outputs.has_angles(result.history):
+        outputs.plot_angles(
+            result.history,
+            f"{run.data.name} {plan.config.architecture} {rule}, "
+            f"{plan.config.feedback} feedback: angles with backpropagation",
+            files.angles_pdf,
+            files.angles_png,
+        )
     outputs.write_history(files.history, run.data.name, rule, result.history)
     outputs.write_history_json(files.history_json, run.data.name, rule, result.history)
     record = summary(run, model, result)

@@ -1,4 +1,5 @@
-"""What `-s` leaves behind: accuracy plot, history (pickle and JSON), weights, run summary.
+"""What `-s` leaves behind: accuracy plot, history (pickle and JSON), weights, run summary,
+and for a network with feedback weights the plot of its angles with backpropagation.
 
 Nothing existing is overwritten: every run reserves a fresh stem
 (`CIFAR10_deep_BrainProp_seed1`, then `..._seed1_2`, ...), and every file is
@@ -19,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from brainprop.model.feedback import UPDATE_ANGLE, WEIGHT_ANGLE
 from brainprop.runs.runconfig import RunConfig
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError
@@ -28,9 +30,12 @@ from brainprop.utils.plotting import curve_style, epoch_axis, legend_below, plt,
 
 @dataclasses.dataclass(frozen=True)
 class RunFiles:
-    """The paths of one run's outputs, all named after one stem."""
+    """The paths of one run's outputs, all named after one stem.  `angles`: the run
+    measures its alignment with backpropagation (feedback other than `symmetric`), and
+    leaves the plot of its angles."""
 
     stem: Path
+    angles: bool = False
 
     def _with(self, suffix: str) -> Path:
         return self.stem.with_name(self.stem.name + suffix)
@@ -42,6 +47,14 @@ class RunFiles:
     @property
     def plot_png(self) -> Path:
         return self._with("_accuracy.png")
+
+    @property
+    def angles_pdf(self) -> Path:
+        return self._with("_angles.pdf")
+
+    @property
+    def angles_png(self) -> Path:
+        return self._with("_angles.png")
 
     @property
     def history(self) -> Path:
@@ -70,8 +83,10 @@ class RunFiles:
 
     def outputs(self) -> dict[str, Path]:
         """Every file the run leaves behind, by kind (the summary's `files`)."""
-        return {"plot_pdf": self.plot_pdf, "plot_png": self.plot_png, "history": self.history,
-                "history_json": self.history_json,
+        files = {"plot_pdf": self.plot_pdf, "plot_png": self.plot_png}
+        if self.angles:
+            files.update(angles_pdf=self.angles_pdf, angles_png=self.angles_png)
+        return {**files, "history": self.history, "history_json": self.history_json,
                 "weights": self.weights, "summary": self.summary, "log": self.log}
 
 
@@ -327,4 +342,42 @@ def plot_accuracy(history: dict, title: str, train_label: str, pdf_path: Path,
     epoch_axis(ax, n_epochs)
     ax.grid(alpha=0.3)
     legend_below(ax)
+    save_figure(fig, [pdf_path, png_path])
+
+
+def has_angles(history: dict) -> bool:
+    """Whether `history` holds angles with backpropagation (a network with feedback)."""
+    return any(key.startswith((f"{WEIGHT_ANGLE}/", f"{UPDATE_ANGLE}/")) for key in history)
+
+
+def plot_angles(history: dict, title: str, pdf_path: Path, png_path: Path) -> None:
+    """The angles with backpropagation per weight layer and epoch, in degrees: between W
+    and B (`weight_angle/<layer>`) and between the update made and backpropagation's
+    (`update_angle/<layer>`), one panel each, a layer the same colour in both."""
+    layers = list(dict.fromkeys(key.split("/", 1)[1] for key in history
+                                if key.startswith((f"{WEIGHT_ANGLE}/", f"{UPDATE_ANGLE}/"))))
+    colours = {layer: f"C{index % 10}" for index, layer in enumerate(layers)}
+    n_epochs = max((len(values) for values in history.values()), default=0)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained", sharey=True)
+    panels = ((WEIGHT_ANGLE, "between W and B"), (UPDATE_ANGLE, "update against backpropagation"))
+    highest = 90.0
+    for ax, (name, what) in zip(axes, panels, strict=True):
+        drawn = [(layer, history[f"{name}/{layer}"]) for layer in layers
+                 if f"{name}/{layer}" in history]
+        for layer, values in drawn:
+            values = [math.nan if v is None else v for v in values]
+            ax.plot(range(1, len(values) + 1), values, **curve_style(n_epochs),
+                    color=colours[layer], label=layer)
+            highest = max([highest, *(v for v in values if math.isfinite(v))])
+        if drawn:
+            legend_below(ax, ncols=4)
+        else:  # direct feedback: no B of W's shape
+            ax.text(0.5, 0.5, "no feedback weights of W's shape\n(direct feedback)",
+                    transform=ax.transAxes, ha="center", va="center", color="0.4")
+        ax.set_title(f"{name}: {what}", fontsize="medium")
+        epoch_axis(ax, n_epochs)
+        ax.grid(alpha=0.3)
+    axes[0].set(ylabel="angle (degrees)", ylim=(0, 90 if highest <= 90 else 180))
+    axes[0].yaxis.set_major_locator(plt.MultipleLocator(15 if highest <= 90 else 30))
+    fig.suptitle(title)
     save_figure(fig, [pdf_path, png_path])

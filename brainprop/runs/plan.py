@@ -152,6 +152,12 @@ class RunPlan:
         return shlex.join(self.invocation.command_anywhere(resumed.argv()))
 
     @property
+    def alignment(self) -> bool:
+        """Whether the run measures its angles with backpropagation every epoch: its
+        weight layers have feedback weights (any kind but `symmetric`)."""
+        return not get_feedback(self.rule.feedback).tied
+
+    @property
     def paper_combination(self) -> bool:
         """Whether the paper trained this network on this data set."""
         return self.config.architecture in self.dataset.paper_architectures

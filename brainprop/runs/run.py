@@ -175,7 +175,7 @@ def describe(configs: Sequence[RunConfig], invocation: Invocation = MAIN_PY) -> 
         stem = Path(absolute(config.output_dir)) / plan.name
         runs.append({
             "seed": config.seed,
-            "files": {kind: str(path) for kind, path in RunFiles(stem).outputs().items()}
+            "files": {kind: str(path) for kind, path in RunFiles(stem, plan.alignment).outputs().items()}
             if config.saves and not config.load else None,
             "tensorboard": absolute(Path(config.tensorboard) / plan.name)
             if config.tensorboard else None,

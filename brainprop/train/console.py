@@ -33,8 +33,9 @@ def default_verbosity(stream=None) -> int:
 def epoch_line(epoch: int, epochs: int, logs: dict) -> str:
     """`Epoch 3/500 - 2.1s - loss: 0.0412 - accuracy: 0.9123 - val_loss: ... - learning_rate: 0.1`.
 
-    Per-class accuracies are left to the CSV log and the history: ten or two
-    hundred numbers make no readable line.
+    Per-class accuracies, and the angles of a network with feedback weights (one
+    `weight_angle/<layer>` and one `update_angle/<layer>` per weight layer), are left to
+    the CSV log, the history and TensorBoard: so many numbers make no readable line.
     """
     parts = [f"Epoch {epoch}/{epochs}"]
     if "epoch_seconds" in logs:
@@ -43,7 +44,7 @@ def epoch_line(epoch: int, epochs: int, logs: dict) -> str:
     for key in sorted(logs, key=lambda k: (k == "learning_rate", k.startswith("val_"), k != "loss"
                                            and k != "val_loss", k)):
         value = as_python(logs[key])
-        if key == "epoch_seconds" or isinstance(value, list) or value is None:
+        if key == "epoch_seconds" or "/" in key or isinstance(value, list) or value is None:
             continue
         parts.append(f"{key}: {value:.4g}" if key == "learning_rate" else f"{key}: {value:.4f}")
     return " - ".join(parts)

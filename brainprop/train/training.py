@@ -25,6 +25,8 @@ import keras
 
 from brainprop.data.datasets import Dataset
 from brainprop.data.pipeline import ImageBatches, fit_input
+from brainprop.model.alignment import ALIGNMENT_IMAGES, AlignmentLog
+from brainprop.model.pathway import has_feedback
 from brainprop.train.console import (
     ChanceHint,
     CSVLog,
@@ -133,7 +135,9 @@ def train(
     epochs is explained once (the plateau BrainProp starts with).
     With `config.batchnorm_statistics` "epoch", the BatchNormalization layers' momentum
     follows the epoch's length (`set_batchnorm_momentum`); the weights saved for the best
-    epoch hold the statistics it was validated with.
+    epoch hold the statistics it was validated with.  A model with feedback weights
+    (any kind but `symmetric`) logs its angles with backpropagation every epoch
+    (`brainprop.model.alignment`), on the first training images.
     """
     files = files or TrainingFiles()
     verbose = default_verbosity() if verbose is None else verbose
@@ -157,12 +161,23 @@ def train(
             work if files.backup_dir is not None else None, config, train_batches)
         if files.csv_log is not None:
             _keep_completed_rows(working["log"], completed)
-        callbacks = _callbacks(config, working, files, backup, verbose, chance_hint_classes)
+        reporting = _Reporting(verbose, chance_hint_classes, _alignment(model, data, config))
+        callbacks = _callbacks(config, working, files, backup, reporting)
         interrupted_by = _fit(model, (train_batches, val_batches), callbacks,
                               range(completed, epochs), verbose)
         _publish({working["weights"]: files.best_weights, working["log"]: files.csv_log})
     logged = backup.history if backup is not None else model.history.history
     return _result(logged, callbacks, interrupted_by)
+
+
+def _alignment(model: keras.Model, data: Dataset, config: TrainingConfig) -> AlignmentLog | None:
+    """The angles' callback of a model with feedback weights, measuring on the first
+    images of the training set, at most a batch of them (and `ALIGNMENT_IMAGES`); None
+    for any other model."""
+    if not has_feedback(model):
+        return None
+    count = min(config.batch_size, ALIGNMENT_IMAGES, len(data.y_train))
+    return AlignmentLog(*ImageBatches(data.x_train, data.y_train, count)[0])
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float) -> None:
@@ -201,6 +216,15 @@ def _resume_point(backup_dir: Path | None, config: TrainingConfig,
     return backup, completed, epochs
 
 
+@dataclasses.dataclass(frozen=True)
+class _Reporting:
+    """What training reports each epoch besides the callbacks' files."""
+
+    verbose: int  # Keras': 0 silent, 1 a progress bar, 2 a line per epoch
+    chance_hint_classes: int | None = None  # explain validation at chance early on
+    alignment: AlignmentLog | None = None  # the angles with backpropagation, into the logs
+
+
 @dataclasses.dataclass
 class _Callbacks:
     """The callbacks of one `fit`, and those whose state training reads afterwards."""
@@ -213,14 +237,15 @@ class _Callbacks:
 
 
 def _callbacks(config: TrainingConfig, working: dict[str, Path], files: TrainingFiles,
-               backup: RunBackup | None, verbose: int,
-               chance_hint_classes: int | None) -> _Callbacks:
+               backup: RunBackup | None, reporting: _Reporting) -> _Callbacks:
     """Every callback of the run, in the order they must see each epoch's end; those
     that write a file only where `files` names one (into `working`, until published).
 
     * `DiscardDivergedEpoch` before early stopping and the checkpoint: weights full of
       NaN never count as the best.
     * The timer before the CSV log and the epoch line: they show its seconds.
+    * The angles (`reporting.alignment`) after the timer, whose seconds they do not
+      count, and before the CSV log, the backup and TensorBoard, which keep them.
     * The backup after early stopping, the timer, the checkpoint and the CSV log: it
       saves their state as the epoch left it, and the log never lacks a row the backup
       counts (a crash between the two leaves a row more, which a resumed run drops).
@@ -254,15 +279,16 @@ def _callbacks(config: TrainingConfig, working: dict[str, Path], files: Training
         early_stopping,
         timer,
         *([checkpoint] if checkpoint is not None else []),
+        *([reporting.alignment] if reporting.alignment is not None else []),
         *([CSVLog(str(working["log"]), append=True)] if files.csv_log is not None else []),
     ]
     if backup is not None:
         backup.watch(early_stopping, checkpoint, timer)
         callbacks.append(backup)
-    if verbose == 2:  # after the timer: the line shows the epoch's seconds
+    if reporting.verbose == 2:  # after the timer: the line shows the epoch's seconds
         callbacks.append(EpochLine())
-    if verbose and chance_hint_classes:
-        callbacks.append(ChanceHint(chance_hint_classes))
+    if reporting.verbose and reporting.chance_hint_classes:
+        callbacks.append(ChanceHint(reporting.chance_hint_classes))
     if files.tensorboard_dir is not None:
         import_tensorflow()  # quietly, before the callback does
         callbacks.append(TensorBoardLog(files.tensorboard_dir))
