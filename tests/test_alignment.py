@@ -235,4 +235,4 @@ def test_print_config_names_the_angles_plot_of_a_run_with_feedback_only(
     files = json.loads(capsys.readouterr().out)["runs"][0]["files"]
     assert ("angles_png" in files) is angles
     if angles:
-        assert files["angles_png"] == str(tmp_path / "out" / "MNIST_dense_EBP_seed1_angles.png")
+        assert files["angles_png"] == str(tmp_path / "out" / f"MNIST_dense_EBP_{feedback}_seed1_angles.png")

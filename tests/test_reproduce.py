@@ -380,5 +380,9 @@ def test_reproduce_feedback_trains_each_kind_and_reports_the_comparison(tmp_path
         ["EBP", "symmetric", "1"], ["EBP", "random", "1"]]
     markdown = (runs / "report" / "tables.md").read_text()
     assert "| dataset | architecture | rule | symmetric | random |" in markdown
+    # The random runs measured their angles: the report draws them.
+    history = json.loads((runs / "MNIST_dense_EBP_random_seed1_history.json").read_text())
+    assert any(key.startswith("update_angle/") for key in history["history"])
+    assert (runs / "report" / "feedback_angles.png").read_bytes().startswith(b"\x89PNG")
     assert [row.split(",")[3] for row in (runs / "report" / "tables.csv").read_text().splitlines()[1:]] == [
         "BrainProp", "EBP"]
