@@ -455,9 +455,10 @@ def markdown_feedback(rows: list[Row]) -> str:
     per kind of feedback (in their declared order), each cell accuracy / epochs."""
     kinds = [kind for kind in FEEDBACK if any(row.feedback == kind for row in rows)]
     kinds += sorted({row.feedback for row in rows} - set(kinds))
-    counts = {len(row.seeds) for row in rows}
-    seeds = (f"mean(std) over {plural(counts.pop(), 'seed')}" if len(counts) == 1
-             else "mean(std) over the seeds in brackets")
+    counts = sorted({len(row.seeds) for row in rows})
+    varies = len(counts) > 1
+    seeds = ("mean(std) over the seeds in brackets" if varies
+             else f"mean(std) over {plural(counts[0], 'seed')}")
     on = "; ".join(sorted({row.accuracy_on for row in rows}))
     lines = [f"## {TABLE_TITLES[FEEDBACK_TABLE]}", "",
              f"Each cell: accuracy % / epoch of best validation accuracy, {seeds} (sample "
@@ -469,7 +470,7 @@ def markdown_feedback(rows: list[Row]) -> str:
     for row in rows:
         cells.setdefault((row.dataset, row.architecture, row.algorithm), {})[row.feedback] = row
     for key, by_kind in cells.items():
-        lines.append("| " + " | ".join([*key, *(_feedback_cell(by_kind[kind], len(counts) > 1)
+        lines.append("| " + " | ".join([*key, *(_feedback_cell(by_kind[kind], varies)
                                                  if kind in by_kind else "" for kind in kinds)])
                      + " |")
     return "\n".join([*lines, ""])
