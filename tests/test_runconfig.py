@@ -134,6 +134,7 @@ def test_reproduce_passes_every_option_of_main_py_on_to_its_runs(tmp_path):
     assert {f.name for f in forwarded} >= {"epochs", "patience", "data_dir", "validation_split"}
     # --image-size is for image folders, which the paper's tables have none of (below).
     values = {f.name: a_value(f) for f in forwarded if f.name != "image_size"}
+    values["feedback"] = "kolen-pollack"  # the kind whose decay --feedback-decay is
     given_to_main = RunConfig("MNIST", "dense", "EBP", **values)
     options = given_to_main.argv()[3:]
     args = reproduce.build_parser().parse_args(["table1", "--runs-dir", str(tmp_path), *options])
@@ -227,3 +228,45 @@ def test_the_settings_a_resume_compares_are_named_by_their_options():
     assert settings["init_std"] == 0.1
     assert [RunConfig.flag_of(name) for name in ("init_std", "batch_size")] == [
         "--init-std", "--batch-size"]
+
+
+def test_kolen_pollacks_decay_is_an_option_recorded_where_the_run_is_described():
+    from brainprop.model.feedback import KOLEN_POLLACK_DECAY
+
+    default, = parse(["MNIST", "conv", "BrainProp", "--feedback", "kolen-pollack"])
+    given, = parse(["MNIST", "conv", "BrainProp", "--feedback", "kolen-pollack",
+                    "--feedback-decay", "0.01"])
+    for config, decay in ((default, KOLEN_POLLACK_DECAY), (given, 0.01)):
+        plan = plan_run(config)
+        assert plan.rule.feedback.name == "kolen-pollack" and plan.rule.feedback.decay == decay
+        hyper = plan.hyperparameters
+        assert hyper.as_dict()["feedback_decay"] == hyper.settings()["feedback_decay"] == decay
+        assert f"feedback kolen-pollack (decay {decay:g})" in hyper.line()
+        model = build_model(plan.architecture, plan.rule, (8, 8, 1), 4)
+        paths = [layer for layer in model.layers if getattr(layer, "feeds_back", False)]
+        assert len(paths) == 4 and all(path.kind.decay == decay for path in paths)
+    assert RunConfig.flag_of("feedback_decay") == "--feedback-decay"
+    assert "--feedback-decay 0.01" in plan_run(dataclasses.replace(given, save=True)).resume_command()
+    # The kinds that do not decay record nothing of it: the paper's summaries keep their keys.
+    for kind in ("symmetric", "random"):
+        hyper = plan_run(RunConfig("MNIST", "conv", "EBP", feedback=kind)).hyperparameters
+        assert "feedback_decay" not in hyper.as_dict() and "feedback_decay" not in hyper.settings()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--feedback-decay", "0.01"], "--feedback-decay is the decay of kolen-pollack feedback, not "
+     "of symmetric: add --feedback kolen-pollack, or drop --feedback-decay"),
+    (["--feedback", "random", "--feedback-decay", "0"], "not of random"),
+])
+def test_a_decay_without_kolen_pollack_is_refused_in_one_line(argv, message):
+    with pytest.raises(BrainPropError) as error:
+        plan_run(parse(["MNIST", "conv", "BrainProp", *argv])[0])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("text", ["-0.1", "inf", "nan", "much"])
+def test_a_decay_that_is_not_a_finite_number_from_0_is_refused(text, capsys):
+    with pytest.raises(SystemExit):
+        parse(["MNIST", "conv", "BrainProp", "--feedback", "kolen-pollack",
+               "--feedback-decay", text])
+    assert "--feedback-decay" in capsys.readouterr().err

@@ -44,6 +44,7 @@ class Hyperparameters:
     epsilon: float | None  # the rule's exploration rate; None: it never explores
     validation_split: float | None
     feedback: str = DEFAULT_FEEDBACK  # a kind of brainprop.model.feedback
+    feedback_decay: float = 0.0  # its decay (kolen-pollack's), 0 for the others
     image_size: str | None = None  # `HxW` every image was resized to; None: as found
 
     @classmethod
@@ -67,6 +68,7 @@ class Hyperparameters:
             epsilon=rule.epsilon,
             validation_split=config.validation_split,
             feedback=get_feedback(rule.feedback).name,
+            feedback_decay=get_feedback(rule.feedback).decay,
             image_size=config.image_size,
         )
 
@@ -85,8 +87,13 @@ class Hyperparameters:
             "optimizer": "SGD, no momentum",
             "epsilon": self.epsilon,
             "feedback": self.feedback,
+            **self._decay(),
             "batchnorm_statistics": training.batchnorm_statistics,
         }
+
+    def _decay(self) -> dict[str, float]:
+        """`feedback_decay`, for the kinds that decay (none decays with the paper's)."""
+        return {"feedback_decay": self.feedback_decay} if self.feedback_decay else {}
 
     def line(self) -> str:
         """`batch 128, learning rate 0.1, init std 0.01, L2 0.0, at most 500 epochs,
@@ -94,6 +101,7 @@ class Hyperparameters:
         training = self.training
         explores = f", epsilon {self.epsilon}" if self.epsilon is not None else ""
         feedback = f", feedback {self.feedback}" if self.feedback != DEFAULT_FEEDBACK else ""
+        feedback += f" (decay {self.feedback_decay:g})" if self.feedback_decay else ""
         statistics = ("" if training.batchnorm_statistics == "release"
                       else f", batchnorm statistics {training.batchnorm_statistics}")
         return (f"batch {training.batch_size}, learning rate {training.learning_rate}, "
@@ -109,6 +117,7 @@ class Hyperparameters:
                 "image_size": self.image_size,
                 # Recorded only when not the paper's: backups from before it still resume.
                 **({"feedback": self.feedback} if self.feedback != DEFAULT_FEEDBACK else {}),
+                **self._decay(),
                 **({"batchnorm_statistics": training.batchnorm_statistics}
                    if training.batchnorm_statistics != "release" else {})}
 
@@ -173,7 +182,10 @@ def plan_run(config: RunConfig, command: str | None = None,
     """
     config.check()
     # The rule with the feedback its weight layers send the learning signal down through.
-    rule = dataclasses.replace(get_rule(config.algorithm), feedback=config.feedback)
+    feedback = get_feedback(config.feedback)
+    if config.feedback_decay is not None:
+        feedback = dataclasses.replace(feedback, decay=config.feedback_decay)
+    rule = dataclasses.replace(get_rule(config.algorithm), feedback=feedback)
     architecture = ARCHITECTURES[config.architecture]
     if config.init_std is not None:
         architecture = dataclasses.replace(architecture, init_std=config.init_std)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from brainprop.data.datasets import DATASETS, dataset_spec, paper_combinations
 from brainprop.data.own import is_path, parse_image_size
-from brainprop.model.feedback import DEFAULT_FEEDBACK, FEEDBACK
+from brainprop.model.feedback import DEFAULT_FEEDBACK, FEEDBACK, KOLEN_POLLACK_DECAY
 from brainprop.model.rules import RULES
 from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.train.schedule import LR_HALVING_EPOCHS
@@ -77,6 +77,18 @@ def _not_a(kind: type, text: str) -> str:
         else:
             return f"{text!r} is not a whole number; write it in digits, such as 500"
     return f"{text!r} is not a number"
+
+
+def decay_rate(text: str) -> float:
+    """An argparse type: a finite number, 0 or above."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, 0 or above, "
+                                         "such as 0.001")
+    return value
 
 
 def fraction(text: str) -> float:
@@ -342,6 +354,13 @@ class RunConfig:
         "symmetry), kolen-pollack (feedback weights learning with the weights, both decaying) "
         "or direct (straight from the output to every layer); see docs/feedback.md",
     )
+    feedback_decay: float | None = option(
+        "--feedback-decay", type=decay_rate, metavar="RATE",
+        shown_default=f"{KOLEN_POLLACK_DECAY:g}",
+        help="kolen-pollack's weight decay: at every step the weights and the feedback "
+        "weights both lose the learning rate times RATE of themselves, so that they "
+        "converge (0: none)",
+    )
     mixed_precision: str | None = option(
         "--mixed-precision", nargs="?", const="float16", choices=("float16", "bfloat16"),
         shown_default="float32; the option alone means float16",
@@ -373,6 +392,11 @@ class RunConfig:
             raise BrainPropError(LOAD_AND_SAVE)
         if self.tensorboard and self.load:
             raise BrainPropError("--tensorboard records training; -l only evaluates: drop one")
+        if self.feedback_decay is not None and self.feedback != "kolen-pollack":
+            raise BrainPropError(
+                f"--feedback-decay is the decay of kolen-pollack feedback, not of "
+                f"{self.feedback}: add --feedback kolen-pollack, or drop --feedback-decay"
+            )
 
     def argv(self) -> list[str]:
         """The arguments of `main.py` that describe this run (defaults left out)."""
