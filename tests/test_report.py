@@ -559,7 +559,7 @@ def test_angles_figure_shows_the_mean_over_seeds_per_layer(compared, monkeypatch
     titles = [ax.get_title() for ax in fig.axes]
     assert len(titles) == 6 and titles[2].startswith("MNIST conv BrainProp kolen-pollack (2 seeds)")
     random_weights = fig.axes[0]
-    assert random_weights.get_title().startswith("MNIST conv BrainProp random (3 seeds): weights")
+    assert random_weights.get_title().startswith("MNIST conv BrainProp random (3 seeds)\nweights")
     lines = {line.get_label(): line.get_ydata() for line in random_weights.get_lines()}
     # Seeds 1-3 start at 81, 82, 83 degrees; runs of 22, 24 and 32 epochs.
     np.testing.assert_allclose(lines["conv2d"][:2], [82.0, 80.0])

@@ -659,7 +659,8 @@ def plot_feedback_angles(runs: list[SavedRun], out_dir: Path) -> list[Path]:
         for ax, angle, what in zip(row, ANGLES, ("weights W and feedback B",
                                                  "update and backpropagation's"), strict=True):
             _plot_angle(ax, histories, angle)
-            ax.set(title=f"{' '.join(key)} ({plural(len(histories), 'seed')}): {what}",
+            # Two lines: the run's name and the angle, so that neighbours' titles never meet.
+            ax.set(title=f"{' '.join(key)} ({plural(len(histories), 'seed')})\n{what}",
                    ylabel=f"{angle.replace('_', ' ')} (degrees)")
             ax.title.set_fontsize("medium")
     fig.suptitle("Alignment with the paper's symmetric feedback, mean over seeds (0: aligned)")
