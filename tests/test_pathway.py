@@ -17,6 +17,7 @@ from brainprop.model.pathway import (
     FeedbackPath,
     StopSignal,
     has_feedback,
+    layers_of,
     with_feedback,
     without_feedback,
 )
@@ -131,14 +132,6 @@ def one_layer(name, feedback, seed=5):
     network = with_feedback(keras.Model(inputs, layer(inputs)), feedback, seed=seed)
     outer = keras.Input(shape)
     return keras.Model(outer, network(Shift()(outer))), layer
-
-
-def layers_of(model):
-    """Every layer of `model`, those of its nested models included."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from layers_of(layer)
 
 
 def feedback_of(model, layer, kind):

@@ -83,6 +83,7 @@ DEFAULT_FEEDBACK = "symmetric"
 # `update_angle/<layer>`, between the update made and exact backpropagation's.
 WEIGHT_ANGLE = "weight_angle"
 UPDATE_ANGLE = "update_angle"
+ANGLES = (WEIGHT_ANGLE, UPDATE_ANGLE)
 
 
 def get_feedback(kind: str | FeedbackKind) -> FeedbackKind:

@@ -285,10 +285,11 @@ def with_feedback(model: keras.Model, feedback: str | FeedbackKind,
 
 
 def layers_of(model: keras.Model):
-    """Every layer of `model`, those of the models nested in it included, depth first."""
+    """Every layer of `model`, those inside its layers (nested models) included, depth
+    first."""
     for layer in model.layers:
         yield layer
-        if isinstance(layer, keras.Model):
+        if getattr(layer, "layers", None):
             yield from layers_of(layer)
 
 

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from brainprop.model.feedback import UPDATE_ANGLE, WEIGHT_ANGLE
+from brainprop.model.feedback import ANGLES, UPDATE_ANGLE, WEIGHT_ANGLE
 from brainprop.runs.runconfig import RunConfig
 from brainprop.utils.atomic import write_atomically
 from brainprop.utils.errors import BrainPropError
@@ -345,17 +345,21 @@ def plot_accuracy(history: dict, title: str, train_label: str, pdf_path: Path,
     save_figure(fig, [pdf_path, png_path])
 
 
+def _is_angle(key: str) -> bool:
+    """Whether a history's `key` is an angle with backpropagation, `<angle>/<layer>`."""
+    return key.startswith(tuple(f"{angle}/" for angle in ANGLES))
+
+
 def has_angles(history: dict) -> bool:
     """Whether `history` holds angles with backpropagation (a network with feedback)."""
-    return any(key.startswith((f"{WEIGHT_ANGLE}/", f"{UPDATE_ANGLE}/")) for key in history)
+    return any(_is_angle(key) for key in history)
 
 
 def plot_angles(history: dict, title: str, pdf_path: Path, png_path: Path) -> None:
     """The angles with backpropagation per weight layer and epoch, in degrees: between W
     and B (`weight_angle/<layer>`) and between the update made and backpropagation's
     (`update_angle/<layer>`), one panel each, a layer the same colour in both."""
-    layers = list(dict.fromkeys(key.split("/", 1)[1] for key in history
-                                if key.startswith((f"{WEIGHT_ANGLE}/", f"{UPDATE_ANGLE}/"))))
+    layers = list(dict.fromkeys(key.split("/", 1)[1] for key in history if _is_angle(key)))
     colours = {layer: f"C{index % 10}" for index, layer in enumerate(layers)}
     n_epochs = max((len(values) for values in history.values()), default=0)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained", sharey=True)

@@ -52,6 +52,7 @@ class Hyperparameters:
                 dataset: DatasetSpec) -> Hyperparameters:
         """The options of `config` where given, else the architecture's (its `init_std`
         already the option's, if given), the rule's and the data set's."""
+        feedback = get_feedback(rule.feedback)
         return cls(
             training=TrainingConfig(
                 batch_size=config.batch_size or architecture.batch_size,
@@ -67,8 +68,8 @@ class Hyperparameters:
             padding=architecture.padding,
             epsilon=rule.epsilon,
             validation_split=config.validation_split,
-            feedback=get_feedback(rule.feedback).name,
-            feedback_decay=get_feedback(rule.feedback).decay,
+            feedback=feedback.name,
+            feedback_decay=feedback.decay,
             image_size=config.image_size,
         )
 

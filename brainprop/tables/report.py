@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from brainprop.model.feedback import DEFAULT_FEEDBACK, FEEDBACK
+from brainprop.model.feedback import ANGLES, DEFAULT_FEEDBACK, FEEDBACK
 from brainprop.model.rules import RULES
 from brainprop.runs.runconfig import MAX_SEED
 from brainprop.tables.paper import FEEDBACK_TABLE, PAPER_RESULTS, TABLE_TITLES, TABLES, table_of
@@ -241,12 +241,6 @@ def _checked_history(history: object, path: Path) -> dict[str, list]:
         raise BrainPropError(f"{path} is not a run history (its metrics cover different "
                              f"numbers of epochs: {one_line(counts)}); move it away")
     return checked
-
-
-# The alignment a run with feedback records per epoch and weight layer, in degrees, as
-# `weight_angle/<layer>` (between W and B) and `update_angle/<layer>` (between the update
-# made and exact backpropagation's).
-ANGLES = ("weight_angle", "update_angle")
 
 
 def _checked_metric(key: str, values: object, path: Path) -> list:

@@ -26,7 +26,7 @@ import keras
 from brainprop.data.datasets import Dataset
 from brainprop.data.pipeline import ImageBatches, fit_input
 from brainprop.model.alignment import ALIGNMENT_IMAGES, AlignmentLog
-from brainprop.model.pathway import has_feedback
+from brainprop.model.pathway import has_feedback, layers_of
 from brainprop.train.console import (
     ChanceHint,
     CSVLog,
@@ -187,18 +187,11 @@ def set_batchnorm_momentum(model: keras.Model, momentum: float) -> None:
     A model that has trained already makes its training step again: the compiled step
     reads the momentum when it is made.
     """
-    for layer in _layers(model):
+    for layer in layers_of(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum
     if model.train_function is not None:
         model.make_train_function(force=True)
-
-
-def _layers(layer: keras.layers.Layer):
-    """`layer` and every layer inside it, depth first."""
-    yield layer
-    for inner in getattr(layer, "layers", ()):
-        yield from _layers(inner)
 
 
 def _resume_point(backup_dir: Path | None, config: TrainingConfig,
