@@ -5,14 +5,15 @@ A weight layer computes y = f(x, W) (+ bias, activation) with f linear in its ke
 matrix product (Dense), a convolution (Conv1D/2D/3D, any padding and strides), one matrix
 product per position (LocallyConnected2D).  With feedback weights B the network computes
 
-    y = layer(stop_gradient(x)) + z - stop_gradient(z),    z = f(x, B)
+    y = layer(stop_gradient(x)) + s(x, B),
 
-whose value is the layer's own (z - stop_gradient(z) is zero), whose gradient for W is the
-layer's own (the signal arriving at y times x), and whose signal passed down to x is
-f's transpose applied with B instead of W.  B is a constant of the step (stop_gradient),
-except for a learned B, whose gradient from z is then W's: the same signal times the same
-input.  Direct feedback cuts every layer's path down (each layer sees stop_gradient(x))
-and adds to the network's output, again at zero value,
+whose value is the layer's own (s is zero), whose gradient for W is the layer's own (the
+signal arriving at y times x), and whose signal passed down to x is f's transpose applied
+with B instead of W: s's gradient (`FeedbackPath.send_down`) is that of z = f(x, B), taken
+without computing z itself.  B is a constant of the step (stop_gradient), except for a
+learned B, whose gradient from s is then W's: the same signal times the same input.
+Direct feedback cuts every layer's path down (each layer sees stop_gradient(x)) and adds
+to the network's output, again at zero value,
 
     sum over layers l of  t_l - stop_gradient(t_l),    t_l = flatten(x_l) @ D_l,
 
@@ -20,8 +21,9 @@ so that the signal arriving at the output (for BrainProp: the chosen unit's
 reward-prediction error, and nothing at the other units) reaches each layer's input x_l
 through its own fixed matrix D_l, and from there the layer below through its activation.
 
-No hooks and no custom gradients: only `keras.ops`, so the same graph is compiled on
-TensorFlow, JAX and PyTorch.  The feedback weights are variables of layers of the model
+No hooks: `keras.ops` (its `custom_gradient` for s) and the backend's own vector-Jacobian
+product (`brainprop.utils.gradients.pullback`), so the same step is compiled on TensorFlow,
+JAX and PyTorch.  The feedback weights are variables of layers of the model
 (`FeedbackPath`, `DirectFeedback`): saved with the weights and in backups.
 """
 
@@ -37,6 +39,7 @@ from keras import ops
 from brainprop.model.feedback import FeedbackKind, get_feedback
 from brainprop.utils.compat import producer
 from brainprop.utils.errors import BrainPropError
+from brainprop.utils.gradients import pullback
 
 CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 # Weights that act elementwise, not on the signal's path between units: their own
@@ -142,8 +145,33 @@ class FeedbackPath(keras.layers.Layer):
                 self.add_loss(ops.cast(0.5 * self.kind.decay * squares, "float32"))
         else:
             feedback = ops.stop_gradient(feedback)
-        signal = self.linear(inputs, ops.cast(feedback, inputs.dtype))
-        return outputs + ops.cast(signal - ops.stop_gradient(signal), outputs.dtype)
+        signal = self.send_down(inputs, ops.cast(feedback, inputs.dtype), outputs)
+        return outputs + ops.cast(signal, outputs.dtype)
+
+    def send_down(self, inputs: Any, feedback: Any, outputs: Any) -> Any:
+        """Zeros of `outputs`' shape, whose gradient sends the signal arriving at them down
+        to `inputs` through f's transpose with `feedback` (B), and, for a learned B, to B
+        (the signal times the input, as W's).  f's forward value is never computed: only
+        its gradient is used, so that each step costs the pathway one convolution (or
+        product) per layer, two for a learned B, on top of the network's own."""
+        learned = self.kind.step == "learned"
+
+        @ops.custom_gradient
+        def sent(inputs: Any, feedback: Any) -> tuple:
+            def backward(*args: Any, upstream: Any = None) -> tuple:
+                upstream = args[0] if upstream is None else upstream
+                if learned:
+                    return tuple(pullback(self.linear, [inputs, feedback], upstream))
+                to_inputs = pullback(lambda x: self.linear(x, feedback), [inputs], upstream)
+                return to_inputs[0], ops.zeros_like(feedback)
+
+            # B enters the forward value, times zero: on TensorFlow, with B read only by
+            # the backward pass, a process's first training with a learned B came out
+            # unlike its later ones (tests/test_pathway.py: two trainings of one seed).
+            zeros = ops.zeros(ops.shape(outputs), inputs.dtype)
+            return zeros + ops.sum(feedback) * 0, backward
+
+        return sent(inputs, feedback)
 
     def compute_output_shape(self, inputs_shape: Any, outputs_shape: Any) -> Any:
         return outputs_shape

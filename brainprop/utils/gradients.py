@@ -4,7 +4,9 @@ autograd) for them.
 
 Keras 3 has no backend-neutral gradient function; its trainers each differentiate their
 own step.  Measurements made between steps (the alignment of feedback weights,
-`brainprop.model.alignment`) differentiate through here instead.
+`brainprop.model.alignment`) differentiate through here instead, and so does the backward
+pass of the feedback pathway inside the training step (`pullback`, for
+`brainprop.model.pathway`).
 """
 
 from __future__ import annotations
@@ -68,3 +70,38 @@ def _torch(function: Callable[..., Any], values: list) -> list:
     with torch.enable_grad():
         result = function(*leaves)
         return list(torch.autograd.grad(result, leaves, allow_unused=True))
+
+
+def pullback(function: Callable[..., Any], values: Sequence[Any], cotangent: Any) -> list:
+    """The vector-Jacobian products of `function` at `values` with `cotangent` (the
+    gradient arriving at its output): one backend tensor per value, inside a compiled
+    step too.  For a `function` linear in a value, its transpose applied to `cotangent`.
+
+    Only what the products need is computed: on TensorFlow and JAX the forward value of
+    `function` is not (nothing consumes it, so the graph or XLA drops it); PyTorch, eager,
+    computes it.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        # Here, not at the top: only the running backend need be installed.
+        import tensorflow as tf
+
+        values = [tf.identity(value) for value in values]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(values)
+            result = function(*values)
+        return tape.gradient(result, values, output_gradients=cotangent)
+    if backend == "jax":
+        # Here, not at the top: only the running backend need be installed.
+        import jax
+
+        return list(jax.vjp(function, *values)[1](cotangent))
+    if backend == "torch":
+        # Here, not at the top: only the running backend need be installed.
+        import torch
+
+        leaves = [value.detach().requires_grad_(True) for value in values]
+        with torch.enable_grad():
+            result = function(*leaves)
+            return list(torch.autograd.grad(result, leaves, cotangent))
+    raise NotImplementedError(f"no gradients on the {backend} backend")
