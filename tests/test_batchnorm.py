@@ -1,4 +1,5 @@
-"""BatchNormalization: Keras' layer, with TensorFlow's fused kernel where it applies."""
+"""BatchNormalization: Keras' layer, with the backend's fused kernel where it applies,
+in float32 and under Keras' mixed_bfloat16 policy."""
 
 import keras
 import numpy as np
@@ -7,9 +8,11 @@ import pytest
 from brainprop.nets.layers import BatchNormalization
 
 
-def layer_pair(shape, axis=-1, seed=1):
-    """Keras' layer and ours, built, with the same random weights and statistics."""
-    ours, keras_layer = BatchNormalization(axis=axis), keras.layers.BatchNormalization(axis=axis)
+def layer_pair(shape, axis=-1, seed=1, dtype=None):
+    """Keras' layer and ours, built, with the same random weights and statistics (float32
+    under any policy `dtype`)."""
+    ours = BatchNormalization(axis=axis, dtype=dtype)
+    keras_layer = keras.layers.BatchNormalization(axis=axis, dtype=dtype)
     rng = np.random.default_rng(seed)
     for layer in (ours, keras_layer):
         layer.build(shape)
@@ -24,8 +27,9 @@ def images(shape, seed=0):
 
 
 def outputs_and_gradients(layer, x, training):
-    """Output, and the gradients of sum(y sin y) for the input, gamma and beta."""
-    x = keras.ops.convert_to_tensor(x)
+    """Output, and the gradients of sum(y sin y) for the input, gamma and beta (in
+    float32 numbers; `x` in the layer's compute dtype)."""
+    x = keras.ops.convert_to_tensor(x, layer.compute_dtype)
     if keras.backend.backend() == "jax":
         import jax
 
@@ -38,7 +42,7 @@ def outputs_and_gradients(layer, x, training):
             x, layer.gamma.value, layer.beta.value
         )
         layer(x, training=training)  # update the moving statistics, as a step would
-        return [np.asarray(y)] + [np.asarray(g) for g in grads]
+        return [np.asarray(t, "float32") for t in (y, *grads)]
     if keras.backend.backend() == "torch":
         import torch
 
@@ -46,7 +50,7 @@ def outputs_and_gradients(layer, x, training):
         y = layer(x, training=training)
         grads = torch.autograd.grad(torch.sum(y * torch.sin(y)),
                                     [x, layer.gamma.value, layer.beta.value])
-        return [y.detach().numpy()] + [g.numpy() for g in grads]
+        return [t.detach().float().numpy() for t in (y, *grads)]
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
@@ -54,7 +58,7 @@ def outputs_and_gradients(layer, x, training):
         y = layer(x, training=training)
         loss = tf.reduce_sum(y * tf.sin(y))
     grads = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
-    return [y.numpy()] + [g.numpy() for g in grads]
+    return [np.asarray(t, "float32") for t in (y, *grads)]
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -73,6 +77,40 @@ def test_outputs_gradients_and_moving_statistics_equal_keras_layer(shape, traini
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-6
         )
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(16, 6, 6, 8), (5, 3, 4, 2)])
+def test_bfloat16_outputs_gradients_and_moving_statistics_equal_keras_layer(shape, training):
+    # Under mixed_bfloat16 both normalise in float32 and round the outputs to bfloat16: they
+    # may differ by the last bit of bfloat16 (8 significant bits: 2**-7 relative), the
+    # gradients by what that bit makes of sum(y sin y).  The moving statistics move in
+    # float32, from the same bfloat16 images.
+    ours, reference = layer_pair(shape, dtype="mixed_bfloat16")
+    x = images(shape)
+
+    got, expected = outputs_and_gradients(ours, x, training), outputs_and_gradients(
+        reference, x, training
+    )
+
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=2**-7, atol=2**-7 * np.max(np.abs(b)))
+    for a, b in zip(ours.non_trainable_variables, reference.non_trainable_variables, strict=True):
+        assert keras.backend.standardize_dtype(a.dtype) == "float32"
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-6
+        )
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_bfloat16_images_come_out_in_bfloat16_with_float32_weights(training):
+    shape = (8, 3, 3, 4)
+    layer, _ = layer_pair(shape, dtype="mixed_bfloat16")
+
+    y = layer(keras.ops.convert_to_tensor(images(shape), "bfloat16"), training=training)
+
+    assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
+    assert {keras.backend.standardize_dtype(w.dtype) for w in layer.weights} == {"float32"}
 
 
 def test_training_normalizes_by_the_batch_and_moves_statistics_by_the_biased_variance():
@@ -111,13 +149,14 @@ def test_channels_first_takes_keras_path_with_the_same_result():
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's kernel")
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
 @pytest.mark.parametrize("training", [True, False])
-def test_tensorflow_runs_the_fused_kernel(training):
+def test_tensorflow_runs_the_fused_kernel(training, dtype):
     import tensorflow as tf
 
-    layer, _ = layer_pair((2, 3, 3, 4))
+    layer, _ = layer_pair((2, 3, 3, 4), dtype=dtype)
     graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(
-        tf.TensorSpec((None, 3, 3, 4), tf.float32)
+        tf.TensorSpec((None, 3, 3, 4), layer.compute_dtype)
     ).graph
 
     kinds = {op.type for op in graph.get_operations()}
@@ -148,17 +187,19 @@ def test_images_of_any_memory_order_give_keras_results(training):
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's kernel")
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
 @pytest.mark.parametrize("training", [True, False])
-def test_pytorch_runs_its_batch_norm_kernel(training, monkeypatch):
+def test_pytorch_runs_its_batch_norm_kernel(training, dtype, monkeypatch):
     import torch
 
     calls = []
     kernel = torch.nn.functional.batch_norm
     monkeypatch.setattr(torch.nn.functional, "batch_norm",
                         lambda *args, **kwargs: (calls.append(1), kernel(*args, **kwargs))[1])
-    layer, _ = layer_pair((2, 3, 3, 4))
+    layer, _ = layer_pair((2, 3, 3, 4), dtype=dtype)
 
-    layer(images((2, 3, 3, 4)), training=training)
+    layer(keras.ops.convert_to_tensor(images((2, 3, 3, 4)), layer.compute_dtype),
+          training=training)
 
     assert calls == [1]
 

@@ -33,10 +33,16 @@ elif keras.backend.backend() == "torch":
 # --- fused batch normalisation (TensorFlow, PyTorch) -----------------------------------
 
 
+# The images' dtypes the fused kernels take, computing in float32 with float32 weights and
+# statistics as Keras' layer does: float32, and bfloat16 (Keras' `mixed_bfloat16` policy).
+FUSED_DTYPES = ("float32", "bfloat16")
+
+
 def fusable(layer: keras.layers.BatchNormalization, inputs, mask, training) -> bool:
     """Whether the backend's fused kernel computes what Keras' `layer` would: on the
     TensorFlow (`FusedBatchNormV3`) or PyTorch (`torch.nn.functional.batch_norm`)
-    backend, float32 images with channels last, no mask, renorm or synchronisation."""
+    backend, float32 or bfloat16 images (`FUSED_DTYPES`, the layer's compute dtype)
+    with channels last, no mask, renorm or synchronisation."""
     backend = keras.backend.backend()
     if backend not in ("tensorflow", "torch"):
         return False
@@ -47,8 +53,8 @@ def fusable(layer: keras.layers.BatchNormalization, inputs, mask, training) -> b
         and not layer.synchronized
         and len(shape) == 4
         and layer.axis % 4 == 3  # channels last
-        and keras.backend.standardize_dtype(inputs.dtype) == "float32"
-        and layer.compute_dtype == "float32"
+        and layer.compute_dtype in FUSED_DTYPES
+        and keras.backend.standardize_dtype(inputs.dtype) == layer.compute_dtype
         and (layer.epsilon >= 1.001e-5 if backend == "tensorflow"  # the kernel's minimum
              # PyTorch's kernel refuses to train on one value a channel
              else not (training and layer.trainable) or shape[0] * shape[1] * shape[2] > 1)
@@ -60,6 +66,9 @@ def fused_batch_norm(layer: keras.layers.BatchNormalization, inputs, training):
 
     The fused kernels normalise and give the batch's mean and variance; the moving
     statistics then move as Keras' layer moves them (`compat.move_batch_statistics`).
+    Images in bfloat16 are normalised in float32 inside the kernel, with float32 weights,
+    statistics and moving statistics, and come out in bfloat16: what Keras' layer
+    computes with its casts to float32 and back.
     """
     fused = _torch_batch_norm if keras.backend.backend() == "torch" else _tf_batch_norm
     if not (training and layer.trainable):
@@ -73,8 +82,8 @@ def _tf_batch_norm(layer, inputs, training):
     """`FusedBatchNormV3`: the outputs by the moving statistics, or (`training`) the
     outputs and the batch's mean and biased variance."""
     channels = inputs.shape[-1]
-    gamma = layer.gamma.value if layer.scale else tf.ones((channels,), inputs.dtype)
-    beta = layer.beta.value if layer.center else tf.zeros((channels,), inputs.dtype)
+    gamma = layer.gamma.value if layer.scale else tf.ones((channels,), tf.float32)
+    beta = layer.beta.value if layer.center else tf.zeros((channels,), tf.float32)
     if not training:
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
             inputs, gamma, beta, mean=layer.moving_mean.value,
@@ -85,7 +94,7 @@ def _tf_batch_norm(layer, inputs, training):
     outputs, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
         inputs, gamma, beta, epsilon=layer.epsilon, is_training=True
     )
-    count = tf.cast(tf.size(inputs) // channels, inputs.dtype)
+    count = tf.cast(tf.size(inputs) // channels, mean.dtype)
     return outputs, mean, unbiased_variance * ((count - 1.0) / tf.maximum(count, 1.0))
 
 
@@ -104,7 +113,7 @@ def _torch_batch_norm(layer, inputs, training):
             images, layer.moving_mean.value, layer.moving_variance.value, gamma, beta,
             training=False, eps=layer.epsilon,
         ).permute(0, 2, 3, 1)
-    mean, unbiased_variance = (torch.zeros(inputs.shape[-1], dtype=inputs.dtype,
+    mean, unbiased_variance = (torch.zeros(inputs.shape[-1], dtype=torch.float32,
                                            device=inputs.device) for _ in range(2))
     outputs = torch.nn.functional.batch_norm(
         images, mean, unbiased_variance, gamma, beta, training=True, momentum=1.0,

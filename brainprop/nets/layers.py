@@ -316,7 +316,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization`, run by the backend's fused kernel where it can.
 
     Same weights, arguments and results as Keras' layer (to float rounding): for
-    float32 images with channels last and no mask, renorm or synchronisation, both
+    float32 or bfloat16 images (the layer's compute dtype; bfloat16 normalised in float32
+    with float32 weights and statistics, as Keras' layer does) with channels last and
+    no mask, renorm or synchronisation, both
     training and inference run one kernel forward and one backward, as Keras 2 did:
     `FusedBatchNormV3` on TensorFlow, `torch.nn.functional.batch_norm` on PyTorch,
     instead of Keras 3's composite of moments and elementwise operations.  The moving
