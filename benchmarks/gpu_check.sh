@@ -43,7 +43,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 if [ "$dry_run" = 1 ]; then
-    images=512 epochs=2 policies="float32 mixed_bfloat16" torch_jit="off"
+    images=128 epochs=2 policies="float32 mixed_bfloat16" torch_jit="off"
 else
     images=10240 epochs=3 policies="float32 mixed_float16 mixed_bfloat16" torch_jit="off on"
 fi
