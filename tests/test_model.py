@@ -159,6 +159,28 @@ def test_selection_changes_between_calls_with_one_seed_generator():
     assert (first != second).mean() > 0.5
 
 
+def test_selection_draws_a_class_from_q_values_that_are_not_finite():
+    # A diverged network: NaN and inf Q values still give valid classes (PyTorch's sampler
+    # raised on them, so that a diverging run crashed instead of stopping on its NaN loss).
+    q = np.zeros((200, N_CLASSES), "float32")
+    q[:100] = np.nan
+    q[100:, 0] = np.inf
+    chosen = ops.convert_to_numpy(select_action(ops.convert_to_tensor(q), 1.0,
+                                                keras.random.SeedGenerator(3)))
+    assert chosen.dtype == np.int32 and ((0 <= chosen) & (chosen < N_CLASSES)).all()
+
+
+def test_finite_q_values_draw_as_the_plain_max_boltzmann_formula_does():
+    rng = np.random.default_rng(0)
+    q = ops.convert_to_tensor(rng.standard_normal((500, N_CLASSES)).astype("float32"))
+    chosen = ops.convert_to_numpy(select_action(q, 0.5, keras.random.SeedGenerator(7)))
+    generator = keras.random.SeedGenerator(7)
+    uniform = keras.random.uniform((500,), seed=generator)
+    boltzmann = keras.random.categorical(q, 1, seed=generator, dtype="int32")[:, 0]
+    plain = ops.where(uniform < 0.5, boltzmann, ops.cast(ops.argmax(q, axis=-1), "int32"))
+    np.testing.assert_array_equal(chosen, ops.convert_to_numpy(plain))
+
+
 def constant_q_model(epsilon):
     """Q does not depend on the input, and learning rate 0 keeps it fixed."""
     inputs = keras.Input((4,))

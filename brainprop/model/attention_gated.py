@@ -36,6 +36,10 @@ def select_action(q_values, epsilon: float, seed_generator):
     exactly as one replica's draws would be.  (Keras seeds are integers or
     generators, so the replica cannot be folded into the seed itself.)
     """
+    # A diverged network's Q values (NaN, inf) still give a class, whatever it is, so that
+    # the step ends and TerminateOnNaN stops the run: PyTorch's sampler would raise
+    # instead.  Finite Q values draw exactly as they would without this.
+    q_values = ops.where(ops.isfinite(q_values), q_values, ops.zeros_like(q_values))
     greedy = ops.cast(ops.argmax(q_values, axis=-1), "int32")
     replica, replicas = replica_of_step()
     if replicas == 1:
