@@ -127,7 +127,7 @@ class FeedbackPath(keras.layers.Layer):
         self.kind = kind
         self.initial = initial
 
-    def build(self, inputs_shape: Any, outputs_shape: Any, seen_shape: Any = None) -> None:
+    def build(self, inputs_shape: Any, outputs_shape: Any) -> None:
         learned = self.kind.step == "learned"
         self.feedback = self.add_weight(
             name="feedback", shape=self.initial.shape,
@@ -136,7 +136,7 @@ class FeedbackPath(keras.layers.Layer):
             regularizer=getattr(self.linear.kernel, "regularizer", None) if learned else None,
         )
 
-    def call(self, inputs: Any, outputs: Any, seen: Any = None) -> Any:
+    def call(self, inputs: Any, outputs: Any) -> Any:
         kernel = self.linear.kernel
         feedback = feedback_weights(self.kind, kernel, self.feedback)
         if self.kind.step == "learned":
@@ -145,29 +145,25 @@ class FeedbackPath(keras.layers.Layer):
                 self.add_loss(ops.cast(0.5 * self.kind.decay * squares, "float32"))
         else:
             feedback = ops.stop_gradient(feedback)
-        seen = inputs if seen is None else seen
-        signal = self.send_down(inputs, ops.cast(feedback, inputs.dtype), outputs, seen)
+        signal = self.send_down(inputs, ops.cast(feedback, inputs.dtype), outputs)
         return outputs + ops.cast(signal, outputs.dtype)
 
-    def send_down(self, inputs: Any, feedback: Any, outputs: Any, seen: Any) -> Any:
+    def send_down(self, inputs: Any, feedback: Any, outputs: Any) -> Any:
         """Zeros of `outputs`' shape, whose gradient sends the signal arriving at them down
-        to `inputs` through f's transpose with `feedback` (B), and, for a learned B, to B:
-        the signal times `seen`, the forward layer's own input (stop_gradient(x)), the very
-        product that is W's gradient, which the compiled step (TensorFlow's graph, XLA)
-        then computes once for both.  f's forward value is never computed: only its
-        gradient is used."""
+        to `inputs` through f's transpose with `feedback` (B), and, for a learned B, to B
+        (the signal times the input, as W's).  f's forward value is never computed: only
+        its gradient is used, so that each step costs the pathway one convolution (or
+        product) per layer, two for a learned B, on top of the network's own."""
         learned = self.kind.step == "learned"
 
         @ops.custom_gradient
-        def sent(inputs: Any, feedback: Any, seen: Any) -> tuple:
+        def sent(inputs: Any, feedback: Any) -> tuple:
             def backward(*args: Any, upstream: Any = None) -> tuple:
                 upstream = args[0] if upstream is None else upstream
-                to_inputs = pullback(lambda x: self.linear(x, feedback), [inputs], upstream)
                 if learned:
-                    to_feedback = pullback(lambda b: self.linear(seen, b), [feedback], upstream)
-                else:
-                    to_feedback = [ops.zeros_like(feedback)]
-                return to_inputs[0], to_feedback[0], ops.zeros_like(seen)
+                    return tuple(pullback(self.linear, [inputs, feedback], upstream))
+                to_inputs = pullback(lambda x: self.linear(x, feedback), [inputs], upstream)
+                return to_inputs[0], ops.zeros_like(feedback)
 
             # B enters the forward value, times zero: on TensorFlow, with B read only by
             # the backward pass, a process's first training with a learned B came out
@@ -175,10 +171,9 @@ class FeedbackPath(keras.layers.Layer):
             zeros = ops.zeros(ops.shape(outputs), inputs.dtype)
             return zeros + ops.sum(feedback) * 0, backward
 
-        return sent(inputs, feedback, seen)
+        return sent(inputs, feedback)
 
-    def compute_output_shape(self, inputs_shape: Any, outputs_shape: Any,
-                             seen_shape: Any = None) -> Any:
+    def compute_output_shape(self, inputs_shape: Any, outputs_shape: Any) -> Any:
         return outputs_shape
 
     def get_config(self) -> dict:
@@ -263,8 +258,7 @@ class Pathway:
             layer.build(tuple(inputs.shape))
         linear = LinearMap(layer)
         self.count += 1
-        seen = StopSignal(name=f"{layer.name}_stop")(inputs)
-        outputs = layer(seen, *others, **kwargs)
+        outputs = layer(StopSignal(name=f"{layer.name}_stop")(inputs), *others, **kwargs)
         if self.kind.direct:
             if not _is_input(inputs):
                 self.hidden.append((inputs, ops.convert_to_numpy(linear.kernel)))
@@ -273,7 +267,7 @@ class Pathway:
         initial = starting_values(kernel, kernel.shape, self.kind, (self.seed, self.count))
         path = FeedbackPath(linear, self.kind, initial, name=f"{layer.name}_feedback",
                             dtype=layer.dtype_policy)
-        return path(inputs, outputs, seen)
+        return path(inputs, outputs)
 
     def finish(self, outputs: Any) -> Any:
         """The network's output: for direct feedback, with the signal sent to every layer."""
