@@ -29,53 +29,19 @@ def gradients(function: Callable[..., Any], values: Sequence[Any]) -> list[np.nd
     Nothing is updated: no optimizer, no variable, no gradient kept on a variable.
     """
     values = [ops.convert_to_tensor(value) for value in values]
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        found = _tensorflow(function, values)
-    elif backend == "jax":
-        found = _jax(function, values)
-    elif backend == "torch":
-        found = _torch(function, values)
-    else:
-        raise NotImplementedError(f"no gradients on the {backend} backend")
+    found = pullback(function, values)
     return [np.zeros(tuple(value.shape), "float32") if gradient is None
             else ops.convert_to_numpy(gradient) for value, gradient in zip(values, found,
                                                                             strict=True)]
 
 
-def _tensorflow(function: Callable[..., Any], values: list) -> list:
-    # Here, not at the top: only the running backend need be installed.
-    import tensorflow as tf
-
-    values = [tf.identity(value) for value in values]  # a variable read, as a tensor
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(values)
-        result = function(*values)
-    return tape.gradient(result, values)
-
-
-def _jax(function: Callable[..., Any], values: list) -> list:
-    # Here, not at the top: only the running backend need be installed.
-    import jax
-
-    return jax.grad(lambda arguments: function(*arguments))(values)
-
-
-def _torch(function: Callable[..., Any], values: list) -> list:
-    # Here, not at the top: only the running backend need be installed.
-    import torch
-
-    # Leaves of their own: a variable's tensor passed in gains no gradient.
-    leaves = [value.detach().clone().requires_grad_(True) for value in values]
-    with torch.enable_grad():
-        result = function(*leaves)
-        return list(torch.autograd.grad(result, leaves, allow_unused=True))
-
-
-def pullback(function: Callable[..., Any], values: Sequence[Any], cotangent: Any) -> list:
+def pullback(function: Callable[..., Any], values: Sequence[Any], cotangent: Any = None) -> list:
     """The vector-Jacobian products of `function` at `values` with `cotangent` (the
-    gradient arriving at its output): one backend tensor per value, inside a compiled
-    step too.  For a `function` linear in a value, its transpose applied to `cotangent`.
+    gradient arriving at its output; None: ones, the gradient of a scalar): one backend
+    tensor per value (None, or zeros on JAX, where the result does not depend on it),
+    inside a compiled step too.  For a `function` linear in a value, its transpose applied
+    to `cotangent`.  Each value is a leaf of its own: no gradient reaches a variable
+    whose tensor is passed in.
 
     Only what the products need is computed: on TensorFlow and JAX the forward value of
     `function` is not (nothing consumes it, so the graph or XLA drops it); PyTorch, eager,
@@ -86,7 +52,7 @@ def pullback(function: Callable[..., Any], values: Sequence[Any], cotangent: Any
         # Here, not at the top: only the running backend need be installed.
         import tensorflow as tf
 
-        values = [tf.identity(value) for value in values]
+        values = [tf.identity(value) for value in values]  # a variable read, as a tensor
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(values)
             result = function(*values)
@@ -95,7 +61,8 @@ def pullback(function: Callable[..., Any], values: Sequence[Any], cotangent: Any
         # Here, not at the top: only the running backend need be installed.
         import jax
 
-        return list(jax.vjp(function, *values)[1](cotangent))
+        result, backward = jax.vjp(function, *values)
+        return list(backward(jax.numpy.ones_like(result) if cotangent is None else cotangent))
     if backend == "torch":
         # Here, not at the top: only the running backend need be installed.
         import torch
@@ -103,5 +70,5 @@ def pullback(function: Callable[..., Any], values: Sequence[Any], cotangent: Any
         leaves = [value.detach().requires_grad_(True) for value in values]
         with torch.enable_grad():
             result = function(*leaves)
-            return list(torch.autograd.grad(result, leaves, cotangent))
+            return list(torch.autograd.grad(result, leaves, cotangent, allow_unused=True))
     raise NotImplementedError(f"no gradients on the {backend} backend")
