@@ -269,6 +269,25 @@ def test_kolen_pollack_gives_B_the_update_of_W_so_W_minus_B_shrinks_by_the_decay
     np.testing.assert_allclose(after, (1 - 0.1 * decay) * before, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("name", ["dense", "loccon-1"])
+def test_kolen_pollacks_decay_takes_the_rate_of_W_and_of_B_each_step_outside_the_loss(name):
+    # Targets equal to the outputs: no learning signal, so the step is the decay alone.
+    decay = 0.05
+    kind = dataclasses.replace(FEEDBACK["kolen-pollack"], decay=decay)
+    model, layer = one_layer(name, kind)
+    path = next(la for la in layers_of(model) if isinstance(la, FeedbackPath))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(3).standard_normal((4, *model.input_shape[1:])).astype("float32")
+    y = ops.convert_to_numpy(model(x))
+    kernel, feedback = (ops.convert_to_numpy(w) for w in (layer.kernel, path.feedback))
+    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer.kernel), (1 - 0.1 * decay) * kernel,
+                               rtol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(path.feedback),
+                               (1 - 0.1 * decay) * feedback, rtol=1e-6)
+    assert history.history["loss"] == [0.0]  # the decay's penalty is not logged
+
+
 def test_a_layer_the_feedback_cannot_serve_is_refused_in_one_line_naming_it():
     inputs = keras.Input((6, 6, 2))
     x = keras.layers.DepthwiseConv2D(3, name="depthwise")(inputs)

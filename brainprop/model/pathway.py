@@ -107,6 +107,30 @@ def feedback_weights(kind: FeedbackKind, kernel: Any, stored: Any) -> Any:
     return stored
 
 
+def anchor(*tensors: Any) -> Any:
+    """A float32 zero computed from one value of each of `tensors`: what makes a tensor an
+    input of a forward value at the cost of reading one number of it."""
+    return sum(ops.cast(ops.reshape(tensor, (-1,))[0], "float32") * 0 for tensor in tensors)
+
+
+def weight_decay(rate: float, *weights: Any) -> Any:
+    """A float32 zero to add to the loss, whose gradient for each of `weights` is `rate`
+    times it: the gradient of the penalty rate/2 * sum(w^2), and so each step's update
+    takes learning rate * rate of each weight, without the penalty's value (the loss
+    logged leaves it out) or the full-sized temporaries of its gradient."""
+
+    @ops.custom_gradient
+    def term(*weights: Any) -> tuple:
+        def backward(*args: Any, upstream: Any = None) -> tuple:
+            upstream = args[0] if upstream is None else upstream
+            return tuple(weight * ops.cast(rate * upstream, weight.dtype) for weight in weights)
+
+        return anchor(*weights), backward
+
+    # Their values, not the variables: a read of each (cast to their own dtype), as a tensor.
+    return term(*(ops.cast(weight, weight.dtype) for weight in weights))
+
+
 @keras.saving.register_keras_serializable(package="brainprop")
 class FeedbackPath(keras.layers.Layer):
     """A weight layer's signal passed down through feedback weights B: called on the layer's
@@ -141,8 +165,7 @@ class FeedbackPath(keras.layers.Layer):
         feedback = feedback_weights(self.kind, kernel, self.feedback)
         if self.kind.step == "learned":
             if self.kind.decay:
-                squares = ops.sum(ops.square(kernel)) + ops.sum(ops.square(self.feedback))
-                self.add_loss(ops.cast(0.5 * self.kind.decay * squares, "float32"))
+                self.add_loss(weight_decay(self.kind.decay, kernel, self.feedback))
         else:
             feedback = ops.stop_gradient(feedback)
         signal = self.send_down(inputs, ops.cast(feedback, inputs.dtype), outputs)
@@ -165,11 +188,11 @@ class FeedbackPath(keras.layers.Layer):
                 to_inputs = pullback(lambda x: self.linear(x, feedback), [inputs], upstream)
                 return to_inputs[0], ops.zeros_like(feedback)
 
-            # B enters the forward value, times zero: on TensorFlow, with B read only by
+            # B enters the forward value (one number of it, times zero): on TensorFlow, with B read only by
             # the backward pass, a process's first training with a learned B came out
             # unlike its later ones (tests/test_pathway.py: two trainings of one seed).
             zeros = ops.zeros(ops.shape(outputs), inputs.dtype)
-            return zeros + ops.sum(feedback) * 0, backward
+            return zeros + ops.cast(anchor(feedback), inputs.dtype), backward
 
         return sent(inputs, feedback)
 
