@@ -14,14 +14,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
-def gradients(model: keras.Model, x, loss_of_outputs) -> list[np.ndarray]:
-    """d loss_of_outputs(model(x, training=True)) / d trainable weights, as NumPy."""
+def gradients(model: keras.Model, x, loss_of_outputs, training=True) -> list[np.ndarray]:
+    """d loss_of_outputs(model(x, training=training)) / d trainable weights, as NumPy."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            loss = loss_of_outputs(model(x, training=True))
+            loss = loss_of_outputs(model(x, training=training))
         return [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
     if backend == "jax":
         import jax
@@ -29,7 +29,7 @@ def gradients(model: keras.Model, x, loss_of_outputs) -> list[np.ndarray]:
         non_trainable = [v.value for v in model.non_trainable_variables]
 
         def loss_fn(trainable):
-            outputs, _ = model.stateless_call(trainable, non_trainable, x, training=True)
+            outputs, _ = model.stateless_call(trainable, non_trainable, x, training=training)
             return loss_of_outputs(outputs)
 
         grads = jax.grad(loss_fn)([v.value for v in model.trainable_variables])
@@ -37,7 +37,7 @@ def gradients(model: keras.Model, x, loss_of_outputs) -> list[np.ndarray]:
     if backend == "torch":
         import torch
 
-        loss = loss_of_outputs(model(x, training=True))
+        loss = loss_of_outputs(model(x, training=training))
         grads = torch.autograd.grad(loss, [v.value for v in model.trainable_variables])
         return [g.detach().cpu().numpy() for g in grads]
     pytest.skip(f"no gradient helper for backend {backend}")

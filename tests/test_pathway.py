@@ -360,6 +360,31 @@ def test_every_kind_trains_the_papers_networks_with_their_forward_pass_unchanged
 
 
 @pytest.mark.parametrize("kind", [k for k in FEEDBACK if k != "symmetric"])
+def test_a_network_with_feedback_saved_whole_loads_with_its_feedback(kind, tmp_path):
+    if kind == "kolen-pollack":
+        kind = dataclasses.replace(FEEDBACK[kind], decay=0.02)  # not the default, kept
+    model = paper_network("loccon", kind)
+    fit_a_little(model)  # W and a learned B away from where they started
+    model.save(tmp_path / "network.keras")
+    loaded = keras.models.load_model(tmp_path / "network.keras")
+    assert [w.path for w in loaded.weights] == [w.path for w in model.weights]
+    for ours, theirs in zip(loaded.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(ops.convert_to_numpy(ours), ops.convert_to_numpy(theirs))
+    paths = [[(la.kind, la.linear.layer.name) for la in layers_of(network)
+              if isinstance(la, FeedbackPath)] for network in (loaded, model)]
+    assert paths[0] == paths[1] and (get_feedback(kind).direct or paths[0])
+    # The signal goes down through the same B: the same gradient for every weight
+    # (inference: the same network without dropout's random draws).
+    rng = np.random.default_rng(6)
+    x = rng.random((2, 8, 8, 1)).astype("float32")
+    upstream = ops.convert_to_tensor(rng.standard_normal((2, 4)).astype("float32"))
+    found = [gradients(network, x, lambda y: ops.sum(y * upstream), training=False)
+             for network in (loaded, model)]
+    for ours, theirs in zip(*found, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", [k for k in FEEDBACK if k != "symmetric"])
 def test_without_feedback_is_the_same_network_sharing_its_weights_trained_by_backpropagation(
         kind):
     plain = paper_network("conv", "symmetric")

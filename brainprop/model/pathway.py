@@ -29,6 +29,7 @@ JAX and PyTorch.  The feedback weights are variables of layers of the model
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -138,27 +139,40 @@ class FeedbackPath(keras.layers.Layer):
     B.  The layer itself must be called on `stop_gradient(x)` (`Pathway` does both).
 
     Weights: `feedback`, B (W's shape), or for sign symmetry its magnitude (a scalar);
-    trainable only when learned (Kolen-Pollack), with W's regularizer.  Its forward layer
-    is not serialised: a network with feedback is rebuilt from code and given its weights.
+    trainable only when learned (Kolen-Pollack), with W's regularizer.  Saved in a
+    `.keras` file as its kind; loaded, it serves the layer whose output it is called on,
+    and its weights start at zero until the file's are loaded into them.
     """
 
     feeds_back = True  # its weights are not the network's own (legacy weight files)
 
-    def __init__(self, linear: LinearMap, kind: FeedbackKind, initial: np.ndarray,
-                 **kwargs: Any) -> None:
+    def __init__(self, linear: LinearMap | None, kind: FeedbackKind,
+                 initial: np.ndarray | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.linear = linear
         self.kind = kind
         self.initial = initial
 
+    def __call__(self, inputs: Any, outputs: Any, **kwargs: Any) -> Any:
+        if self.linear is None:  # rebuilt from its config: the layer that made `outputs`
+            self.linear = LinearMap(producer(outputs)[0])
+        return super().__call__(inputs, outputs, **kwargs)
+
     def build(self, inputs_shape: Any, outputs_shape: Any) -> None:
         learned = self.kind.step == "learned"
+        if self.initial is None:
+            shape = () if self.kind.start == "scale" else tuple(self.linear.kernel.shape)
+            initializer = "zeros"
+        else:
+            shape = self.initial.shape
+            initializer = lambda shape, dtype: ops.cast(self.initial, dtype)  # noqa: E731
         self.feedback = self.add_weight(
-            name="feedback", shape=self.initial.shape,
-            initializer=lambda shape, dtype: ops.cast(self.initial, dtype),
-            trainable=learned,
+            name="feedback", shape=shape, initializer=initializer, trainable=learned,
             regularizer=getattr(self.linear.kernel, "regularizer", None) if learned else None,
         )
+
+    def get_build_config(self) -> None:
+        """None: loaded, it is built when called, once the layer it serves is known."""
 
     def call(self, inputs: Any, outputs: Any) -> Any:
         kernel = self.linear.kernel
@@ -200,8 +214,16 @@ class FeedbackPath(keras.layers.Layer):
         return outputs_shape
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "kind": self.kind.name,
+        return {**super().get_config(), "kind": self.kind.name, "decay": self.kind.decay,
                 "forward_layer": self.linear.layer.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> FeedbackPath:
+        config = dict(config)
+        config.pop("forward_layer", None)  # found again from the graph, when called
+        kind = get_feedback(config.pop("kind"))
+        kind = dataclasses.replace(kind, decay=config.pop("decay", kind.decay))
+        return cls(None, kind, **config)
 
 
 @keras.saving.register_keras_serializable(package="brainprop")
@@ -213,17 +235,24 @@ class DirectFeedback(keras.layers.Layer):
 
     feeds_back = True  # its weights are not the network's own (legacy weight files)
 
-    def __init__(self, initial: list[np.ndarray], **kwargs: Any) -> None:
+    def __init__(self, initial: list[np.ndarray] | None = None, **kwargs: Any) -> None:
+        kwargs.pop("matrices", None)  # from a config: their shapes come from the call
         super().__init__(**kwargs)
         self.initial = initial
 
     def build(self, outputs_shape: Any, hidden_shape: Any) -> None:
+        # From a config (no starting values): zeros, until the file's weights are loaded.
+        initial = self.initial or [
+            np.zeros((math.prod(shape[1:]), outputs_shape[-1]), "float32")
+            for shape in hidden_shape
+        ]
         self.matrices = [
             self.add_weight(name=f"direct_{index}", shape=values.shape, trainable=False,
                             initializer=lambda shape, dtype, values=values: ops.cast(values,
                                                                                      dtype))
-            for index, values in enumerate(self.initial, 1)
+            for index, values in enumerate(initial, 1)
         ]
+        self.initial = initial
 
     def call(self, outputs: Any, hidden: list) -> Any:
         total = None
