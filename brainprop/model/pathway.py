@@ -202,9 +202,10 @@ class FeedbackPath(keras.layers.Layer):
                 to_inputs = pullback(lambda x: self.linear(x, feedback), [inputs], upstream)
                 return to_inputs[0], ops.zeros_like(feedback)
 
-            # B enters the forward value (one number of it, times zero): on TensorFlow, with B read only by
-            # the backward pass, a process's first training with a learned B came out
-            # unlike its later ones (tests/test_pathway.py: two trainings of one seed).
+            # B enters the forward value (one number of it, times zero): on TensorFlow,
+            # with B read only by the backward pass, a process's first training with a
+            # learned B came out unlike its later ones (tests/test_pathway.py: two
+            # trainings of one seed).
             zeros = ops.zeros(ops.shape(outputs), inputs.dtype)
             return zeros + ops.cast(anchor(feedback), inputs.dtype), backward
 
