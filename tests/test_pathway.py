@@ -15,6 +15,7 @@ from brainprop.model.feedback import FEEDBACK, get_feedback
 from brainprop.model.pathway import (
     DirectFeedback,
     FeedbackPath,
+    LinearMap,
     StopSignal,
     has_feedback,
     layers_of,
@@ -26,6 +27,7 @@ from brainprop.nets.architectures import ARCHITECTURES
 from brainprop.nets.build import build_model, compile_model
 from brainprop.nets.layers import LocallyConnected2D
 from brainprop.utils.errors import BrainPropError
+from brainprop.utils.gradients import pullback
 
 LAYER_KINDS = {  # name: (input shape, make the layer)
     "dense": ((5,), lambda: keras.layers.Dense(3, use_bias=False)),
@@ -162,6 +164,31 @@ def test_the_signal_passed_down_goes_through_B_and_the_update_stays_local(kind, 
     # The forward pass is the layer's own.
     plain = ops.convert_to_numpy(layer(x))
     np.testing.assert_array_equal(ops.convert_to_numpy(model(x)), plain)
+
+
+@pytest.mark.parametrize("name", ["dense", "loccon-1", "loccon-2"])
+@pytest.mark.parametrize("learned", [False, True])
+def test_a_maps_own_transpose_is_its_vector_jacobian_product_for_a_batch(name, learned):
+    # PyTorch takes the transpose of these maps from their own code, not from autograd.
+    shape, make = LAYER_KINDS[name]
+    layer = make()
+    layer.build((None, *shape))
+    linear = LinearMap(layer)
+    rng = np.random.default_rng(7)
+    x = ops.convert_to_tensor(rng.standard_normal((4, *shape)).astype("float32"))
+    kernel = ops.convert_to_tensor(
+        rng.standard_normal(tuple(layer.kernel.shape)).astype("float32"))
+    upstream = ops.convert_to_tensor(
+        rng.standard_normal(tuple(layer.compute_output_shape((4, *shape)))).astype("float32"))
+    to_inputs, to_kernel = linear.transpose(x, kernel, upstream, learned)
+    expected = pullback(linear, [x, kernel], upstream)
+    np.testing.assert_allclose(ops.convert_to_numpy(to_inputs),
+                               ops.convert_to_numpy(expected[0]), rtol=1e-5, atol=1e-5)
+    if learned:
+        np.testing.assert_allclose(ops.convert_to_numpy(to_kernel),
+                                   ops.convert_to_numpy(expected[1]), rtol=1e-5, atol=1e-5)
+    else:
+        assert to_kernel is None
 
 
 def test_symmetric_sends_the_signal_through_W_and_leaves_the_network_as_it_is():

@@ -68,6 +68,25 @@ class LinearMap:
             return ops.matmul(inputs, kernel)
         return self.layer.convolution_op(inputs, kernel)
 
+    def transpose(self, inputs: Any, kernel: Any, upstream: Any, learned: bool) -> tuple:
+        """f's transpose with `kernel` applied to `upstream` (the signal for `inputs`), and
+        for a learned kernel its gradient, `upstream` times `inputs` (else None)."""
+        # Eager PyTorch computes a function forward to differentiate it: there, a map's
+        # own transpose where it has one (TensorFlow's graph and XLA skip that forward).
+        if keras.backend.backend() == "torch":
+            if hasattr(self.layer, "linear_map_transpose"):
+                return self.layer.linear_map_transpose(inputs, kernel, upstream, learned)
+            if isinstance(self.layer, keras.layers.Dense):
+                to_inputs = ops.matmul(upstream, ops.transpose(kernel))
+                if not learned:
+                    return to_inputs, None
+                flat_inputs = ops.reshape(inputs, (-1, inputs.shape[-1]))
+                flat_upstream = ops.reshape(upstream, (-1, upstream.shape[-1]))
+                return to_inputs, ops.matmul(ops.transpose(flat_inputs), flat_upstream)
+        if learned:
+            return tuple(pullback(self, [inputs, kernel], upstream))
+        return pullback(lambda x: self(x, kernel), [inputs], upstream)[0], None
+
 
 def serves(layer: keras.layers.Layer) -> bool:
     """Whether `layer` is a weight layer whose signal a feedback pathway can send down."""
@@ -197,10 +216,8 @@ class FeedbackPath(keras.layers.Layer):
         def sent(inputs: Any, feedback: Any) -> tuple:
             def backward(*args: Any, upstream: Any = None) -> tuple:
                 upstream = args[0] if upstream is None else upstream
-                if learned:
-                    return tuple(pullback(self.linear, [inputs, feedback], upstream))
-                to_inputs = pullback(lambda x: self.linear(x, feedback), [inputs], upstream)
-                return to_inputs[0], ops.zeros_like(feedback)
+                to_inputs, to_feedback = self.linear.transpose(inputs, feedback, upstream, learned)
+                return to_inputs, ops.zeros_like(feedback) if to_feedback is None else to_feedback
 
             # B enters the forward value (one number of it, times zero): on TensorFlow,
             # with B read only by the backward pass, a process's first training with a

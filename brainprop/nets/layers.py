@@ -98,39 +98,56 @@ def window_patches(
         patches = ops.concatenate(windows, axis=-1)  # (out_rows, out_cols, batch, window)
         return ops.reshape(patches, (out_rows * out_cols, -1, kh * kw * channels))
 
-    def paste(upstream: Any) -> Any:
-        upstream = ops.reshape(upstream, (out_rows, out_cols, -1, kh * kw * channels))
-        phases: dict[tuple[int, int], Any] = {}
-        for (i, j), piece in zip(offsets, ops.split(upstream, kh * kw, axis=-1), strict=True):
-            top, left = i // sh, j // sw
-            placed = ops.pad(
-                piece,
-                ((top, grid_rows - top - out_rows), (left, grid_cols - left - out_cols),
-                 (0, 0), (0, 0)),
-            )
-            key = (i % sh, j % sw)
-            phases[key] = placed if key not in phases else phases[key] + placed
-        if len(phases) < sh * sw:  # phases no window reads (kernel < stride)
-            zeros = ops.zeros_like(phases[0, 0])
-            phases.update({(p, q): zeros for p in range(sh) for q in range(sw)
-                           if (p, q) not in phases})
-        grid = ops.stack(
-            [ops.stack([phases[p, q] for q in range(sw)]) for p in range(sh)]
-        )  # (sh, sw, rows, cols, batch, ch)
-        x = ops.reshape(
-            ops.transpose(grid, (4, 2, 0, 3, 1, 5)),
-            (-1, grid_rows * sh, grid_cols * sw, channels),
-        )
-        return _fit_rows_cols(x, rows, cols)
-
     @ops.custom_gradient
     def extract(x: Any) -> Any:
         def gradient(*args: Any, upstream: Any = None) -> Any:
-            return paste(args[0] if upstream is None else upstream)
+            upstream = args[0] if upstream is None else upstream
+            return window_patches_transpose(upstream, (rows, cols, channels), kernel_size,
+                                            strides, output_size)
 
         return cut(x), gradient
 
     return extract(inputs)
+
+
+def window_patches_transpose(
+    upstream: Any,
+    image_size: tuple[int, int, int],
+    kernel_size: tuple[int, int],
+    strides: tuple[int, int],
+    output_size: tuple[int, int],
+) -> Any:
+    """`window_patches`' transpose: `(positions, batch, window)` -> images of
+    `image_size` (rows, cols, channels), each window's values added back where it was
+    cut (the gradient of `window_patches`)."""
+    (kh, kw), (sh, sw) = kernel_size, strides
+    out_rows, out_cols = output_size
+    rows, cols, channels = image_size
+    grid_rows, grid_cols = _phase_grid(kernel_size, strides, output_size)
+    offsets = [(i, j) for i in range(kh) for j in range(kw)]
+    upstream = ops.reshape(upstream, (out_rows, out_cols, -1, kh * kw * channels))
+    phases: dict[tuple[int, int], Any] = {}
+    for (i, j), piece in zip(offsets, ops.split(upstream, kh * kw, axis=-1), strict=True):
+        top, left = i // sh, j // sw
+        placed = ops.pad(
+            piece,
+            ((top, grid_rows - top - out_rows), (left, grid_cols - left - out_cols),
+             (0, 0), (0, 0)),
+        )
+        key = (i % sh, j % sw)
+        phases[key] = placed if key not in phases else phases[key] + placed
+    if len(phases) < sh * sw:  # phases no window reads (kernel < stride)
+        zeros = ops.zeros_like(phases[0, 0])
+        phases.update({(p, q): zeros for p in range(sh) for q in range(sw)
+                       if (p, q) not in phases})
+    grid = ops.stack(
+        [ops.stack([phases[p, q] for q in range(sw)]) for p in range(sh)]
+    )  # (sh, sw, rows, cols, batch, ch)
+    x = ops.reshape(
+        ops.transpose(grid, (4, 2, 0, 3, 1, 5)),
+        (-1, grid_rows * sh, grid_cols * sw, channels),
+    )
+    return _fit_rows_cols(x, rows, cols)
 
 
 @keras.saving.register_keras_serializable(package="brainprop")
@@ -275,6 +292,25 @@ class LocallyConnected2D(keras.layers.Layer):
         return ops.reshape(
             ops.transpose(outputs, (1, 0, 2)), (-1, out_rows, out_cols, self.filters)
         )
+
+    def linear_map_transpose(self, inputs: Any, kernel: Any, upstream: Any,
+                             learned: bool) -> tuple:
+        """`linear_map`'s transpose with `kernel` applied to `upstream` (a signal at the
+        outputs): the signal for `inputs`, and if `learned` the kernel's gradient, the
+        signal times the patches (else None); the outputs themselves are not computed."""
+        _, rows, cols, channels = inputs.shape
+        out_rows, out_cols = self._output_size(rows, cols)
+        signal = ops.transpose(
+            ops.reshape(upstream, (-1, out_rows * out_cols, self.filters)), (1, 0, 2)
+        )  # (positions, batch, filters)
+        to_patches = ops.matmul(signal, ops.transpose(kernel, (0, 2, 1)))
+        to_inputs = window_patches_transpose(to_patches, (rows, cols, channels),
+                                             self.kernel_size, self.strides,
+                                             (out_rows, out_cols))
+        if not learned:
+            return to_inputs, None
+        patches = window_patches(inputs, self.kernel_size, self.strides, (out_rows, out_cols))
+        return to_inputs, ops.matmul(ops.transpose(patches, (0, 2, 1)), signal)
 
     def call(self, inputs: Any) -> Any:
         outputs = self.linear_map(inputs, self.kernel)
