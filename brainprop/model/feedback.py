@@ -62,6 +62,11 @@ class FeedbackKind:
         """Whether B is W: the network is built exactly as without feedback weights."""
         return self.start == "tied"
 
+    @property
+    def learned(self) -> bool:
+        """Whether B learns (W's update, its own gradient): a trainable weight."""
+        return self.step == "learned"
+
 
 FEEDBACK: dict[str, FeedbackKind] = {kind.name: kind for kind in (
     FeedbackKind("symmetric", start="tied", step="tied",

@@ -178,7 +178,6 @@ class FeedbackPath(keras.layers.Layer):
         return super().__call__(inputs, outputs, **kwargs)
 
     def build(self, inputs_shape: Any, outputs_shape: Any) -> None:
-        learned = self.kind.step == "learned"
         if self.initial is None:
             shape = () if self.kind.start == "scale" else tuple(self.linear.kernel.shape)
             initializer = "zeros"
@@ -186,8 +185,9 @@ class FeedbackPath(keras.layers.Layer):
             shape = self.initial.shape
             initializer = lambda shape, dtype: ops.cast(self.initial, dtype)  # noqa: E731
         self.feedback = self.add_weight(
-            name="feedback", shape=shape, initializer=initializer, trainable=learned,
-            regularizer=getattr(self.linear.kernel, "regularizer", None) if learned else None,
+            name="feedback", shape=shape, initializer=initializer, trainable=self.kind.learned,
+            regularizer=(getattr(self.linear.kernel, "regularizer", None) if self.kind.learned
+                         else None),
         )
 
     def get_build_config(self) -> None:
@@ -196,7 +196,7 @@ class FeedbackPath(keras.layers.Layer):
     def call(self, inputs: Any, outputs: Any) -> Any:
         kernel = self.linear.kernel
         feedback = feedback_weights(self.kind, kernel, self.feedback)
-        if self.kind.step == "learned":
+        if self.kind.learned:
             if self.kind.decay:
                 self.add_loss(weight_decay(self.kind.decay, kernel, self.feedback))
         else:
@@ -210,13 +210,13 @@ class FeedbackPath(keras.layers.Layer):
         (the signal times the input, as W's).  f's forward value is never computed: only
         its gradient is used, so that each step costs the pathway one convolution (or
         product) per layer, two for a learned B, on top of the network's own."""
-        learned = self.kind.step == "learned"
 
         @ops.custom_gradient
         def sent(inputs: Any, feedback: Any) -> tuple:
             def backward(*args: Any, upstream: Any = None) -> tuple:
                 upstream = args[0] if upstream is None else upstream
-                to_inputs, to_feedback = self.linear.transpose(inputs, feedback, upstream, learned)
+                to_inputs, to_feedback = self.linear.transpose(inputs, feedback, upstream,
+                                                                self.kind.learned)
                 return to_inputs, ops.zeros_like(feedback) if to_feedback is None else to_feedback
 
             # B enters the forward value (one number of it, times zero): on TensorFlow,
